@@ -1,0 +1,207 @@
+"""The validated configuration as frozen value objects.
+
+Everything past the loader works with these classes, never with the raw YAML dicts. They are
+built once per (re)load by :mod:`b2bd.config.build` from documents that already passed the JSON
+Schema and the rule checks, so they hold no invariant checks of their own beyond their types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+Severity = Literal["error", "warning"]
+Direction = Literal["from-school", "to-school"]
+DataType = Literal["attainment", "attendance", "changed", "snapshot"]
+AttendanceKind = Literal[
+    "all-attendances-current-year",
+    "unauthorised-absences-current-year",
+    "all-absences-current-year",
+    "all-attendances-previous-year",
+    "attendance-changed",
+]
+CohortGroup = Literal["ncy", "lac", "leavers"]
+CatchUp = Literal["none", "latest", "all"]
+Overlap = Literal["skip", "queue"]
+Mis = Literal["sims", "sims-primary"]
+EndpointType = Literal["directory", "wonde"]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding of validation, pointing at a place in a file.
+
+    ``file`` is relative to the config dir; ``line`` and ``column`` are 1-based (0 when the
+    problem concerns the whole file, e.g. an unreadable one); ``path`` is a JSON pointer into the
+    document. Ordering sorts by file, then line, column.
+    """
+
+    file: str
+    line: int
+    column: int
+    rule: str
+    severity: Severity
+    message: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How runs of a task behave; task values override b2bd.yaml ``defaults``."""
+
+    retries: int = 3
+    retry_backoff: dt.timedelta = dt.timedelta(seconds=30)
+    timeout: dt.timedelta = dt.timedelta(minutes=15)
+    catch_up: CatchUp = "latest"
+    starting_deadline: dt.timedelta | None = dt.timedelta(hours=12)
+    overlap: Overlap = "skip"
+    jitter: dt.timedelta = dt.timedelta(0)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a base's data lives (or where the LA store is).
+
+    ``directory``: ``path`` is absolute (resolved against the config dir).
+    ``wonde``: ``school_id`` plus the name of a systemd credential holding the token; the token
+    itself is never part of the model.
+    """
+
+    type: EndpointType
+    path: Path | None = None
+    school_id: str | None = None
+    token_credential: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Base:
+    """One school's MIS database, keyed by its 7-digit LAESTAB."""
+
+    id: str
+    name: str
+    phase: str
+    mis: Mis
+    sims_version: str
+    b2b_phase: int
+    services_manager: bool
+    lockdown: bool
+    endpoint: Endpoint
+    tags: frozenset[str] = frozenset()
+    cross_border: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """Each listed weekday (0 = Monday) at each listed local time."""
+
+    days: frozenset[int]
+    times: tuple[dt.time, ...]
+
+
+@dataclass(frozen=True)
+class Monthly:
+    """Each listed day (1..31 or ``"last"``) of each listed month (1..12) at each local time."""
+
+    days: tuple[int | Literal["last"], ...]
+    months: frozenset[int]
+    times: tuple[dt.time, ...]
+
+
+@dataclass(frozen=True)
+class Once:
+    """A single naive local date-time."""
+
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a task is due: the rule, the zone its local times are read in, and an inclusive
+    local expiry date (no slot on a later local date)."""
+
+    rule: Weekly | Monthly | Once
+    timezone: ZoneInfo
+    expires: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class BaseSelector:
+    """``bases:`` of a task: explicit ids, tags and/or all (a union)."""
+
+    ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    type: DataType
+    attendance: AttendanceKind | None = None
+    months: int | None = None
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Which pupils: ``ncy`` None means every NCY including X (exempt)."""
+
+    group: CohortGroup
+    ncy: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task file. ``targets`` are the bases the selector resolved to after the rule checks
+    excluded (with warnings) the tag/all-selected bases that cannot take part."""
+
+    id: str
+    file: str
+    description: str
+    enabled: bool
+    direction: Direction
+    bases: BaseSelector
+    data: DataSpec
+    cohort: Cohort
+    schedule: Schedule
+    policy: Policy
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """b2bd.yaml."""
+
+    la_code: str
+    la_name: str
+    one_version: str
+    timezone: ZoneInfo
+    academic_year_start: tuple[int, int]
+    state_dir: Path
+    la_store: Endpoint
+    concurrency: int
+    defaults: Policy
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole config dir after validation.
+
+    ``tasks`` holds only tasks whose file is valid; ``problems`` holds every finding, sorted.
+    ``digests`` maps each file (relative path) to the sha256 of its bytes, so a reload can tell
+    what changed.
+    """
+
+    root: Path
+    settings: Settings | None
+    bases: dict[str, Base] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+    digests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
