@@ -1,0 +1,266 @@
+"""Decode one JSON line into a checked record, or say why it was rejected.
+
+This is the transfer hot path: a mark is decoded by a reused ``msgspec`` decoder into a
+:class:`~b2bd.records.model.SessionMark` (which also checks the field set, types, ``session``
+and that ``code`` is a known code), then the checks msgspec cannot express run in Python
+against per-decoder caches: a UPN's check letter is computed once per distinct UPN (the same
+pupil repeats across hundreds of marks), a date once per distinct date.
+
+A rejection carries a *reason class* and the offending field's name, never a value: the line
+may hold a child's personal data, and rejections end up in manifests, the journal and logs.
+
+Thread safety: a :class:`RecordDecoder` is meant for one reader at a time (the caches are
+plain dicts; concurrent use is memory-safe under the GIL but may redo work). Use one per read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import msgspec
+
+from b2bd.records.codes import DATE_RANGES
+from b2bd.records.model import (
+    PATTERNS,
+    STRUCTS,
+    Deletion,
+    Pupil,
+    Record,
+    RecordKind,
+    Result,
+    SessionMark,
+)
+from b2bd.records.upn import upn_problem
+
+Reason = Literal[
+    "json",
+    "schema",
+    "upn-format",
+    "upn-check-letter",
+    "ncy-code",
+    "attendance-code",
+    "date",
+    "key",
+]
+
+REASONS: dict[Reason, str] = {
+    "json": "the line is not a JSON object",
+    "schema": "a field is missing, unknown, of the wrong type or out of its allowed values",
+    "upn-format": "a UPN is not 13 characters of the UPN shape",
+    "upn-check-letter": "a UPN's check letter does not match its digits",
+    "ncy-code": "an NCY outside E1 E2 N1 N2 R 1..14 X",
+    "attendance-code": "an attendance code not in the DfE table, or not valid on the mark's date",
+    "date": "a date or time that is malformed or not on the calendar",
+    "key": "a deletion's key is not a record key of its kind",
+}
+"""Every rejection reason class, with what it means (for manifests and documentation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a line was not accepted: a reason class and the field concerned (None when the
+    line as a whole is at fault). Never holds the offending value."""
+
+    reason: Reason
+    field: str | None = None
+
+
+_DATE_RE: Final = re.compile(PATTERNS["date"])
+_TIME_RE: Final = re.compile(PATTERNS["time"])
+_FIELD_IN_MESSAGE: Final = re.compile(r"at `\$\.(\w+)")
+_FIELD_REASON: dict[str, Reason] = {
+    "ncy": "ncy-code",
+    "code": "attendance-code",
+    "dob": "date",
+    "date": "date",
+    "admission_date": "date",
+    "leaving_date": "date",
+    "result_date": "date",
+    "updated_at": "date",
+    "deleted_at": "date",
+}
+_KEY_PARTS: dict[str, int] = {"pupil": 1, "mark": 3, "result": 5}
+_MAX_CACHE: Final = 200_000
+_UNSEEN: Final = object()
+
+
+def is_calendar_date(text: str) -> bool:
+    """Whether ``text`` is ``YYYY-MM-DD`` naming a real day (2026-02-30 is not)."""
+    if not _DATE_RE.fullmatch(text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_utc_time(text: str) -> bool:
+    """Whether ``text`` is ``YYYY-MM-DDTHH:MM:SSZ`` on a real day."""
+    return _TIME_RE.fullmatch(text) is not None and is_calendar_date(text[:10])
+
+
+class RecordDecoder:
+    """Decodes and checks lines of one record kind: ``decoder(line) -> record | Rejection``.
+
+    ``line`` is one JSON object (bytes or str; surrounding whitespace and the newline are
+    fine). The returned record is one of the Structs of :mod:`b2bd.records.model`, and every
+    convention that module lists holds for it.
+    """
+
+    def __init__(self, kind: RecordKind) -> None:
+        self.kind: RecordKind = kind
+        self._decoder = msgspec.json.Decoder(STRUCTS[kind])
+        self._upns: dict[str, Reason | None] = {}
+        self._dates: dict[str, bool] = {}
+        self._times: dict[str, bool] = {}
+        self._check = {
+            "pupil": self._check_pupil,
+            "mark": self._check_mark,
+            "result": self._check_result,
+            "deletion": self._check_deletion,
+        }[kind]
+
+    def __call__(self, line: bytes | str) -> Record | Rejection:
+        try:
+            record = self._decoder.decode(line)
+        except msgspec.ValidationError as error:
+            return _rejection_for(error)
+        except msgspec.DecodeError:
+            return _REJECT_JSON
+        return self._check(record)
+
+    # -- per-kind checks: return the record itself or a Rejection ---------------------------
+
+    def _check_mark(self, mark: SessionMark) -> SessionMark | Rejection:  # type: ignore[override]
+        problem = self._upns.get(mark.upn, _UNSEEN)
+        if problem is _UNSEEN:
+            problem = self._upn(mark.upn)
+        if problem is not None:
+            return _REJECT_UPN[problem]  # type: ignore[index]
+        date = mark.date
+        if not self._dates.get(date) and not self._date(date):
+            return _REJECT_DATE["date"]
+        bounds = DATE_RANGES.get(mark.code)
+        if bounds is not None and not bounds[0] <= date <= bounds[1]:
+            return _REJECT_CODE
+        if not self._times.get(mark.updated_at) and not self._time(mark.updated_at):
+            return _REJECT_DATE["updated_at"]
+        return mark
+
+    def _check_pupil(self, pupil: Pupil) -> Pupil | Rejection:  # type: ignore[override]
+        problem = self._upn(pupil.upn)
+        if problem is not None:
+            return _REJECT_UPN[problem]
+        for name in ("dob", "admission_date", "leaving_date"):
+            value = getattr(pupil, name)
+            if value is not None and not self._date(value):
+                return _REJECT_DATE[name]
+        if pupil.care_authority is not None and not (
+            len(pupil.care_authority) == 3 and pupil.care_authority.isdigit()
+        ):
+            return Rejection("schema", "care_authority")
+        if not self._time(pupil.updated_at):
+            return _REJECT_DATE["updated_at"]
+        return pupil
+
+    def _check_result(self, result: Result) -> Result | Rejection:  # type: ignore[override]
+        problem = self._upns.get(result.upn, _UNSEEN)
+        if problem is _UNSEEN:
+            problem = self._upn(result.upn)
+        if problem is not None:
+            return _REJECT_UPN[problem]  # type: ignore[index]
+        if not self._date(result.result_date):
+            return _REJECT_DATE["result_date"]
+        if not self._time(result.updated_at):
+            return _REJECT_DATE["updated_at"]
+        return result
+
+    def _check_deletion(self, deletion: Deletion) -> Deletion | Rejection:  # type: ignore[override]
+        parts = deletion.key.split("/")
+        if len(parts) != _KEY_PARTS[deletion.record] or not all(parts):
+            return _REJECT_KEY
+        problem = self._upn(parts[0])
+        if problem is not None:
+            return _REJECT_UPN_KEY[problem]
+        if deletion.record == "mark" and (not self._date(parts[1]) or parts[2] not in ("AM", "PM")):
+            return _REJECT_KEY
+        if not self._time(deletion.deleted_at):
+            return _REJECT_DATE["deleted_at"]
+        return deletion
+
+    # -- cached checks ---------------------------------------------------------------------
+
+    def _upn(self, upn: str) -> Reason | None:
+        problem = self._upns.get(upn, _UNSEEN)
+        if problem is _UNSEEN:
+            if len(self._upns) >= _MAX_CACHE:
+                self._upns.clear()
+            problem = self._upns[upn] = upn_problem(upn)
+        return problem  # type: ignore[return-value]
+
+    def _date(self, text: str) -> bool:
+        ok = self._dates.get(text)
+        if ok is None:
+            if len(self._dates) >= _MAX_CACHE:
+                self._dates.clear()
+            ok = self._dates[text] = is_calendar_date(text)
+        return ok
+
+    def _time(self, text: str) -> bool:
+        ok = self._times.get(text)
+        if ok is None:
+            if len(self._times) >= _MAX_CACHE:
+                self._times.clear()
+            ok = self._times[text] = _TIME_RE.fullmatch(text) is not None and self._date(text[:10])
+        return ok
+
+
+_REJECT_JSON = Rejection("json")
+_REJECT_CODE = Rejection("attendance-code", "code")
+_REJECT_KEY = Rejection("key", "key")
+_REJECT_UPN: dict[Reason, Rejection] = {
+    "upn-format": Rejection("upn-format", "upn"),
+    "upn-check-letter": Rejection("upn-check-letter", "upn"),
+}
+_REJECT_UPN_KEY: dict[Reason, Rejection] = {
+    "upn-format": Rejection("upn-format", "key"),
+    "upn-check-letter": Rejection("upn-check-letter", "key"),
+}
+_REJECT_DATE: dict[str, Rejection] = {
+    name: Rejection("date", name)
+    for name in (
+        *("dob", "date", "admission_date", "leaving_date"),
+        *("result_date", "updated_at", "deleted_at"),
+    )
+}
+
+
+def _rejection_for(error: msgspec.ValidationError) -> Rejection:
+    """Map msgspec's message (which names the field, e.g. "... - at `$.code`") to a reason.
+    msgspec can quote the bad value in its message, so only the field name is kept."""
+    found = _FIELD_IN_MESSAGE.search(str(error))
+    field = found.group(1) if found else None
+    if field is not None and ("missing required field" in str(error)):
+        return Rejection("schema", field)
+    reason: Reason = "schema"
+    if field is not None:
+        reason = _FIELD_REASON.get(field, "schema")
+        if field == "upn":
+            reason = "upn-format"
+    return Rejection(reason, field)
+
+
+_DEFAULT_DECODERS: dict[RecordKind, RecordDecoder] = {}
+
+
+def decode(kind: RecordKind, line: bytes | str) -> Record | Rejection:
+    """Decode and check one line with a shared per-kind decoder (convenient, not for threads
+    that need isolated caches: build a :class:`RecordDecoder` per reader for that)."""
+    decoder = _DEFAULT_DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DEFAULT_DECODERS[kind] = RecordDecoder(kind)
+    return decoder(line)
