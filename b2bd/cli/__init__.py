@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=Path(os.environ.get("B2BD_CONFIG", "/etc/b2bd")),
-        help="config dir holding b2bd.yaml, bases.yaml and tasks/ (default: $B2BD_CONFIG or /etc/b2bd)",
+        help="config dir: b2bd.yaml, bases.yaml, tasks/ (default: $B2BD_CONFIG or /etc/b2bd)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -1,0 +1,161 @@
+"""Schema-valid documents -> model objects (pure).
+
+Only called on documents that passed their JSON Schema, so shapes are trusted here; defaults
+(b2bd.yaml ``defaults``, the settings' timezone) are applied here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from b2bd.config.model import (
+    Base,
+    BaseSelector,
+    Cohort,
+    DataSpec,
+    Endpoint,
+    Monthly,
+    Once,
+    Policy,
+    Schedule,
+    Settings,
+    Task,
+    Weekly,
+)
+from b2bd.records.ncy import normalise_ncy
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DEFAULT_STATE_DIR = Path("/var/lib/b2bd")
+_DURATION_PART = re.compile(r"([0-9]+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30s``, ``15m``, ``12h``, ``1d`` or combinations such as ``1h30m``."""
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    return dt.timedelta(seconds=seconds)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"7.166"`` -> (7, 166): versions compare by component, so 7.2 < 7.166."""
+    return tuple(int(part) for part in text.split("."))
+
+
+def _resolve(root: Path, text: str) -> Path:
+    path = Path(text)
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def build_policy(doc: dict[str, Any] | None, base: Policy) -> Policy:
+    if not doc:
+        return base
+    durations = {
+        k: parse_duration(v)
+        for k, v in doc.items()
+        if k in ("retry_backoff", "timeout", "starting_deadline", "jitter")
+    }
+    plain = {k: v for k, v in doc.items() if k in ("retries", "catch_up", "overlap")}
+    return Policy(**{**base.__dict__, **plain, **durations})
+
+
+def build_settings(doc: dict[str, Any], root: Path) -> Settings:
+    month, day = (int(x) for x in doc.get("academic_year_start", "08-01").split("-"))
+    state = doc.get("state_dir")
+    state_dir = (
+        _resolve(root, state)
+        if state
+        else Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR)
+    )
+    return Settings(
+        la_code=doc["la"]["code"],
+        la_name=doc["la"]["name"],
+        one_version=doc["one_version"],
+        timezone=ZoneInfo(doc.get("timezone", "Europe/London")),
+        academic_year_start=(month, day),
+        state_dir=state_dir,
+        la_store=Endpoint(type="directory", path=_resolve(root, doc["la_store"]["path"])),
+        concurrency=int(doc.get("concurrency", 8)),
+        defaults=build_policy(doc.get("defaults"), Policy()),
+    )
+
+
+def build_base(doc: dict[str, Any], root: Path) -> Base:
+    ep = doc["endpoint"]
+    endpoint = Endpoint(
+        type=ep["type"],
+        path=_resolve(root, ep["path"]) if "path" in ep else None,
+        school_id=ep.get("school_id"),
+        token_credential=(ep.get("token") or {}).get("credential"),
+        url=ep.get("url"),
+    )
+    return Base(
+        id=doc["id"],
+        name=doc["name"],
+        phase=doc.get("phase", "secondary"),
+        mis=doc["mis"],
+        sims_version=doc["sims_version"],
+        b2b_phase=doc["b2b_phase"],
+        services_manager=doc["services_manager"],
+        lockdown=doc.get("lockdown", False),
+        endpoint=endpoint,
+        tags=frozenset(doc.get("tags", ())),
+        cross_border=doc.get("cross_border", False),
+        enabled=doc.get("enabled", True),
+    )
+
+
+def _times(items: list[str]) -> tuple[dt.time, ...]:
+    return tuple(sorted({dt.time.fromisoformat(t) for t in items}))
+
+
+def build_schedule(doc: dict[str, Any], default_zone: ZoneInfo) -> Schedule:
+    zone = ZoneInfo(doc["timezone"]) if "timezone" in doc else default_zone
+    expires = dt.date.fromisoformat(doc["expires"]) if "expires" in doc else None
+    rule: Weekly | Monthly | Once
+    if "weekly" in doc:
+        w = doc["weekly"]
+        rule = Weekly(
+            days=frozenset(WEEKDAYS.index(d) for d in w["days"]), times=_times(w["times"])
+        )
+    elif "monthly" in doc:
+        m = doc["monthly"]
+        months: set[int] = set()
+        for item in m.get("months", ["all"]):
+            if item == "all":
+                months.update(range(1, 13))
+            else:
+                months.add(item if isinstance(item, int) else MONTHS.index(item) + 1)
+        rule = Monthly(days=tuple(m["days"]), months=frozenset(months), times=_times(m["times"]))
+    else:
+        rule = Once(at=dt.datetime.strptime(doc["once"], "%Y-%m-%dT%H:%M"))
+    return Schedule(rule=rule, timezone=zone, expires=expires)
+
+
+def build_task(doc: dict[str, Any], file: str, settings_zone: ZoneInfo, defaults: Policy) -> Task:
+    b = doc["bases"]
+    d = doc["data"]
+    c = doc.get("cohort", {"group": "ncy"})
+    ncy = c.get("ncy", "all")
+    return Task(
+        id=doc["id"],
+        file=file,
+        description=doc.get("description", ""),
+        enabled=doc.get("enabled", True),
+        direction=doc["direction"],
+        bases=BaseSelector(
+            ids=tuple(b.get("ids", ())), tags=tuple(b.get("tags", ())), all=b.get("all", False)
+        ),
+        data=DataSpec(type=d["type"], attendance=d.get("attendance"), months=d.get("months")),
+        cohort=Cohort(
+            group=c["group"],
+            ncy=None if ncy == "all" else frozenset(cast(str, normalise_ncy(v)) for v in ncy),
+        ),
+        schedule=build_schedule(doc["schedule"], settings_zone),
+        policy=build_policy(doc.get("policy"), defaults),
+    )

@@ -1,0 +1,218 @@
+"""Loading a whole config dir: files -> documents -> schema -> model -> rules -> Config.
+
+This is the I/O shell of the config package: it lists and reads the files, and hands the
+documents to the pure schema, build and rules modules. It never raises for bad content: every
+problem of every file is collected in one pass, with file, line and column.
+
+Reload semantics (``last_good``): a file that fails validation keeps its last good version in
+force (the previous settings, the previous registry, or the previous task from the same file),
+while every valid file applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from b2bd.config.build import build_base, build_settings, build_task
+from b2bd.config.model import Base, Config, Policy, Problem, Settings, Task
+from b2bd.config.rules import (
+    duplicate_ids,
+    la_findings,
+    registry_findings,
+    resolve_bases,
+    task_findings,
+)
+from b2bd.config.schema import DocumentKind, Finding, check
+from b2bd.config.yamlfile import FileProblem, Loaded, parse, read_text
+
+SETTINGS_FILE = "b2bd.yaml"
+BASES_FILE = "bases.yaml"
+TASKS_DIR = "tasks"
+DEFAULT_TIMEZONE = ZoneInfo("Europe/London")
+_EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
+
+
+class ConfigDirError(Exception):
+    """The config dir itself cannot be read (a usage error, not a validation problem)."""
+
+
+def is_task_file(name: str) -> bool:
+    """Task files are ``*.yaml``/``*.yml``; hidden files (``.x``, ``..data``), editor temp and
+    backup files are ignored."""
+    return (
+        not name.startswith((".", "#"))
+        and name.endswith((".yaml", ".yml"))
+        and not name.endswith(_EDITOR_TEMP_SUFFIXES)
+    )
+
+
+def config_files(root: Path) -> list[str]:
+    """The files of a config dir, relative to it, in a stable order."""
+    if not root.is_dir():
+        raise ConfigDirError(f"config dir {root} does not exist or is not a directory")
+    files = [SETTINGS_FILE, BASES_FILE]
+    tasks = root / TASKS_DIR
+    if tasks.is_dir():
+        try:
+            names = sorted(p.name for p in tasks.iterdir() if is_task_file(p.name))
+        except OSError as exc:
+            raise ConfigDirError(f"cannot list {tasks}: {exc.strerror}") from exc
+        files.extend(f"{TASKS_DIR}/{name}" for name in names)
+    return files
+
+
+@dataclass
+class _File:
+    """One file during a load: its document or the problem that stopped it."""
+
+    name: str
+    kind: DocumentKind
+    digest: str = ""
+    doc: Loaded | None = None
+    findings: list[Finding] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems) or any(
+            f.severity == "error" for f in self.findings
+        )
+
+    def positioned(self) -> Iterator[Problem]:
+        yield from self.problems
+        assert self.doc is not None or not self.findings
+        for f in self.findings:
+            assert self.doc is not None
+            pos = self.doc.key_at(f.pointer) if f.at_key else self.doc.value_at(f.pointer)
+            yield Problem(self.name, pos.line, pos.column, f.rule, f.severity, f.message, f.pointer)
+
+
+def _read(root: Path, name: str, kind: DocumentKind) -> _File:
+    file = _File(name, kind)
+    path = root / name
+    try:
+        if not path.exists() and not path.is_symlink():
+            raise FileProblem("file-unreadable", "missing")
+        text = read_text(path, root)
+        file.digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        file.doc = parse(text, name)
+    except FileProblem as exc:
+        file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
+        return file
+    for finding in check(kind, file.doc):
+        file.add(finding)
+    return file
+
+
+def load_config(
+    root: Path, *, now: dt.datetime | None = None, last_good: Config | None = None
+) -> Config:
+    """Validate every file under ``root`` and build the model from the valid ones.
+
+    ``now`` (aware) decides which schedules are already expired; it defaults to the current
+    time. Raises ConfigDirError only when ``root`` itself is unusable.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    root = root.absolute()
+    names = config_files(root)
+    settings_file = _read(root, SETTINGS_FILE, "b2bd")
+    bases_file = _read(root, BASES_FILE, "bases")
+    task_files = [_read(root, name, "task") for name in names[2:]]
+
+    settings = _settings(settings_file, root, last_good)
+    bases = _bases(bases_file, root, settings, last_good)
+    tasks = _tasks(task_files, bases, settings, now, last_good)
+
+    files = [settings_file, bases_file, *task_files]
+    problems = tuple(sorted(p for f in files for p in f.positioned()))
+    digests = {f.name: f.digest for f in files if f.digest}
+    return Config(root, settings, bases, tasks, problems, digests)
+
+
+def _settings(file: _File, root: Path, last_good: Config | None) -> Settings | None:
+    if file.doc is None or file.has_errors:
+        return last_good.settings if last_good else None
+    settings = build_settings(file.doc.data, root)
+    for finding in la_findings(settings):
+        file.add(finding)
+    if file.has_errors:
+        return last_good.settings if last_good else None
+    return settings
+
+
+def _bases(
+    file: _File, root: Path, settings: Settings | None, last_good: Config | None
+) -> dict[str, Base]:
+    """The registry. Entries with schema errors are left out, so that the tasks' checks still
+    see every good base; but an invalid bases.yaml as a whole is replaced by the last good one."""
+    if file.doc is None or not isinstance(file.doc.data.get("bases"), list):
+        return dict(last_good.bases) if last_good else {}
+    bad = {_entry_index(f.pointer) for f in file.findings if f.severity == "error"}
+    entries = [
+        (i, build_base(entry, root))
+        for i, entry in enumerate(file.doc.data["bases"])
+        if i not in bad and None not in bad
+    ]
+    for finding in registry_findings(entries, settings):
+        file.add(finding)
+    if file.has_errors and last_good:
+        return dict(last_good.bases)
+    registry: dict[str, Base] = {}
+    for _, base in entries:
+        registry.setdefault(base.id, base)
+    return registry
+
+
+def _entry_index(pointer: str) -> int | None:
+    parts = pointer.split("/")
+    return int(parts[2]) if len(parts) > 2 and parts[1] == "bases" and parts[2].isdigit() else None
+
+
+def _tasks(
+    files: list[_File],
+    bases: dict[str, Base],
+    settings: Settings | None,
+    now: dt.datetime,
+    last_good: Config | None,
+) -> dict[str, Task]:
+    zone = settings.timezone if settings else DEFAULT_TIMEZONE
+    defaults = settings.defaults if settings else Policy()
+    built: dict[str, Task] = {}
+    for file in files:
+        if file.doc is None or file.has_errors:
+            continue
+        task = build_task(file.doc.data, file.name, zone, defaults)
+        resolution = resolve_bases(task, bases, settings)
+        for finding in (*resolution.findings, *task_findings(task, settings, now)):
+            file.add(finding)
+        if not file.has_errors:
+            built[file.name] = replace(task, targets=resolution.targets)
+
+    for task_id, claimants in duplicate_ids(built.values()).items():
+        others = ", ".join(t.file for t in claimants)
+        for task in claimants:
+            file = next(f for f in files if f.name == task.file)
+            file.add(Finding("/id", "id-duplicate", f"task id {task_id!r} is claimed by {others}"))
+            del built[task.file]
+
+    if last_good:
+        # An invalid file keeps its last good task, unless a valid file now claims that id.
+        claimed = {t.id for t in built.values()}
+        for file in files:
+            old = _task_from_file(last_good, file.name)
+            if file.has_errors and old and old.id not in claimed:
+                built[file.name] = old
+                claimed.add(old.id)
+    return {task.id: task for task in built.values()}
+
+
+def _task_from_file(config: Config, name: str) -> Task | None:
+    return next((t for t in config.tasks.values() if t.file == name), None)

@@ -1,0 +1,187 @@
+"""The exchange rules that a JSON Schema cannot express (pure).
+
+Cross-field and cross-file checks: the base registry, prerequisites, lockdown, SIMS Primary
+only kinds, duplicate ids, expiry and heavy month filters. Each check yields a
+:class:`~b2bd.config.schema.Finding` with a JSON pointer into the file it concerns; the loader
+turns pointers into line and column.
+
+Bases a task names by id must be usable (an error otherwise); bases it reaches through tags or
+``all`` that cannot take part are excluded with a warning of the same rule id, and the rest form
+the task's targets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from b2bd.calendar import next_slot
+from b2bd.config.build import version_tuple
+from b2bd.config.model import Base, Monthly, Once, Settings, Task, Weekly
+from b2bd.config.schema import Finding
+
+MIN_ONE_VERSION = "3.58"
+MIN_SIMS_VERSION = "7.166"
+ATTAINMENT_MIN_SIMS = "7.168"
+ATTAINMENT_MIN_ONE = "3.59"
+REQUIRED_B2B_PHASE = 2
+HEAVY_MONTHS = 6
+
+
+def la_findings(settings: Settings) -> Iterator[Finding]:
+    if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
+        yield Finding(
+            "/one_version",
+            "la-prerequisites",
+            f"One {settings.one_version} is too old: B2B:Student scheduled tasks need "
+            f"One {MIN_ONE_VERSION} or later",
+        )
+
+
+def registry_findings(
+    entries: Iterable[tuple[int, Base]], settings: Settings | None
+) -> Iterator[Finding]:
+    """Duplicate LAESTABs and bases of another LA not marked ``cross_border``."""
+    first: dict[str, int] = {}
+    for index, base in entries:
+        if base.id in first:
+            yield Finding(
+                f"/bases/{index}/id",
+                "bases-file",
+                f"base {base.id} is listed twice (first as entry {first[base.id] + 1})",
+            )
+            continue
+        first[base.id] = index
+        if settings and not base.cross_border and base.id[:3] != settings.la_code:
+            yield Finding(
+                f"/bases/{index}/id",
+                "bases-file",
+                f"base {base.id} does not belong to LA {settings.la_code}; "
+                "set cross_border: true if that is intended",
+            )
+
+
+def prerequisite_failures(base: Base, settings: Settings | None, data_type: str) -> list[str]:
+    """Why a base cannot take part in a task of ``data_type`` (empty when it can)."""
+    reasons: list[str] = []
+    if version_tuple(base.sims_version) < version_tuple(MIN_SIMS_VERSION):
+        reasons.append(f"SIMS {base.sims_version} < {MIN_SIMS_VERSION}")
+    elif data_type == "attainment" and version_tuple(base.sims_version) < version_tuple(
+        ATTAINMENT_MIN_SIMS
+    ):
+        reasons.append(f"SIMS {base.sims_version} < {ATTAINMENT_MIN_SIMS} needed for attainment")
+    if base.b2b_phase != REQUIRED_B2B_PHASE:
+        reasons.append(f"not migrated to B2B:Student Phase 2 (b2b_phase {base.b2b_phase})")
+    if not base.services_manager:
+        reasons.append("SIMS Services Manager not installed")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A task's bases after the rules: who takes part and what was said about the rest."""
+
+    targets: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+
+def resolve_bases(task: Task, bases: Mapping[str, Base], settings: Settings | None) -> Resolution:
+    findings: list[Finding] = []
+    chosen: dict[str, str] = {}  # base id -> pointer that selected it
+    for i, base_id in enumerate(task.bases.ids):
+        if base_id not in bases:
+            findings.append(
+                Finding(f"/bases/ids/{i}", "base-unknown", f"base {base_id} is not in bases.yaml")
+            )
+        else:
+            chosen.setdefault(base_id, f"/bases/ids/{i}")
+    for base in bases.values():
+        if task.bases.all:
+            chosen.setdefault(base.id, "/bases/all")
+        elif base.tags.intersection(task.bases.tags):
+            chosen.setdefault(base.id, "/bases/tags")
+
+    targets: list[str] = []
+    for base_id, pointer in chosen.items():
+        base = bases[base_id]
+        by_id = pointer.startswith("/bases/ids/")
+        problems = list(_exclusions(task, base, settings))
+        if not base.enabled and not by_id:
+            continue
+        for rule, message in problems:
+            severity = "error" if by_id else "warning"
+            text = message if by_id else f"{message}: excluded from this task"
+            findings.append(Finding(pointer, rule, text, severity))
+        if not problems and base.enabled:
+            targets.append(base_id)
+
+    if not chosen and not any(f.rule == "base-unknown" for f in findings):
+        findings.append(Finding("/bases", "base-selector-empty", "the selector matches no base"))
+    elif chosen and not targets and not any(f.severity == "error" for f in findings):
+        findings.append(
+            Finding(
+                "/bases",
+                "base-selector-empty",
+                "every base the selector matches is excluded (see the warnings)",
+            )
+        )
+    return Resolution(tuple(sorted(targets)), tuple(findings))
+
+
+def _exclusions(task: Task, base: Base, settings: Settings | None) -> Iterator[tuple[str, str]]:
+    reasons = prerequisite_failures(base, settings, task.data.type)
+    if reasons:
+        yield "base-prerequisites", f"base {base.id} fails a prerequisite: " + "; ".join(reasons)
+    if base.lockdown:
+        yield "base-lockdown", f"base {base.id} has locked down its tasks: the LA may not target it"
+    if task.data.attendance == "attendance-changed" and base.mis != "sims-primary":
+        yield (
+            "sims-primary-only",
+            f"attendance-changed is a SIMS Primary kind and base {base.id} runs {base.mis}",
+        )
+
+
+def task_findings(task: Task, settings: Settings | None, now: dt.datetime) -> Iterator[Finding]:
+    """Checks on one task alone: LA prerequisites for its data, expiry, heavy month filters."""
+    if (
+        task.data.type == "attainment"
+        and settings
+        and version_tuple(settings.one_version) < version_tuple(ATTAINMENT_MIN_ONE)
+    ):
+        yield Finding(
+            "/data/type",
+            "base-prerequisites",
+            f"B2B attainment needs One {ATTAINMENT_MIN_ONE} or later (b2bd.yaml one_version "
+            f"is {settings.one_version})",
+        )
+    schedule = task.schedule
+    if next_slot(schedule, now) is None:
+        pointer = "/schedule/once" if isinstance(schedule.rule, Once) else "/schedule/expires"
+        what = "the once slot is in the past" if pointer.endswith("once") else "expires is past"
+        yield Finding(pointer, "schedule-expired", f"{what}: this task will never run", "warning")
+    if (task.data.months or 0) > HEAVY_MONTHS and _more_than_weekly(task):
+        yield Finding(
+            "/data/months",
+            "months-heavy",
+            f"months: {task.data.months} on a schedule more frequent than weekly; higher month "
+            "values should only be run occasionally as they can import large amounts of data",
+            "warning",
+        )
+
+
+def _more_than_weekly(task: Task) -> bool:
+    rule = task.schedule.rule
+    if isinstance(rule, Weekly):
+        return len(rule.days) * len(rule.times) > 1
+    if isinstance(rule, Monthly):
+        return len(rule.days) * len(rule.times) > 4
+    return False
+
+
+def duplicate_ids(tasks: Iterable[Task]) -> dict[str, list[Task]]:
+    """Task ids claimed by more than one file."""
+    by_id: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_id.setdefault(task.id, []).append(task)
+    return {k: v for k, v in by_id.items() if len(v) > 1}

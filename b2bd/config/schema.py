@@ -1,0 +1,199 @@
+"""JSON Schema validation of config documents, with rule ids read from the schemas.
+
+The schemas in ``schemas/`` carry their own rule ids and messages: a sub-schema with
+``"x-rule": "time-format"`` turns every error raised by its keywords into that rule; an
+``"x-message"`` (or ``"x-messages": {keyword: message}``) replaces jsonschema's wording. So one
+table, the schema, drives both validation and what the user reads. Errors without an ``x-rule``
+are reported as ``schema``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+from b2bd.config.yamlfile import Loaded, yaml11_surprise
+
+DocumentKind = Literal["task", "bases", "b2bd"]
+SCHEMA_FILES: dict[DocumentKind, str] = {
+    "task": "task.schema.json",
+    "bases": "bases.schema.json",
+    "b2bd": "b2bd.schema.json",
+}
+
+FORMAT_CHECKER = jsonschema.FormatChecker(formats=("date",))
+
+
+@FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
+def _is_timezone(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return known_timezone(value)
+
+
+@FORMAT_CHECKER.checks("local-datetime", raises=ValueError)
+def _is_local_datetime(value: object) -> bool:
+    if isinstance(value, str):
+        dt.datetime.strptime(value, "%Y-%m-%dT%H:%M")
+    return True
+
+
+@cache
+def known_timezone(name: str) -> bool:
+    """An IANA zone name that zoneinfo can load (``localtime`` and paths are refused)."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return name in _available_zones() or name == "UTC"
+
+
+@cache
+def _available_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def schema_text(kind: DocumentKind) -> str:
+    return (resources.files("b2bd") / "schemas" / SCHEMA_FILES[kind]).read_text("utf-8")
+
+
+@cache
+def schema(kind: DocumentKind) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text(kind))
+    return loaded
+
+
+@cache
+def validator(kind: DocumentKind) -> jsonschema.protocols.Validator:
+    """The validator for one document kind, built once per process and reused."""
+    registry: Registry[Any] = Registry().with_resources(
+        (SCHEMA_FILES[k], Resource.from_contents(schema(k))) for k in SCHEMA_FILES
+    )
+    cls = jsonschema.validators.validator_for(schema(kind))
+    cls.check_schema(schema(kind))
+    return cls(schema(kind), registry=registry, format_checker=FORMAT_CHECKER)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule violation at a JSON pointer; the caller turns it into a positioned Problem.
+
+    ``at_key`` points the position at the mapping key rather than its value (unknown keys).
+    """
+
+    pointer: str
+    rule: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+    at_key: bool = False
+
+
+def check(kind: DocumentKind, doc: Loaded) -> list[Finding]:
+    """Every schema violation of one document, each with its rule id."""
+    findings: list[Finding] = []
+    for error in validator(kind).iter_errors(doc.data):
+        findings.extend(_findings(error, doc))
+    return findings
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _findings(error: ValidationError, doc: Loaded) -> Iterator[Finding]:
+    if error.validator in ("oneOf", "anyOf") and not _message_for(error):
+        # Without a message of our own, the most specific branch explains best.
+        best = jsonschema.exceptions.best_match(error.context or [])
+        if best is not None:
+            yield from _findings(best, doc)
+            return
+    pointer = _pointer(error.absolute_path)
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(sub.get("properties", {}))
+        for key in error.instance:
+            if key not in known:
+                where = f"{pointer}/{_pointer([key])[1:]}"
+                yield Finding(where, "schema", f"unknown key {key!r}", at_key=True)
+        return
+    if error.validator == "type":
+        surprise = doc.plain.get(pointer)
+        if surprise is not None and (what := yaml11_surprise(surprise)):
+            yield Finding(
+                pointer,
+                "yaml-ambiguous",
+                f"{surprise!r} is read as {_yaml_type(error.instance)} here, and YAML 1.1 tools "
+                f"read it as {what}; expected {_expected(error.validator_value)}: "
+                "quote it or write it unambiguously",
+            )
+            return
+    rule = str(sub.get("x-rule", "schema"))
+    message = _message_for(error) or _default_message(error)
+    yield Finding(pointer, rule, message)
+
+
+def _message_for(error: ValidationError) -> str | None:
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    per_keyword = sub.get("x-messages", {})
+    if error.validator in per_keyword:
+        return str(per_keyword[error.validator])
+    message = sub.get("x-message")
+    return str(message) if message is not None else None
+
+
+def _default_message(error: ValidationError) -> str:
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "enum":
+        options = ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"{json.dumps(error.instance)} is not one of {options}"
+    if error.validator == "type":
+        return f"expected {_expected(error.validator_value)}, got {_yaml_type(error.instance)}"
+    return error.message
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "nothing",
+}
+
+
+def _expected(value: Any) -> str:
+    types = value if isinstance(value, list) else [value]
+    return " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in types)
+
+
+def _yaml_type(value: Any) -> str:
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "a list"
+        case dict():
+            return "a mapping"
+        case None:
+            return "nothing (null)"
+    return type(value).__name__

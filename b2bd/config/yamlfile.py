@@ -1,0 +1,344 @@
+"""Reading one YAML config file: bytes in, (document, positions) or a Problem out.
+
+The loader types scalars the YAML 1.2 core way, so nothing changes silently behind the
+author's back: ``12:30`` stays the string ``"12:30"`` (YAML 1.1 reads base-60 750), ``on``/``NO``
+stay strings (1.1 booleans), ``010`` is ten (1.1 octal eight) and ``2026-12-01`` stays a string
+(1.1 timestamp). Where such a scalar then meets a schema that wanted another type, the schema
+layer reports ``yaml-ambiguous`` using :func:`yaml11_surprise`.
+
+Refused outright, each with its rule id: unreadable files (``file-unreadable``: over 1 MiB, not
+UTF-8, not a regular file, a symlink leaving the config dir), syntax errors and anything but one
+mapping document (``yaml-syntax``), duplicate keys with both lines (``yaml-duplicate-key``), and
+documents over 10,000 nodes once aliases are expanded or nested deeper than 64
+(``yaml-too-complex``), checked on the node graph before anything is constructed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+import yaml.constructor
+import yaml.cyaml
+import yaml.resolver
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 10_000
+MAX_DEPTH = 64
+
+_MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+
+
+class CoreResolver(yaml.resolver.BaseResolver):
+    """YAML 1.2 core schema implicit types: no yes/no/on/off, no base-60, no timestamps."""
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", "<"),
+):
+    CoreResolver.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key: str, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", second)
+        self.key = key
+        self.first = first
+
+
+class StrictConstructor(yaml.constructor.SafeConstructor):
+    """SafeConstructor that refuses duplicate keys and keeps keys as their source text."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+        # Checked before flatten_mapping() rewrites node.value: merged pairs may legitimately
+        # be overridden by local keys, so merge keys are skipped here.
+        seen: dict[str, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            key = self._key_text(key_node)
+            if key in seen:
+                raise DuplicateKey(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        self.flatten_mapping(node)
+        return {
+            self._key_text(key_node): self.construct_object(value_node, deep=deep)
+            for key_node, value_node in node.value
+        }
+
+    @staticmethod
+    def _key_text(node: Node) -> str:
+        if not isinstance(node, ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain scalar", node.start_mark
+            )
+        return str(node.value)
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:  # type: ignore[override]
+        text = str(self.construct_scalar(node)).replace("_", "")
+        sign = -1 if text.startswith("-") else 1
+        body = text.lstrip("+-")
+        if body.startswith("0o"):
+            return sign * int(body[2:], 8)
+        if body.lower().startswith("0x"):
+            return sign * int(body[2:], 16)
+        return sign * int(body, 10)
+
+
+StrictConstructor.add_constructor("tag:yaml.org,2002:int", StrictConstructor.construct_yaml_int)
+
+
+class _Loader(yaml.cyaml.CParser, StrictConstructor, CoreResolver):  # type: ignore[misc]
+    def __init__(self, stream: io.StringIO) -> None:
+        yaml.cyaml.CParser.__init__(self, stream)
+        StrictConstructor.__init__(self)
+        CoreResolver.__init__(self)
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A parsed document with a position for every JSON pointer (values and keys)."""
+
+    data: Any
+    values: dict[str, Position]
+    keys: dict[str, Position]
+    plain: dict[str, str]  # pointer -> source text of plain (unquoted) scalars
+
+    def value_at(self, pointer: str) -> Position:
+        """Where the value at ``pointer`` starts; falls back to the nearest ancestor."""
+        while pointer not in self.values and pointer:
+            pointer = pointer.rsplit("/", 1)[0]
+        return self.values.get(pointer, Position(1, 1))
+
+    def key_at(self, pointer: str) -> Position:
+        return self.keys.get(pointer) or self.value_at(pointer)
+
+
+class FileProblem(Exception):
+    """The file cannot become a document: carries the rule id and a 1-based position."""
+
+    def __init__(self, rule: str, message: str, line: int = 0, column: int = 0) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+def read_text(path: Path, root: Path) -> str:
+    """The UTF-8 text of a config file, or FileProblem(file-unreadable).
+
+    Symlinks are followed only while they stay inside ``root`` (a ConfigMap's ``..data`` link
+    does; a link to /etc/shadow does not).
+    """
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root.resolve()):
+            raise FileProblem("file-unreadable", "symlink leads outside the config dir")
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise FileProblem("file-unreadable", "file not found (dangling symlink?)") from exc
+    except OSError as exc:
+        raise FileProblem("file-unreadable", f"cannot open: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileProblem("file-unreadable", "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise FileProblem("file-unreadable", f"larger than 1 MiB ({info.st_size} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        raise FileProblem("file-unreadable", "larger than 1 MiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FileProblem("file-unreadable", "not valid UTF-8", line, column) from exc
+
+
+def parse(text: str, name: str) -> Loaded:
+    """Parse one YAML document that must be a mapping; raise FileProblem otherwise."""
+    stream = io.StringIO(text)
+    stream.name = name  # CParser reads the mark name from the stream at init
+    loader = _Loader(stream)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            raise _syntax(exc) from exc
+        except yaml.YAMLError as exc:
+            raise FileProblem("yaml-syntax", str(exc).splitlines()[0], 1, 1) from exc
+        if node is None:
+            raise FileProblem("yaml-syntax", "empty file: expected a mapping", 1, 1)
+        if not isinstance(node, MappingNode):
+            mark = node.start_mark
+            raise FileProblem(
+                "yaml-syntax",
+                "expected a mapping at the top of the file",
+                mark.line + 1,
+                mark.column + 1,
+            )
+        _check_complexity(node)
+        try:
+            data = loader.construct_document(node)
+        except DuplicateKey as exc:
+            mark = exc.problem_mark
+            raise FileProblem(
+                "yaml-duplicate-key",
+                f"duplicate key {exc.key!r} (first given at line {exc.first.line + 1})",
+                mark.line + 1 if mark else 1,
+                mark.column + 1 if mark else 1,
+            ) from exc
+        except yaml.MarkedYAMLError as exc:
+            raise _syntax(exc) from exc
+        except (ValueError, OverflowError) as exc:
+            mark = node.start_mark
+            raise FileProblem("yaml-syntax", f"bad value: {exc}", mark.line + 1, 1) from exc
+    finally:
+        loader.dispose()
+    values: dict[str, Position] = {}
+    keys: dict[str, Position] = {}
+    plain: dict[str, str] = {}
+    for pointer, key_node, value_node in _walk(node):
+        if key_node is not None:
+            keys[pointer] = _pos(key_node)
+        values[pointer] = _pos(value_node)
+        if isinstance(value_node, ScalarNode) and not value_node.style:
+            plain[pointer] = str(value_node.value)
+    return Loaded(data, values, keys, plain)
+
+
+def _syntax(exc: yaml.MarkedYAMLError) -> FileProblem:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    if mark is None:
+        return FileProblem("yaml-syntax", problem, 1, 1)
+    return FileProblem("yaml-syntax", problem, mark.line + 1, mark.column + 1)
+
+
+def _pos(node: Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _walk(root: Node) -> Iterator[tuple[str, Node | None, Node]]:
+    """(JSON pointer, key node, value node) for every node, iteratively.
+
+    After construction a mapping node may list a key twice (merged pairs first, then the local
+    override); later pairs overwrite earlier ones in the result dicts, matching dict semantics.
+    """
+    stack: list[tuple[str, Node | None, Node, int]] = [("", None, root, 0)]
+    while stack:
+        pointer, key_node, node, depth = stack.pop()
+        yield pointer, key_node, node
+        if depth >= MAX_DEPTH:
+            continue
+        children: list[tuple[str, Node | None, Node, int]] = []
+        if isinstance(node, MappingNode):
+            for k, v in node.value:
+                if isinstance(k, ScalarNode) and k.tag != _MERGE:
+                    children.append((f"{pointer}/{_escape(str(k.value))}", k, v, depth + 1))
+        elif isinstance(node, SequenceNode):
+            for i, v in enumerate(node.value):
+                children.append((f"{pointer}/{i}", None, v, depth + 1))
+        stack.extend(reversed(children))
+
+
+def _check_complexity(root: Node) -> None:
+    """Refuse alias bombs, cycles and deep nesting before constructing anything.
+
+    Sizes are counted with aliases expanded (a node reachable twice counts twice) but computed
+    once per distinct node, so a billion-laughs document is refused in microseconds.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            active.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_NODES:
+                _too_complex(root, f"more than {MAX_NODES:,} nodes once aliases are expanded")
+            if depth[key] > MAX_DEPTH:
+                _too_complex(root, f"nested deeper than {MAX_DEPTH} levels")
+            continue
+        if key in size:
+            continue
+        if key in active:
+            _too_complex(node, "an alias refers to a node containing itself")
+        if len(active) > MAX_DEPTH:
+            _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _too_complex(node: Node, message: str) -> None:
+    raise FileProblem(
+        "yaml-too-complex", message, node.start_mark.line + 1, node.start_mark.column + 1
+    )
+
+
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_YAML11_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+_YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ].*)?$")
+
+
+def yaml11_surprise(text: str) -> str | None:
+    """What a YAML 1.1 parser would silently turn this plain scalar into, if anything."""
+    if _YAML11_BOOL.match(text):
+        return "a boolean"
+    if _YAML11_SEXAGESIMAL.match(text):
+        return "a base-60 number"
+    if _YAML11_OCTAL.match(text):
+        return "an octal number"
+    if _YAML11_DATE.match(text):
+        return "a date"
+    return None
