@@ -99,8 +99,10 @@ def resolve_bases(task: Task, bases: Mapping[str, Base], settings: Settings | No
     for base in bases.values():
         if task.bases.all:
             chosen.setdefault(base.id, "/bases/all")
-        elif base.tags.intersection(task.bases.tags):
-            chosen.setdefault(base.id, "/bases/tags")
+        else:
+            tag = next((i for i, t in enumerate(task.bases.tags) if t in base.tags), None)
+            if tag is not None:
+                chosen.setdefault(base.id, f"/bases/tags/{tag}")
 
     targets: list[str] = []
     for base_id, pointer in chosen.items():
