@@ -29,9 +29,11 @@ import hashlib
 import heapq
 import operator
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from b2bd.config.model import Monthly, Once, Schedule, Weekly
+if TYPE_CHECKING:
+    from b2bd.config.model import Monthly, Schedule, Weekly
 
 UTC = dt.UTC
 # One day short of date.max, so that local midnight plus a day or a time never overflows.
@@ -53,6 +55,9 @@ def slots(
     until_utc = None if until is None else _aware_utc(until, "until")
     zone = schedule.timezone
     last_ordinal = _MAX_ORDINAL if schedule.expires is None else schedule.expires.toordinal()
+    # Imported here, not at the top: b2bd.config's rule checks import this module.
+    from b2bd.config.model import Once, Weekly
+
     rule = schedule.rule
     if isinstance(rule, Once):
         at = rule.at.replace(tzinfo=None)
@@ -73,7 +78,8 @@ def slots(
         return
     previous = after_utc
     end = _FOREVER if until_utc is None else until_utc
-    for ordinal in _ordinals(rule, first_ordinal, last_ordinal):
+    walk = _weekly_ordinals if isinstance(rule, Weekly) else _monthly_ordinals
+    for ordinal in walk(rule, first_ordinal, last_ordinal):  # type: ignore[arg-type]
         midnight = _utc_midnight(zone, ordinal)
         for offset in offsets:
             if midnight is not None:
@@ -105,10 +111,7 @@ def merge_slots(
     """
     ordered = sorted(schedules.items())
     if until is None:
-        streams = [
-            ((instant, task_id) for instant in slots(schedule, after))
-            for task_id, schedule in ordered
-        ]
+        streams = [_tagged(task_id, slots(schedule, after)) for task_id, schedule in ordered]
         return heapq.merge(*streams)
     pairs: list[tuple[dt.datetime, str]] = []
     for task_id, schedule in ordered:
@@ -118,6 +121,11 @@ def merge_slots(
 
 
 _instant = operator.itemgetter(0)
+
+
+def _tagged(task_id: str, instants: Iterator[dt.datetime]) -> Iterator[tuple[dt.datetime, str]]:
+    for instant in instants:
+        yield instant, task_id
 
 
 def local_to_utc(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
@@ -184,13 +192,6 @@ def _utc_midnight(zone: ZoneInfo, ordinal: int) -> dt.datetime | None:
     if start is None or noon != start:
         return None
     return (day - start).replace(tzinfo=UTC)
-
-
-def _ordinals(rule: Weekly | Monthly, first: int, last: int) -> Iterator[int]:
-    """Listed local dates (as ordinals) from ``first`` to ``last`` inclusive, increasing."""
-    if isinstance(rule, Weekly):
-        return _weekly_ordinals(rule, first, last)
-    return _monthly_ordinals(rule, first, last)
 
 
 def _weekly_ordinals(rule: Weekly, first: int, last: int) -> Iterator[int]:
