@@ -625,17 +625,32 @@ def write_la_outbound(la_store: Path, spec: SchoolSpec, changes: int = 20) -> Co
     return counts
 
 
+def _bench_school(
+    n_marks: int, seed: int, laestab: str
+) -> tuple[SchoolSpec, list[SamplePupil], list[dt.date]]:
+    """A secondary school just big enough for ``n_marks`` marks: the fewest leading pupils
+    whose sessions on roll add up to at least ``n_marks``."""
+    days = school_days(dt.date(DEFAULT_UNTIL.year - 1, 9, 1), DEFAULT_UNTIL)
+    guess = max(10, n_marks // len(days) + 10)  # about twice the pupils needed
+    spec = SchoolSpec(laestab=laestab, phase="secondary", pupils=guess, seed=seed)
+    pupils = generate_pupils(spec)
+    total = 0
+    for count, sample in enumerate(pupils, start=1):
+        if not (sample.pupil_deleted or sample.marks_deleted):
+            total += 2 * sum(1 for _ in _on_roll_days(sample.record, days))
+        if total >= n_marks:
+            return dataclasses.replace(spec, pupils=count), pupils[:count], days
+    raise ValueError(f"cannot place {n_marks} marks")  # unreachable with the guess above
+
+
 def write_bench_export(
     out_dir: Path, n_marks: int, seed: int = 1, laestab: str = "8814001"
 ) -> Counts:
     """A secondary-school export with exactly ``n_marks`` marks (1M-10M for benchmarks),
     streamed to disk: pupils are added until the marks suffice, over two academic years.
     Results and deletions are left empty (not what a marks benchmark measures)."""
-    days = school_days(dt.date(DEFAULT_UNTIL.year - 1, 9, 1), DEFAULT_UNTIL)
-    n_pupils = max(1, -(-n_marks // (2 * len(days))) + n_marks // (20 * len(days)) + 10)
-    spec = SchoolSpec(laestab=laestab, phase="secondary", pupils=n_pupils, seed=seed)
+    spec, pupils, days = _bench_school(n_marks, seed, laestab)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pupils = generate_pupils(spec)
     encoder = msgspec.json.Encoder()
     counts = Counts()
     counts.pupils = _write_atomic_lines(
@@ -656,10 +671,8 @@ def write_bench_export(
 
 def write_marks(path: Path, n_marks: int, seed: int = 1, laestab: str = "8814001") -> int:
     """Just an ``attendance.jsonl`` of exactly ``n_marks`` lines at ``path`` (streamed)."""
-    days = school_days(dt.date(DEFAULT_UNTIL.year - 1, 9, 1), DEFAULT_UNTIL)
-    n_pupils = max(1, -(-n_marks // (2 * len(days))) + n_marks // (20 * len(days)) + 10)
-    spec = SchoolSpec(laestab=laestab, pupils=n_pupils, seed=seed)
-    marks = iter_mark_lines(spec, generate_pupils(spec), days)
+    spec, pupils, days = _bench_school(n_marks, seed, laestab)
+    marks = iter_mark_lines(spec, pupils, days)
     return _write_atomic_lines(path, itertools.islice(marks, n_marks))
 
 

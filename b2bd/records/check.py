@@ -71,6 +71,7 @@ class Rejection:
 _DATE_RE: Final = re.compile(PATTERNS["date"])
 _TIME_RE: Final = re.compile(PATTERNS["time"])
 _FIELD_IN_MESSAGE: Final = re.compile(r"at `\$\.(\w+)")
+_MISSING_FIELD: Final = re.compile(r"missing required field `(\w+)`")
 _FIELD_REASON: dict[str, Reason] = {
     "ncy": "ncy-code",
     "code": "attendance-code",
@@ -242,10 +243,13 @@ _REJECT_DATE: dict[str, Rejection] = {
 def _rejection_for(error: msgspec.ValidationError) -> Rejection:
     """Map msgspec's message (which names the field, e.g. "... - at `$.code`") to a reason.
     msgspec can quote the bad value in its message, so only the field name is kept."""
-    found = _FIELD_IN_MESSAGE.search(str(error))
+    message = str(error)
+    missing = _MISSING_FIELD.search(message)
+    if missing is not None:
+        return Rejection("schema", missing.group(1))
+    # An unknown field's name comes from the input, so it is not repeated either.
+    found = _FIELD_IN_MESSAGE.search(message)
     field = found.group(1) if found else None
-    if field is not None and ("missing required field" in str(error)):
-        return Rejection("schema", field)
     reason: Reason = "schema"
     if field is not None:
         reason = _FIELD_REASON.get(field, "schema")
