@@ -1,0 +1,723 @@
+"""Bringing One's existing scheduled tasks across: a legacy CSV export -> task files.
+
+The export has one row per task per base, with One's own labels (notes/domain.md 1.2, 1.3)::
+
+    Task Name,Owner,Locked,Base,Direction,Data Type,Attendance Option,Group,NCY,Month Filter,
+    Frequency,Days,Dates,Months,Times,Start,Expiry
+
+The pure core (:func:`migrate`) turns rows into task documents and problems:
+
+1. each row's values are mapped from One's labels to task fields (:func:`row_fields`); a value
+   that has no mapping is ``migrate-value``, a school-owned task the school has locked is
+   ``migrate-school-locked`` (the LA may not take it over);
+2. each row, as a one-base task, goes through the same checks ``b2bd validate`` makes (JSON
+   Schema, then the exchange rules against the target config's bases.yaml), so a row is refused
+   with DESIGN's own rule ids: ``to-school-changed-only``, ``to-school-ncy-only``,
+   ``base-unknown``, ``base-lockdown``, ``base-prerequisites``, ``sims-primary-only``,
+   ``time-format``, ``ncy-code``, ``ncy-unexpected``, ``months-attendance-only``...;
+3. rows identical except for Base become one task over the bases of the rows that passed
+   (``bases: {ids: [...]}``, sorted);
+4. each task is written out as YAML, read back with the config loader's YAML 1.2 parser and
+   validated again; only a document that reads back unchanged and valid is returned.
+
+Task ids come from the task names: lower-case ASCII, runs of anything else become one hyphen,
+at most 63 characters. Ids are given to every group in row order, whether or not its rows pass,
+so fixing a bad row never renames another task; a clash (two groups with one name, or an id
+another file of the config already has) takes the next free ``-2``, ``-3``... suffix.
+
+Output is deterministic: the same rows give byte-identical files (no timestamps, fixed key
+order, the source file named by its base name only).
+
+Times: a Weekly or Monthly task without Times runs at Start's time, as One does ("once a day at
+the time specified in the Start field"); a Once task runs at Start's date and time. For Weekly and
+Monthly, Start is only when One began running the task and is kept as a comment. Expiry becomes
+``schedule.expires`` (an inclusive local date); a time on it is kept as a comment, except that an
+expiry time before every run time of the day moves ``expires`` to the day before.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from b2bd.config.build import build_task
+from b2bd.config.model import Base, Policy, Settings
+from b2bd.config.rules import resolve_bases, task_findings
+from b2bd.config.schema import Finding, check
+from b2bd.config.yamlfile import FileProblem, parse
+
+COLUMNS: tuple[str, ...] = (
+    "Task Name",
+    "Owner",
+    "Locked",
+    "Base",
+    "Direction",
+    "Data Type",
+    "Attendance Option",
+    "Group",
+    "NCY",
+    "Month Filter",
+    "Frequency",
+    "Days",
+    "Dates",
+    "Months",
+    "Times",
+    "Start",
+    "Expiry",
+)
+GROUPING_COLUMNS = tuple(c for c in COLUMNS if c != "Base")
+
+RULE_VALUE = "migrate-value"
+RULE_SCHOOL_LOCKED = "migrate-school-locked"
+
+# One's labels -> task values. Matching ignores case and repeated spaces.
+OWNERS = {"la": "LA", "school": "School"}
+LOCKED = {"yes": True, "no": False, "": False}
+DIRECTIONS = {"export from school": "from-school", "export to school": "to-school"}
+DATA_TYPES = {
+    "attainment data": "attainment",
+    "attendance data": "attendance",
+    "changed data": "changed",
+    "snapshot data": "snapshot",
+}
+ATTENDANCE_OPTIONS = {
+    "all attendances for current academic year": "all-attendances-current-year",
+    "all unauthorised absences for current academic year": "unauthorised-absences-current-year",
+    "all absences for current academic year": "all-absences-current-year",
+    "all attendances for previous academic year": "all-attendances-previous-year",
+    "attendance changed data (sims primary)": "attendance-changed",
+}
+GROUPS = {"ncy": "ncy", "lac": "lac", "looked after": "lac", "leavers": "leavers"}
+FREQUENCIES = {"once": "once", "weekly": "weekly", "monthly": "monthly"}
+WEEKDAYS = {
+    name: short
+    for short, full in (
+        ("mon", "monday"),
+        ("tue", "tuesday"),
+        ("wed", "wednesday"),
+        ("thu", "thursday"),
+        ("fri", "friday"),
+        ("sat", "saturday"),
+        ("sun", "sunday"),
+    )
+    for name in (short, full)
+}
+MONTH_NAMES = {
+    name: short
+    for short, full in (
+        ("jan", "january"),
+        ("feb", "february"),
+        ("mar", "march"),
+        ("apr", "april"),
+        ("may", "may"),
+        ("jun", "june"),
+        ("jul", "july"),
+        ("aug", "august"),
+        ("sep", "september"),
+        ("oct", "october"),
+        ("nov", "november"),
+        ("dec", "december"),
+    )
+    for name in (short, full)
+}
+
+# Which CSV column a finding's JSON pointer is about (longest prefix wins).
+POINTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("/bases", "Base"),
+    ("/direction", "Direction"),
+    ("/data/attendance", "Attendance Option"),
+    ("/data/months", "Month Filter"),
+    ("/data", "Data Type"),
+    ("/cohort/ncy", "NCY"),
+    ("/cohort", "Group"),
+    ("/schedule/weekly/days", "Days"),
+    ("/schedule/monthly/days", "Dates"),
+    ("/schedule/monthly/months", "Months"),
+    ("/schedule/weekly/times", "Times"),
+    ("/schedule/monthly/times", "Times"),
+    ("/schedule/once", "Start"),
+    ("/schedule/expires", "Expiry"),
+    ("/schedule", "Frequency"),
+    ("/id", "Task Name"),
+    ("/description", "Task Name"),
+)
+
+_UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2}))?$")
+_SHORT_TIME = re.compile(r"^\d:\d\d$")
+_LAESTAB = re.compile(r"^[0-9]{7}$")
+_SAFE_PLAIN = re.compile(r"^[a-z][a-z-]*$")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+ID_MAX = 63
+PLACEHOLDER_ID = "migrating"
+
+
+class LegacyFileError(Exception):
+    """The export as a whole cannot be read (exit 2): encoding, or not the expected columns."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row; ``line`` is its first line in the file (the header is line 1)."""
+
+    line: int
+    values: Mapping[str, str]
+    width: int = len(COLUMNS)  # how many fields the row had
+
+    def __getitem__(self, column: str) -> str:
+        return self.values[column]
+
+
+@dataclass(frozen=True, order=True)
+class RowProblem:
+    """Why a row (or part of it) was not migrated, or a warning about what was."""
+
+    line: int
+    rule: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+    column: str = ""
+
+
+@dataclass(frozen=True)
+class TaskDocument:
+    """One task file to write: ``text`` is the whole file, comment header included."""
+
+    id: str
+    rows: tuple[int, ...]
+    bases: tuple[str, ...]
+    text: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.id}.yaml"
+
+
+@dataclass(frozen=True)
+class Migration:
+    documents: tuple[TaskDocument, ...]
+    problems: tuple[RowProblem, ...]
+    rows: int
+
+    @property
+    def failed_rows(self) -> frozenset[int]:
+        return frozenset(p.line for p in self.problems if p.severity == "error")
+
+
+# ---- reading the export (pure: text in) ------------------------------------------------------
+
+
+def decode(raw: bytes, encoding: str = "utf-8") -> str:
+    """The export's text: a UTF-8 BOM is dropped; bytes that are not ``encoding`` raise
+    LegacyFileError naming their line, column and byte offset.
+
+    Non-UTF-8 exports are refused rather than guessed at: Excel's "CSV (Comma delimited)" on
+    Windows writes cp1252, but so do other code pages, and a wrong guess silently changes names.
+    The message says how to get UTF-8 out of Excel, or to name the encoding with --encoding.
+    """
+    name = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(name)
+    except LookupError as exc:
+        raise LegacyFileError(f"unknown encoding {encoding!r}") from exc
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LegacyFileError(
+            f"not valid {encoding} at line {line}, column {column} (byte offset {exc.start}, "
+            f'byte 0x{raw[exc.start]:02x}): save it from Excel as "CSV UTF-8", or give the '
+            "file's encoding with --encoding (e.g. --encoding cp1252)"
+        ) from exc
+
+
+def read_rows(text: str) -> list[Row]:
+    """The data rows of an export's text (CRLF or LF). Blank lines are skipped.
+
+    The header must name exactly COLUMNS, in any order (surrounding spaces ignored); anything
+    else raises LegacyFileError. A row with the wrong number of fields keeps what it has, and
+    :func:`migrate` reports it.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise LegacyFileError("the file is empty: expected a header row")
+        names = [h.strip() for h in header]
+        missing = [c for c in COLUMNS if c not in names]
+        unknown = [n for n in names if n not in COLUMNS]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if missing or unknown or duplicated:
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(missing))
+            if unknown:
+                parts.append("unexpected " + ", ".join(repr(n) for n in unknown))
+            if duplicated:
+                parts.append("repeated " + ", ".join(duplicated))
+            raise LegacyFileError(
+                "line 1 is not the expected header ("
+                + "; ".join(parts)
+                + "): expected "
+                + ",".join(COLUMNS)
+            )
+        rows: list[Row] = []
+        line = reader.line_num + 1
+        for record in reader:
+            if any(field.strip() for field in record):
+                values = {name: "" for name in COLUMNS}
+                for name, value in zip(names, record, strict=False):
+                    values[name] = value.strip()
+                rows.append(Row(line, values, len(record)))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise LegacyFileError(f"line {reader.line_num}: {exc}") from exc
+    return rows
+
+
+# ---- one row: One's labels -> task fields (pure) ---------------------------------------------
+
+
+@dataclass
+class _Fields:
+    """A row's task fields (without id and bases) and the notes for its comment header."""
+
+    doc: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+
+    def refuse(self, row: Row, column: str, message: str, rule: str = RULE_VALUE) -> None:
+        self.problems.append(RowProblem(row.line, rule, message, "error", column))
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _lookup(fields: _Fields, row: Row, column: str, table: Mapping[str, Any]) -> Any:
+    value = row[column]
+    found = table.get(_key(value))
+    if found is None:
+        shown = repr(value) if value else "empty"
+        choices = sorted({k for k in table if k})
+        fields.refuse(
+            row, column, f"{column} is {shown}: expected one of {', '.join(choices)} (any case)"
+        )
+    return found
+
+
+def _items(text: str) -> list[str]:
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+def _uk_datetime(fields: _Fields, row: Row, column: str) -> tuple[dt.date, dt.time | None] | None:
+    value = row[column]
+    match = _UK_DATE.match(value)
+    try:
+        if match is None:
+            raise ValueError
+        day, month, year, hour, minute = match.groups()
+        date = dt.date(int(year), int(month), int(day))
+        time = dt.time(int(hour), int(minute)) if hour is not None else None
+    except ValueError:
+        fields.refuse(
+            row, column, f"{column} {value!r} is not dd/mm/yyyy or dd/mm/yyyy HH:MM (UK form)"
+        )
+        return None
+    return date, time
+
+
+def _times(row: Row) -> list[str]:
+    # "6:30" is unambiguous and common from spreadsheets; anything else goes to the validator
+    # as written, which reports time-format.
+    return [f"0{t}" if _SHORT_TIME.match(t) else t for t in _items(row["Times"])]
+
+
+def _ncy(text: str) -> list[int | str]:
+    return [int(code) if code.isdigit() else code.upper() for code in _items(text)]
+
+
+def row_fields(row: Row) -> _Fields:
+    """Map one row's One labels to task fields (id and bases are added later)."""
+    fields = _Fields()
+    if row.width != len(COLUMNS):
+        fields.refuse(row, "", f"the row has {row.width} fields, the header {len(COLUMNS)}")
+        return fields
+    name = row["Task Name"]
+    if not name:
+        fields.refuse(row, "Task Name", "Task Name is empty")
+
+    owner = _lookup(fields, row, "Owner", OWNERS)
+    locked = _lookup(fields, row, "Locked", LOCKED)
+    if owner == "School" and locked:
+        fields.refuse(
+            row,
+            "Locked",
+            "the school owns this task and has locked it down: the LA may not take it over "
+            "(ask the school to unlock it, or leave it with the school)",
+            RULE_SCHOOL_LOCKED,
+        )
+    elif owner == "School":
+        fields.notes.append(
+            "Owned by the school in One (not locked); from now on the LA manages it here."
+        )
+    if not _LAESTAB.match(row["Base"]):
+        fields.refuse(row, "Base", f"Base {row['Base']!r} is not a 7-digit LAESTAB")
+
+    doc = fields.doc
+    doc["description"] = name
+    doc["direction"] = _lookup(fields, row, "Direction", DIRECTIONS)
+    data: dict[str, Any] = {"type": _lookup(fields, row, "Data Type", DATA_TYPES)}
+    if row["Attendance Option"]:
+        data["attendance"] = _lookup(fields, row, "Attendance Option", ATTENDANCE_OPTIONS)
+    if row["Month Filter"]:
+        if row["Month Filter"].isdigit():
+            data["months"] = int(row["Month Filter"])
+        else:
+            fields.refuse(
+                row, "Month Filter", f"Month Filter {row['Month Filter']!r} is not 1 to 13"
+            )
+    doc["data"] = data
+
+    group = _lookup(fields, row, "Group", GROUPS)
+    cohort: dict[str, Any] = {"group": group}
+    ncy = row["NCY"]
+    if _key(ncy) == "all":
+        if group == "ncy":
+            cohort["ncy"] = "all"
+    elif ncy:
+        cohort["ncy"] = _ncy(ncy)
+    doc["cohort"] = cohort
+
+    doc["schedule"] = _schedule(fields, row)
+    return fields
+
+
+def _schedule(fields: _Fields, row: Row) -> dict[str, Any]:
+    frequency = _lookup(fields, row, "Frequency", FREQUENCIES)
+    start = _uk_datetime(fields, row, "Start") if row["Start"] else None
+    times = _times(row)
+    schedule: dict[str, Any] = {}
+    for column, used_by in (("Days", "weekly"), ("Dates", "monthly"), ("Months", "monthly")):
+        if row[column] and frequency is not None and frequency != used_by:
+            fields.refuse(
+                row,
+                column,
+                f"{column} is only used by {used_by.title()} tasks (Frequency is "
+                f"{row['Frequency']}): leave it empty",
+            )
+    if not times and start is not None and start[1] is not None:
+        times = [start[1].strftime("%H:%M")]
+
+    if frequency == "once":
+        if not row["Start"]:
+            fields.refuse(row, "Start", "a Once task needs its Start date and time")
+        elif start is not None:
+            date, at = start
+            if len(times) > 1:
+                fields.refuse(row, "Times", "a Once task runs at one time")
+            elif at is None and not times:
+                fields.refuse(row, "Start", "a Once task needs a time: in Start or in Times")
+            elif at is not None and times and times[0] != at.strftime("%H:%M"):
+                fields.refuse(
+                    row, "Times", f"Times {row['Times']!r} disagrees with Start {row['Start']!r}"
+                )
+            else:
+                schedule["once"] = f"{date.isoformat()}T{times[0]}"
+    elif frequency in ("weekly", "monthly"):
+        if not times:
+            fields.refuse(row, "Times", "no run time: give Times, or a time in Start")
+        rule: dict[str, Any] = {}
+        if frequency == "weekly":
+            days = [_lookup_item(fields, row, "Days", d, WEEKDAYS) for d in _items(row["Days"])]
+            if not days:
+                fields.refuse(row, "Days", "a Weekly task needs Days, e.g. Mon;Wed")
+            rule["days"] = days
+        else:
+            rule["days"] = [_date(fields, row, d) for d in _items(row["Dates"])]
+            if not rule["days"]:
+                fields.refuse(row, "Dates", "a Monthly task needs Dates, e.g. 1;15;Last")
+            months = _items(row["Months"])
+            if [_key(m) for m in months] == ["all"]:
+                rule["months"] = ["all"]
+            elif months:
+                rule["months"] = [
+                    _lookup_item(fields, row, "Months", m, MONTH_NAMES) for m in months
+                ]
+        rule["times"] = times
+        schedule[frequency] = rule
+        if row["Start"]:
+            fields.notes.append(
+                f"One began running it on {row['Start']} (Start); b2bd keeps its days and times."
+            )
+
+    if row["Expiry"]:
+        expiry = _uk_datetime(fields, row, "Expiry")
+        if expiry is not None:
+            schedule["expires"] = _expires(fields, row, expiry, times)
+    return schedule
+
+
+def _lookup_item(
+    fields: _Fields, row: Row, column: str, item: str, table: Mapping[str, str]
+) -> str:
+    found = table.get(_key(item))
+    if found is None:
+        fields.refuse(row, column, f"{column}: {item!r} is not a name b2bd knows")
+        return item
+    return found
+
+
+def _date(fields: _Fields, row: Row, item: str) -> int | str:
+    if _key(item) == "last":
+        return "last"
+    if item.isdigit():
+        return int(item)  # the validator checks the range
+    fields.refuse(row, "Dates", f"Dates: {item!r} is not a day of the month or Last")
+    return item
+
+
+def _expires(
+    fields: _Fields, row: Row, expiry: tuple[dt.date, dt.time | None], times: Sequence[str]
+) -> str:
+    date, at = expiry
+    if at is None:
+        return date.isoformat()
+    if times and all(t > at.strftime("%H:%M") for t in times):
+        # Nothing runs on the expiry day before the expiry time: the last day is the one before.
+        fields.notes.append(
+            f"Expiry in One: {row['Expiry']}, before every run time that day: "
+            "expires is the day before."
+        )
+        return (date - dt.timedelta(days=1)).isoformat()
+    fields.notes.append(
+        f"Expiry in One: {row['Expiry']}; b2bd expires at the end of that local date."
+    )
+    return date.isoformat()
+
+
+# ---- ids (pure) ------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    """A task id from a task name: ASCII lower-case, other runs -> '-', at most 63 chars."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return text[:ID_MAX].rstrip("-") or "task"
+
+
+def allocate_ids(names: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
+    """One id per name, in order: its slug, or the slug with the next free ``-N`` suffix."""
+    used = set(taken)
+    ids: list[str] = []
+    for name in names:
+        base = slug(name)
+        candidate, n = base, 1
+        while candidate in used:
+            n += 1
+            suffix = f"-{n}"
+            candidate = base[: ID_MAX - len(suffix)].rstrip("-") + suffix
+        used.add(candidate)
+        ids.append(candidate)
+    return ids
+
+
+# ---- YAML out (pure) -------------------------------------------------------------------------
+
+_KEY_ORDER = ("id", "description", "direction", "bases", "data", "cohort", "schedule")
+_BLOCK_KEYS = frozenset({"data", "cohort", "schedule"})
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if _SAFE_PLAIN.match(text) and text not in _YAML_WORDS:
+        return text
+    # A JSON string is a valid YAML double-quoted scalar.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def to_yaml(doc: Mapping[str, Any]) -> str:
+    """A task document as YAML in a fixed layout: ids, times, dates and names quoted, so the
+    loader's YAML 1.2 typing (and YAML 1.1 tools) read back exactly ``doc``."""
+    lines = []
+    for key in sorted(doc, key=lambda k: (_KEY_ORDER.index(k) if k in _KEY_ORDER else 99, k)):
+        value = doc[key]
+        if key == "id":
+            lines.append(f"id: {json.dumps(value)}")
+        elif key in _BLOCK_KEYS and isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines.extend(f"  {k}: {_flow(v)}" for k, v in value.items())
+        else:
+            lines.append(f"{key}: {_flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _header(source: str, rows: Sequence[int], name: str, notes: Sequence[str]) -> str:
+    which = "row" if len(rows) == 1 else "rows"
+    lines = [
+        f"# Migrated from One by b2bd migrate: {source}, {which} {', '.join(map(str, rows))}",
+        f"# (One task {json.dumps(name, ensure_ascii=False)}; one row per base).",
+        *(f"# {note}" for note in notes),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- validation (pure) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the target config says: its bases, settings and the task ids other files hold."""
+
+    bases: Mapping[str, Base]
+    settings: Settings | None
+    taken_ids: frozenset[str] = frozenset()
+
+
+def validate_text(
+    text: str, doc: Mapping[str, Any], registry: Registry, now: dt.datetime
+) -> list[Finding]:
+    """The findings ``b2bd validate`` would report for this task file, plus one if the text
+    does not read back as ``doc``."""
+    try:
+        loaded = parse(text, "migrated.yaml")
+    except FileProblem as exc:
+        return [Finding("", exc.rule, exc.message)]
+    if loaded.data != doc:
+        return [Finding("", "migrate-internal", "the YAML written does not read back the same")]
+    findings = check("task", loaded)
+    if any(f.severity == "error" for f in findings):
+        return findings
+    zone = registry.settings.timezone if registry.settings else dt.UTC
+    defaults = registry.settings.defaults if registry.settings else Policy()
+    task = build_task(loaded.data, "migrated.yaml", zone, defaults)  # type: ignore[arg-type]
+    findings.extend(resolve_bases(task, registry.bases, registry.settings).findings)
+    findings.extend(task_findings(task, registry.settings, now))
+    return findings
+
+
+def _column(pointer: str) -> str:
+    best = ""
+    column = ""
+    for prefix, name in POINTER_COLUMNS:
+        if (pointer == prefix or pointer.startswith(prefix + "/")) and len(prefix) > len(best):
+            best, column = prefix, name
+    return column
+
+
+def _row_findings(line: int, findings: Iterable[Finding]) -> list[RowProblem]:
+    return [RowProblem(line, f.rule, f.message, f.severity, _column(f.pointer)) for f in findings]
+
+
+# ---- the whole export (pure) -----------------------------------------------------------------
+
+
+def migrate(rows: Sequence[Row], source: str, registry: Registry, now: dt.datetime) -> Migration:
+    """Rows -> task documents and problems (see the module docstring). ``source`` is the name
+    the comment headers give the export; ``now`` (aware) decides which schedules are past."""
+    problems: list[RowProblem] = []
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.values.get(c, "") for c in GROUPING_COLUMNS), []).append(row)
+    ids = allocate_ids((members[0]["Task Name"] for members in groups.values()), registry.taken_ids)
+
+    documents: list[TaskDocument] = []
+    for task_id, members in zip(ids, groups.values(), strict=True):
+        good: list[tuple[Row, _Fields]] = []
+        for row in members:
+            fields = row_fields(row)
+            if fields.problems:
+                problems.extend(fields.problems)
+                continue
+            doc = {"id": PLACEHOLDER_ID, **fields.doc, "bases": {"ids": [row["Base"]]}}
+            found = _row_findings(row.line, validate_text(to_yaml(doc), doc, registry, now))
+            problems.extend(found)
+            if not any(p.severity == "error" for p in found):
+                good.append((row, fields))
+        if good:
+            document = _document(task_id, good, source, registry, now)
+            if isinstance(document, TaskDocument):
+                documents.append(document)
+            else:
+                problems.extend(document)
+    return Migration(tuple(documents), tuple(sorted(problems)), len(rows))
+
+
+def _document(
+    task_id: str,
+    good: Sequence[tuple[Row, _Fields]],
+    source: str,
+    registry: Registry,
+    now: dt.datetime,
+) -> TaskDocument | list[RowProblem]:
+    first_row, first = good[0]
+    bases = sorted({row["Base"] for row, _ in good})
+    doc = {"id": task_id, **first.doc, "bases": {"ids": bases}}
+    body = to_yaml(doc)
+    errors = [f for f in validate_text(body, doc, registry, now) if f.severity == "error"]
+    lines = tuple(row.line for row, _ in good)
+    if errors:
+        return [p for line in lines for p in _row_findings(line, errors)]
+    text = _header(source, lines, first_row["Task Name"], first.notes) + body
+    return TaskDocument(task_id, lines, tuple(bases), text)
+
+
+# ---- the I/O shell ---------------------------------------------------------------------------
+
+Outcome = Literal["written", "unchanged", "overwritten", "left-alone"]
+
+
+def read_export(path: Path, encoding: str = "utf-8") -> list[Row]:
+    """The rows of an export file; LegacyFileError for anything that stops the whole file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LegacyFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return read_rows(decode(raw, encoding))
+
+
+def place(document: TaskDocument, out: Path, *, force: bool, dry_run: bool) -> Outcome:
+    """Write one task file into ``out`` unless an identical one is there; an existing file
+    that differs is left alone unless ``force``. Writes go through a hidden temporary file and
+    a rename, so a daemon watching ``out`` never sees half a file. ``dry_run`` writes nothing
+    and says what would happen."""
+    target = out / document.file_name
+    data = document.text.encode("utf-8")
+    try:
+        existing = target.read_bytes() if target.exists() else None
+    except OSError as exc:
+        raise LegacyFileError(f"cannot read {target}: {exc.strerror or exc}") from exc
+    if existing == data:
+        return "unchanged"
+    if existing is not None and not force:
+        return "left-alone"
+    outcome: Outcome = "written" if existing is None else "overwritten"
+    if dry_run:
+        return outcome
+    temporary = out / f".{document.file_name}.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(data)
+        temporary.replace(target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise LegacyFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return outcome
