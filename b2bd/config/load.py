@@ -95,37 +95,62 @@ class _File:
             yield Problem(self.name, pos.line, pos.column, f.rule, f.severity, f.message, f.pointer)
 
 
-def _read(root: Path, name: str, kind: DocumentKind) -> _File:
+ParseCache = dict[tuple[str, str], tuple[Loaded | None, tuple[Finding, ...], tuple[Problem, ...]]]
+"""(file, sha256) -> what parsing and the schema said about those bytes; lets a reload re-check
+only the files that changed."""
+
+
+def _read(root: Path, name: str, kind: DocumentKind, cache: ParseCache | None) -> _File:
     file = _File(name, kind)
     path = root / name
     try:
         if not path.exists() and not path.is_symlink():
             raise FileProblem("file-unreadable", "missing")
         text = read_text(path, root)
-        file.digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        file.doc = parse(text, name)
     except FileProblem as exc:
         file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
         return file
-    for finding in check(kind, file.doc):
-        file.add(finding)
+    file.digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = (name, file.digest)
+    if cache is not None and key in cache:
+        file.doc, findings, problems = cache[key]
+        file.findings.extend(findings)
+        file.problems.extend(problems)
+        return file
+    try:
+        file.doc = parse(text, name)
+    except FileProblem as exc:
+        file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
+    else:
+        file.findings.extend(check(kind, file.doc))
+    if cache is not None:
+        cache[key] = (file.doc, tuple(file.findings), tuple(file.problems))
     return file
 
 
 def load_config(
-    root: Path, *, now: dt.datetime | None = None, last_good: Config | None = None
+    root: Path,
+    *,
+    now: dt.datetime | None = None,
+    last_good: Config | None = None,
+    cache: ParseCache | None = None,
 ) -> Config:
     """Validate every file under ``root`` and build the model from the valid ones.
 
     ``now`` (aware) decides which schedules are already expired; it defaults to the current
-    time. Raises ConfigDirError only when ``root`` itself is unusable.
+    time. ``cache``, kept by the caller between loads, skips re-parsing unchanged files.
+    Raises ConfigDirError only when ``root`` itself is unusable.
     """
     now = now or dt.datetime.now(dt.UTC)
     root = root.absolute()
     names = config_files(root)
-    settings_file = _read(root, SETTINGS_FILE, "b2bd")
-    bases_file = _read(root, BASES_FILE, "bases")
-    task_files = [_read(root, name, "task") for name in names[2:]]
+    settings_file = _read(root, SETTINGS_FILE, "b2bd", cache)
+    bases_file = _read(root, BASES_FILE, "bases", cache)
+    task_files = [_read(root, name, "task", cache) for name in names[2:]]
+    if cache is not None:
+        live = {(f.name, f.digest) for f in (settings_file, bases_file, *task_files)}
+        for key in [k for k in cache if k not in live]:
+            del cache[key]
 
     settings = _settings(settings_file, root, last_good)
     bases = _bases(bases_file, root, settings, last_good)
