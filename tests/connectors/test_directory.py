@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from b2bd.config.model import Endpoint
+from b2bd.connectors import ConnectorError, Manifest, open_source
+from b2bd.connectors.directory import FILES, DirectorySource
+from b2bd.records import Pupil, Rejection, SessionMark, tagged_line
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "schools"
+MANIFEST = {
+    "mis": "sims",
+    "sims_version": "7.214",
+    "services_manager": "running",
+    "exported_at": "2026-11-27T18:00:00Z",
+    "laestab": "8801200",
+}
+MARK = (
+    b'{"upn":"B801200005001","date":"2026-11-02","session":"AM","code":"/",'
+    b'"updated_at":"2026-11-02T09:10:11Z"}'
+)
+
+
+def export(tmp_path, manifest=MANIFEST, **files):
+    folder = tmp_path / "school"
+    folder.mkdir()
+    if manifest is not None:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        (folder / "manifest.json").write_text(text)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def reason(source):
+    with pytest.raises(ConnectorError) as caught:
+        source.manifest()
+    return caught.value.reason
+
+
+def test_reads_manifest_and_streams_records_with_raw_lines(tmp_path):
+    bad = MARK.replace(b"B801", b"A801")
+    folder = export(tmp_path, **{"attendance.jsonl": MARK + b"\n\n" + bad + b"\r\n" + MARK})
+    source = DirectorySource(folder, laestab="8801200")
+    assert source.manifest() == Manifest(
+        mis="sims",
+        exported_at="2026-11-27T18:00:00Z",
+        services_manager="running",
+        sims_version="7.214",
+        laestab="8801200",
+    )
+    got = list(source.read("mark"))
+    assert [raw for raw, _ in got] == [MARK, bad, MARK]
+    assert isinstance(got[0][1], SessionMark)
+    assert got[1][1] == Rejection("upn-check-letter", "upn")
+    assert json.loads(tagged_line("mark", got[0][0]))["kind"] == "mark"
+
+
+def test_missing_data_files_yield_nothing(tmp_path):
+    source = DirectorySource(export(tmp_path))
+    for kind in FILES:
+        assert list(source.read(kind)) == []
+
+
+def test_missing_folder_is_unreachable(tmp_path):
+    source = DirectorySource(tmp_path / "nowhere")
+    assert reason(source) == "unreachable"
+    with pytest.raises(ConnectorError) as caught:
+        list(source.read("mark"))
+    assert caught.value.reason == "unreachable"
+    assert caught.value.transient
+
+
+def test_a_file_where_the_folder_should_be_is_unreachable(tmp_path):
+    (tmp_path / "school").write_text("not a folder")
+    assert reason(DirectorySource(tmp_path / "school")) == "unreachable"
+
+
+_PROBE = """
+import sys
+from pathlib import Path
+from b2bd.connectors import ConnectorError
+from b2bd.connectors.directory import DirectorySource
+source = DirectorySource(Path(sys.argv[1]))
+try:
+    source.manifest()
+    print(sum(1 for _ in source.read("mark")))
+except ConnectorError as error:
+    print(error.reason)
+"""
+
+
+def read_as_unprivileged(folder):
+    """Run the reader in a real subprocess; as root (where permissions do not bite), drop
+    to uid/gid 65534 with setpriv so that an unreadable folder really is unreadable."""
+    command = [sys.executable, "-c", _PROBE, str(folder)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def open_tmp():
+    # Under /tmp with 0755 parents, so an unprivileged subprocess can reach it.
+    root = Path(tempfile.mkdtemp(prefix="b2bd-dir-"))
+    root.chmod(0o755)
+    yield root
+    for path in root.rglob("*"):
+        path.chmod(0o755)
+    shutil.rmtree(root)
+
+
+def test_unreadable_folder_is_unreachable(open_tmp):
+    folder = export(open_tmp, **{"attendance.jsonl": MARK})
+    folder.chmod(0o755)
+    assert read_as_unprivileged(folder) == "1"  # the probe itself works
+    folder.chmod(0)
+    assert read_as_unprivileged(folder) == "unreachable"
+
+
+def test_unreadable_data_file_is_unreachable(open_tmp):
+    folder = export(open_tmp, **{"attendance.jsonl": MARK})
+    folder.chmod(0o755)
+    (folder / "manifest.json").chmod(0o644)
+    (folder / "attendance.jsonl").chmod(0)
+    assert read_as_unprivileged(folder) == "unreachable"
+
+
+def test_data_file_that_is_a_folder_is_unreachable(tmp_path):
+    folder = export(tmp_path)
+    (folder / "attendance.jsonl").mkdir()
+    with pytest.raises(ConnectorError) as caught:
+        list(DirectorySource(folder).read("mark"))
+    assert caught.value.reason == "unreachable"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        None,  # missing
+        "{not json",
+        json.dumps({"mis": "sims"}),  # exported_at missing
+        json.dumps({**MANIFEST, "exported_at": "yesterday"}),
+        json.dumps({**MANIFEST, "services_manager": "paused"}),
+        json.dumps([MANIFEST]),
+        json.dumps({**MANIFEST, "laestab": "8809999"}),  # another school's export
+        " " * 70_000,
+    ],
+)
+def test_bad_manifest_is_bad_data(tmp_path, manifest):
+    folder = export(tmp_path, manifest=manifest)
+    assert reason(DirectorySource(folder, laestab="8801200")) == "bad-data"
+
+
+def test_services_manager_stopped_is_a_prerequisite_failure(tmp_path):
+    folder = export(tmp_path, manifest={**MANIFEST, "services_manager": "stopped"})
+    with pytest.raises(ConnectorError) as caught:
+        DirectorySource(folder).manifest()
+    assert caught.value.reason == "prerequisite"
+    assert not caught.value.transient
+    assert "stopped" in str(caught.value)
+
+
+def test_la_outbound_store_needs_no_services_manager(tmp_path):
+    doc = {k: v for k, v in MANIFEST.items() if k != "services_manager"}
+    folder = export(tmp_path, manifest=doc)
+    assert reason(DirectorySource(folder)) == "prerequisite"
+    manifest = DirectorySource(folder, require_services_manager=False).manifest()
+    assert manifest.services_manager is None
+
+
+def test_unknown_manifest_fields_are_ignored(tmp_path):
+    folder = export(tmp_path, manifest={**MANIFEST, "tool": "exporter 2.1"})
+    assert DirectorySource(folder).manifest().mis == "sims"
+
+
+def test_error_messages_carry_no_pupil_data(tmp_path):
+    folder = export(tmp_path, manifest={**MANIFEST, "services_manager": "stopped"})
+    (folder / "pupils.jsonl").write_text('{"surname": "Secret"}\n')
+    with pytest.raises(ConnectorError) as caught:
+        DirectorySource(folder).manifest()
+    assert "Secret" not in str(caught.value)
+    [(_, rejection)] = DirectorySource(folder).read("pupil")
+    assert "Secret" not in repr(rejection)
+
+
+def test_reads_every_shipped_example(tmp_path):
+    for folder in sorted(EXAMPLES.iterdir()):
+        source = open_source(Endpoint(type="directory", path=folder), laestab=folder.name)
+        assert source.manifest().laestab == folder.name
+        for kind in FILES:
+            records = [record for _, record in source.read(kind)]
+            assert records, (folder.name, kind)
+            assert not [r for r in records if isinstance(r, Rejection)]
+
+
+def test_reading_is_streamed_not_loaded_whole(tmp_path):
+    # Lines are read lazily: a line appended after the first record came back is still seen,
+    # which a reader that loaded the file at the start would miss.
+    folder = export(tmp_path)
+    shutil.copy(EXAMPLES / "8814001" / "pupils.jsonl", folder / "pupils.jsonl")
+    original = (folder / "pupils.jsonl").read_bytes().splitlines()
+    stream = DirectorySource(folder).read("pupil")
+    first_line, first = next(stream)
+    assert isinstance(first, Pupil)
+    with (folder / "pupils.jsonl").open("ab") as handle:
+        handle.write(first_line + b"\n")
+    rest = [line for line, _ in stream]
+    assert [first_line, *rest] == [*original, first_line]
