@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from b2bd.config.build import build_task
+from b2bd.config.load import DEFAULT_TIMEZONE
 from b2bd.config.model import Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
 from b2bd.config.schema import Finding, check
@@ -77,56 +78,50 @@ GROUPING_COLUMNS = tuple(c for c in COLUMNS if c != "Base")
 
 RULE_VALUE = "migrate-value"
 RULE_SCHOOL_LOCKED = "migrate-school-locked"
+RULE_DUPLICATE = "migrate-duplicate"
 
-# One's labels -> task values. Matching ignores case and repeated spaces.
-OWNERS = {"la": "LA", "school": "School"}
-LOCKED = {"yes": True, "no": False, "": False}
-DIRECTIONS = {"export from school": "from-school", "export to school": "to-school"}
+# One's labels -> task values. Matching ignores case and repeated spaces; the keys are what
+# messages offer as the choices.
+OWNERS = {"LA": "LA", "School": "School"}
+LOCKED = {"Yes": True, "No": False, "": False}
+DIRECTIONS = {"Export from School": "from-school", "Export to School": "to-school"}
 DATA_TYPES = {
-    "attainment data": "attainment",
-    "attendance data": "attendance",
-    "changed data": "changed",
-    "snapshot data": "snapshot",
+    "Attainment Data": "attainment",
+    "Attendance Data": "attendance",
+    "Changed Data": "changed",
+    "Snapshot Data": "snapshot",
 }
 ATTENDANCE_OPTIONS = {
-    "all attendances for current academic year": "all-attendances-current-year",
-    "all unauthorised absences for current academic year": "unauthorised-absences-current-year",
-    "all absences for current academic year": "all-absences-current-year",
-    "all attendances for previous academic year": "all-attendances-previous-year",
-    "attendance changed data (sims primary)": "attendance-changed",
+    "All Attendances for Current Academic Year": "all-attendances-current-year",
+    "All Unauthorised Absences for Current Academic Year": "unauthorised-absences-current-year",
+    "All Absences for Current Academic Year": "all-absences-current-year",
+    "All Attendances for Previous Academic Year": "all-attendances-previous-year",
+    "Attendance Changed Data (SIMS Primary)": "attendance-changed",
 }
-GROUPS = {"ncy": "ncy", "lac": "lac", "looked after": "lac", "leavers": "leavers"}
-FREQUENCIES = {"once": "once", "weekly": "weekly", "monthly": "monthly"}
+GROUPS = {"NCY": "ncy", "LAC": "lac", "Looked After": "lac", "Leavers": "leavers"}
+FREQUENCIES = {"Once": "once", "Weekly": "weekly", "Monthly": "monthly"}
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 WEEKDAYS = {
-    name: short
-    for short, full in (
-        ("mon", "monday"),
-        ("tue", "tuesday"),
-        ("wed", "wednesday"),
-        ("thu", "thursday"),
-        ("fri", "friday"),
-        ("sat", "saturday"),
-        ("sun", "sunday"),
-    )
-    for name in (short, full)
+    **{full[:3]: full[:3].lower() for full in _DAY_NAMES},
+    **{full: full[:3].lower() for full in _DAY_NAMES},
 }
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 MONTH_NAMES = {
-    name: short
-    for short, full in (
-        ("jan", "january"),
-        ("feb", "february"),
-        ("mar", "march"),
-        ("apr", "april"),
-        ("may", "may"),
-        ("jun", "june"),
-        ("jul", "july"),
-        ("aug", "august"),
-        ("sep", "september"),
-        ("oct", "october"),
-        ("nov", "november"),
-        ("dec", "december"),
-    )
-    for name in (short, full)
+    **{full[:3]: full[:3].lower() for full in _MONTH_NAMES},
+    **{full: full[:3].lower() for full in _MONTH_NAMES},
 }
 
 # Which CSV column a finding's JSON pointer is about (longest prefix wins).
@@ -300,15 +295,18 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _find(table: Mapping[str, Any], text: str) -> Any:
+    wanted = _key(text)
+    return next((value for label, value in table.items() if _key(label) == wanted), None)
+
+
 def _lookup(fields: _Fields, row: Row, column: str, table: Mapping[str, Any]) -> Any:
     value = row[column]
-    found = table.get(_key(value))
+    found = _find(table, value)
     if found is None:
         shown = repr(value) if value else "empty"
-        choices = sorted({k for k in table if k})
-        fields.refuse(
-            row, column, f"{column} is {shown}: expected one of {', '.join(choices)} (any case)"
-        )
+        choices = ", ".join(label for label in table if label)
+        fields.refuse(row, column, f"{column} is {shown}: expected one of {choices}")
     return found
 
 
@@ -467,9 +465,10 @@ def _schedule(fields: _Fields, row: Row) -> dict[str, Any]:
 def _lookup_item(
     fields: _Fields, row: Row, column: str, item: str, table: Mapping[str, str]
 ) -> str:
-    found = table.get(_key(item))
+    found = _find(table, item)
     if found is None:
-        fields.refuse(row, column, f"{column}: {item!r} is not a name b2bd knows")
+        names = ", ".join(label for label in table if len(label) == 3)
+        fields.refuse(row, column, f"{column}: {item!r} is not one of {names} (or in full)")
         return item
     return found
 
@@ -584,7 +583,7 @@ def _header(source: str, rows: Sequence[int], name: str, notes: Sequence[str]) -
 
 
 @dataclass(frozen=True)
-class Registry:
+class TargetConfig:
     """What the target config says: its bases, settings and the task ids other files hold."""
 
     bases: Mapping[str, Base]
@@ -593,7 +592,7 @@ class Registry:
 
 
 def validate_text(
-    text: str, doc: Mapping[str, Any], registry: Registry, now: dt.datetime
+    text: str, doc: Mapping[str, Any], target: TargetConfig, now: dt.datetime
 ) -> list[Finding]:
     """The findings ``b2bd validate`` would report for this task file, plus one if the text
     does not read back as ``doc``."""
@@ -606,11 +605,11 @@ def validate_text(
     findings = check("task", loaded)
     if any(f.severity == "error" for f in findings):
         return findings
-    zone = registry.settings.timezone if registry.settings else dt.UTC
-    defaults = registry.settings.defaults if registry.settings else Policy()
-    task = build_task(loaded.data, "migrated.yaml", zone, defaults)  # type: ignore[arg-type]
-    findings.extend(resolve_bases(task, registry.bases, registry.settings).findings)
-    findings.extend(task_findings(task, registry.settings, now))
+    zone = target.settings.timezone if target.settings else DEFAULT_TIMEZONE
+    defaults = target.settings.defaults if target.settings else Policy()
+    task = build_task(loaded.data, "migrated.yaml", zone, defaults)
+    findings.extend(resolve_bases(task, target.bases, target.settings).findings)
+    findings.extend(task_findings(task, target.settings, now))
     return findings
 
 
@@ -630,30 +629,42 @@ def _row_findings(line: int, findings: Iterable[Finding]) -> list[RowProblem]:
 # ---- the whole export (pure) -----------------------------------------------------------------
 
 
-def migrate(rows: Sequence[Row], source: str, registry: Registry, now: dt.datetime) -> Migration:
+def migrate(rows: Sequence[Row], source: str, target: TargetConfig, now: dt.datetime) -> Migration:
     """Rows -> task documents and problems (see the module docstring). ``source`` is the name
     the comment headers give the export; ``now`` (aware) decides which schedules are past."""
     problems: list[RowProblem] = []
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         groups.setdefault(tuple(row.values.get(c, "") for c in GROUPING_COLUMNS), []).append(row)
-    ids = allocate_ids((members[0]["Task Name"] for members in groups.values()), registry.taken_ids)
+    ids = allocate_ids((members[0]["Task Name"] for members in groups.values()), target.taken_ids)
 
     documents: list[TaskDocument] = []
     for task_id, members in zip(ids, groups.values(), strict=True):
         good: list[tuple[Row, _Fields]] = []
+        seen: dict[str, int] = {}
         for row in members:
+            if row["Base"] in seen:
+                problems.append(
+                    RowProblem(
+                        row.line,
+                        RULE_DUPLICATE,
+                        f"repeats row {seen[row['Base']]} (same task, same base): counted once",
+                        "warning",
+                        "Base",
+                    )
+                )
+            seen.setdefault(row["Base"], row.line)
             fields = row_fields(row)
             if fields.problems:
                 problems.extend(fields.problems)
                 continue
             doc = {"id": PLACEHOLDER_ID, **fields.doc, "bases": {"ids": [row["Base"]]}}
-            found = _row_findings(row.line, validate_text(to_yaml(doc), doc, registry, now))
+            found = _row_findings(row.line, validate_text(to_yaml(doc), doc, target, now))
             problems.extend(found)
             if not any(p.severity == "error" for p in found):
                 good.append((row, fields))
         if good:
-            document = _document(task_id, good, source, registry, now)
+            document = _document(task_id, good, source, target, now)
             if isinstance(document, TaskDocument):
                 documents.append(document)
             else:
@@ -665,14 +676,14 @@ def _document(
     task_id: str,
     good: Sequence[tuple[Row, _Fields]],
     source: str,
-    registry: Registry,
+    target: TargetConfig,
     now: dt.datetime,
 ) -> TaskDocument | list[RowProblem]:
     first_row, first = good[0]
     bases = sorted({row["Base"] for row, _ in good})
     doc = {"id": task_id, **first.doc, "bases": {"ids": bases}}
     body = to_yaml(doc)
-    errors = [f for f in validate_text(body, doc, registry, now) if f.severity == "error"]
+    errors = [f for f in validate_text(body, doc, target, now) if f.severity == "error"]
     lines = tuple(row.line for row, _ in good)
     if errors:
         return [p for line in lines for p in _row_findings(line, errors)]

@@ -16,8 +16,8 @@ from b2bd.migrate import (
     LegacyFileError,
     Migration,
     Outcome,
-    Registry,
     RowProblem,
+    TargetConfig,
     migrate,
     place,
     read_export,
@@ -177,7 +177,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             "and they are unusable here: run b2bd validate, or give --config DIR"
         )
     out: Path = args.out
-    registry = Registry(config.bases, config.settings, _taken_ids(config, out))
+    registry = TargetConfig(config.bases, config.settings, _taken_ids(config, out))
     try:
         rows = read_export(args.legacy, args.encoding)
         migration = migrate(rows, args.legacy.name, registry, dt.datetime.now(dt.UTC))
@@ -197,8 +197,9 @@ def run_migrate(args: argparse.Namespace) -> int:
             print(_problem_line(args.legacy, p))
         for document, outcome in outcomes:
             said = _SAYS[outcome][1 if args.dry_run else 0]
+            which = "row" if len(document.rows) == 1 else "rows"
             rows_text = ", ".join(map(str, document.rows))
-            print(f"{out / document.file_name}: {said} (rows {rows_text})")
+            print(f"{out / document.file_name}: {said} ({which} {rows_text})")
         print(
             f"{args.legacy}: {len(rows)} rows, {len(migration.failed_rows)} not migrated, "
             f"{len(migration.documents)} tasks; {rows_in_place} rows in place"
