@@ -1,0 +1,226 @@
+"""``b2bd plan``: the next slots of every enabled task, merged in time order.
+
+The only clock read is here (the default ``--from`` is now); when each task is due is decided by
+:mod:`b2bd.calendar`. Text output shows local time and UTC side by side and notes slots moved or
+chosen by a clock change; JSON output is a list of ``{"task", "slot", "local"}`` in slot order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from b2bd import calendar
+from b2bd.cli import UsageError
+from b2bd.config import ConfigDirError, load_config
+from b2bd.config.load import DEFAULT_TIMEZONE
+from b2bd.config.model import Task
+
+DEFAULT_COUNT = 10
+_TICK = dt.timedelta(microseconds=1)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="print the next slots of every enabled task, local time and UTC",
+        description=(
+            "Print the next slots of every enabled task, merged in time order. Slots at or after "
+            "--from and at or before --until are listed; disabled tasks and tasks with no slot "
+            "left are left out."
+        ),
+    )
+    p.add_argument(
+        "--count",
+        type=_positive,
+        metavar="N",
+        help=f"how many slots to print, all tasks together (default {DEFAULT_COUNT}; "
+        "with --until: every slot up to it)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="ISO",
+        help="start here instead of now; a time without an offset is read in b2bd.yaml's timezone",
+    )
+    p.add_argument("--until", metavar="ISO", help="stop here (inclusive); same forms as --from")
+    p.add_argument("--task", metavar="ID", help="only this task")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One slot of one task, with the zone its local time is shown in."""
+
+    task: str
+    slot: dt.datetime
+    zone: ZoneInfo
+
+    @property
+    def local(self) -> dt.datetime:
+        return self.slot.astimezone(self.zone)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``b2bd plan`` shows: the slots, and how many tasks were left out and why."""
+
+    start: dt.datetime
+    until: dt.datetime | None
+    slots: tuple[Planned, ...]
+    disabled: int
+    expired: int
+
+
+def make_plan(
+    tasks: Sequence[Task], start: dt.datetime, until: dt.datetime | None, count: int | None
+) -> Plan:
+    """The slots ``start <= s <= until`` of the enabled tasks, at most ``count`` in all.
+
+    A task is *expired* when it has no slot at or after ``start`` at all (not merely none
+    before ``until``). Pure: ``start`` is given.
+    """
+    after = start - _TICK  # the calendar's `after` is exclusive; plan's --from is inclusive
+    enabled = [t for t in tasks if t.enabled]
+    live = {t.id: t for t in enabled if calendar.next_slot(t.schedule, after) is not None}
+    merged = calendar.merge_slots({i: t.schedule for i, t in live.items()}, after, until)
+    chosen = merged if count is None else itertools.islice(merged, count)
+    slots = tuple(Planned(task, slot, live[task].schedule.timezone) for slot, task in chosen)
+    return Plan(start, until, slots, len(tasks) - len(enabled), len(enabled) - len(live))
+
+
+def run(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    try:
+        config = load_config(args.config, now=now)
+    except ConfigDirError as exc:
+        raise UsageError(str(exc)) from exc
+    errors = sum(p.severity == "error" for p in config.problems)
+    if errors:
+        print(
+            f"b2bd: warning: {args.config} has {errors} error(s) (see `b2bd validate`); "
+            f"planning the {len(config.tasks)} valid task(s)",
+            file=sys.stderr,
+        )
+    zone = config.settings.timezone if config.settings else DEFAULT_TIMEZONE
+    start = parse_instant(args.start, zone, "--from") if args.start else now
+    until = parse_instant(args.until, zone, "--until") if args.until else None
+    if until is not None and until < start:
+        raise UsageError("--until is before --from")
+    tasks = list(config.tasks.values())
+    if args.task is not None:
+        tasks = [t for t in tasks if t.id == args.task]
+        if not tasks:
+            raise UsageError(f"no valid task {args.task!r} in {args.config}")
+    count = args.count if args.count is not None or until is not None else DEFAULT_COUNT
+    plan = make_plan(tasks, start, until, count)
+    print(format_json(plan) if args.format == "json" else format_text(plan, zone), end="")
+    return 0
+
+
+def parse_instant(text: str, zone: ZoneInfo, option: str) -> dt.datetime:
+    """An ISO 8601 date or date-time; without an offset it is local time in ``zone`` (a time the
+    clock skipped or showed twice is read as the calendar reads it: first instant at or after)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not an ISO 8601 date-time (e.g. 2026-03-29T01:30, "
+            "2026-03-29T01:30:00+01:00, 2026-03-29T00:30Z)"
+        ) from None
+    if value.tzinfo is None:
+        return calendar.local_to_utc(value, zone)
+    return value.astimezone(dt.UTC)
+
+
+def as_json(plan: Plan) -> list[dict[str, str]]:
+    return [
+        {
+            "task": p.task,
+            "slot": p.slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "local": p.local.isoformat(timespec="seconds"),
+        }
+        for p in plan.slots
+    ]
+
+
+def format_json(plan: Plan) -> str:
+    return json.dumps(as_json(plan), indent=2) + "\n"
+
+
+def format_text(plan: Plan, zone: ZoneInfo) -> str:
+    """A table: local time (the task's zone), UTC, task, and a note on clock-change slots."""
+    lines = [_heading(plan, zone)]
+    if plan.slots:
+        rows = [
+            (_local_text(p.local, p.zone, zone), p.slot.strftime("%Y-%m-%d %H:%M UTC"), p.task,
+             clock_change_note(p.slot, p.zone))
+            for p in plan.slots
+        ]  # fmt: skip
+        widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(3)]
+        for row in [_HEADER, *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+            lines.append("  ".join([*cells, row[3]]).rstrip())
+    else:
+        lines.append("No slots.")
+    left_out = _left_out(plan)
+    if left_out:
+        lines.append(left_out)
+    return "\n".join(lines) + "\n"
+
+
+_HEADER = ("LOCAL", "UTC", "TASK", "")
+
+
+def clock_change_note(slot: dt.datetime, zone: ZoneInfo) -> str:
+    """Why a slot sits where it does around a clock change, or "" for an ordinary slot."""
+    local = slot.astimezone(zone)
+    offset = local.utcoffset() or dt.timedelta(0)
+    before = (slot - dt.timedelta(seconds=1)).astimezone(zone).utcoffset() or dt.timedelta(0)
+    if offset > before:
+        return "(clocks go forward here: a time in the skipped hour runs at this instant)"
+    if local.replace(fold=1).utcoffset() != local.utcoffset():
+        return f"(clocks go back later: first of two {local:%H:%M}s)"
+    return ""
+
+
+def _local_text(local: dt.datetime, zone: ZoneInfo, default: ZoneInfo) -> str:
+    text = f"{local:%a %Y-%m-%d %H:%M} {local.tzname()}"
+    return text if zone.key == default.key else f"{text} ({zone.key})"
+
+
+def _heading(plan: Plan, zone: ZoneInfo) -> str:
+    start = plan.start.astimezone(zone)
+    span = f"from {start:%a %Y-%m-%d %H:%M} {start.tzname()}"
+    if plan.until is not None:
+        until = plan.until.astimezone(zone)
+        span += f" until {until:%a %Y-%m-%d %H:%M} {until.tzname()}"
+    noun = "slot" if len(plan.slots) == 1 else "slots"
+    return f"{len(plan.slots)} {noun} {span} ({zone.key}):"
+
+
+def _left_out(plan: Plan) -> str:
+    parts: Mapping[str, int] = {"disabled": plan.disabled, "expired (no slot left)": plan.expired}
+    shown = [f"{n} {why}" for why, n in parts.items() if n]
+    if not shown:
+        return ""
+    total = plan.disabled + plan.expired
+    return f"Left out {total} task{'s' if total != 1 else ''}: {', '.join(shown)}."
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
