@@ -119,7 +119,7 @@ class DirectorySource:
         """Stream every line of ``kind``'s file as (raw line without newline, record or
         rejection). Blank lines are skipped. A missing file yields nothing; a folder or file
         that cannot be read raises ConnectorError("unreachable") (also mid-file)."""
-        decode = RecordDecoder(kind)
+        decode = RecordDecoder(kind).decode
         for line in self.lines(kind):
             yield line, decode(line)
 
