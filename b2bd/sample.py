@@ -402,6 +402,7 @@ def iter_mark_lines(
     if days is None:
         days = school_days(spec.first_mark_day, spec.marks_until)
     closure = _school_closure_day(spec, days)
+    minutes: dict[tuple[str, str], int] = {}  # bounded: NCYs x school days
     for sample in pupils:
         if sample.marks_deleted or sample.pupil_deleted:
             continue
@@ -415,7 +416,9 @@ def iter_mark_lines(
                 am = pm = "Y4" if day >= REGULATIONS_2024 else "Y"
             else:
                 am, pm = _day_codes(sample, day, rng)
-            minute = hash_minute(class_seed, iso)
+            minute = minutes.get((class_seed, iso))
+            if minute is None:
+                minute = minutes[class_seed, iso] = hash_minute(class_seed, iso)
             for session, code, hour in (("AM", am, 8), ("PM", pm, 13)):
                 if removed and f"{upn}/{iso}/{session}" in removed:
                     continue
