@@ -44,7 +44,10 @@ def _is_timezone(value: object) -> bool:
 @FORMAT_CHECKER.checks("local-datetime", raises=ValueError)
 def _is_local_datetime(value: object) -> bool:
     if isinstance(value, str):
-        dt.datetime.strptime(value, "%Y-%m-%dT%H:%M")
+        local = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M")
+        # In years 1 and 9999 a UTC offset can carry the instant outside what datetime holds.
+        if not 1 < local.year < 9999:
+            raise ValueError(f"year {local.year} is out of range")
     return True
 
 

@@ -33,6 +33,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 10_000
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 1000
 
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
@@ -67,7 +68,31 @@ class DuplicateKey(yaml.constructor.ConstructorError):
 
 
 class StrictConstructor(yaml.constructor.SafeConstructor):
-    """SafeConstructor that refuses duplicate keys and keeps keys as their source text."""
+    """SafeConstructor that refuses duplicate keys and keeps keys as their source text.
+
+    Only JSON's types come out (str, int, float, bool, None, list, dict): the schemas are JSON
+    Schemas, so explicit ``!!timestamp``, ``!!binary``, ``!!set``, ``!!omap`` and ``!!pairs`` are
+    refused, and a scalar PyYAML cannot read under its explicit tag (``!!bool maybe``,
+    ``!!float ''``) is a syntax error at that scalar, not an exception.
+    """
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, TypeError, AttributeError, OverflowError) as exc:
+            # PyYAML's scalar constructors fail with plain exceptions on text they cannot read.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this {_tag_name(node.tag)} value: {exc}", node.start_mark
+            ) from exc
+
+    def construct_non_json(self, node: Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"{_tag_name(node.tag)} is not allowed: config values are strings, numbers, "
+            "true/false, lists and mappings",
+            node.start_mark,
+        )
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
         # Checked before flatten_mapping() rewrites node.value: merged pairs may legitimately
@@ -98,6 +123,10 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
         text = str(self.construct_scalar(node)).replace("_", "")
         sign = -1 if text.startswith("-") else 1
         body = text.lstrip("+-")
+        if len(body) > MAX_INT_DIGITS:
+            # Python refuses to print ints over 4,300 decimal digits (and so any message
+            # quoting one would fail); hex and octal ints are not limited on the way in.
+            raise ValueError(f"an integer of more than {MAX_INT_DIGITS:,} digits")
         if body.startswith("0o"):
             return sign * int(body[2:], 8)
         if body.lower().startswith("0x"):
@@ -106,6 +135,15 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
 
 
 StrictConstructor.add_constructor("tag:yaml.org,2002:int", StrictConstructor.construct_yaml_int)
+for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
+    StrictConstructor.add_constructor(
+        f"tag:yaml.org,2002:{_tag}", StrictConstructor.construct_non_json
+    )
+
+
+def _tag_name(tag: str | None) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag and tag.startswith(prefix) else str(tag)
 
 
 class _Loader(yaml.cyaml.CParser, StrictConstructor, CoreResolver):  # type: ignore[misc]
