@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -533,6 +532,35 @@ _KEY_ORDER = ("id", "description", "direction", "bases", "data", "cohort", "sche
 _BLOCK_KEYS = frozenset({"data", "cohort", "schedule"})
 
 
+def _printable(code: int) -> bool:
+    # YAML's printable set, less the characters YAML 1.1 readers take as line breaks (NEL,
+    # LS, PS) and the BOM: those are written escaped so that every reader gets them back.
+    return (
+        0x20 <= code <= 0x7E
+        or 0xA0 <= code <= 0xD7FF
+        or (0xE000 <= code <= 0xFFFD and code not in (0x2028, 0x2029, 0xFEFF))
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar; anything unprintable is escaped."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif _printable(code):
+            out.append(char)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -541,8 +569,7 @@ def _scalar(value: Any) -> str:
     text = str(value)
     if _SAFE_PLAIN.match(text) and text not in _YAML_WORDS:
         return text
-    # A JSON string is a valid YAML double-quoted scalar.
-    return json.dumps(text, ensure_ascii=False)
+    return quoted(text)
 
 
 def _flow(value: Any) -> str:
@@ -560,7 +587,7 @@ def to_yaml(doc: Mapping[str, Any]) -> str:
     for key in sorted(doc, key=lambda k: (_KEY_ORDER.index(k) if k in _KEY_ORDER else 99, k)):
         value = doc[key]
         if key == "id":
-            lines.append(f"id: {json.dumps(value)}")
+            lines.append(f"id: {quoted(value)}")
         elif key in _BLOCK_KEYS and isinstance(value, dict):
             lines.append(f"{key}:")
             lines.extend(f"  {k}: {_flow(v)}" for k, v in value.items())
@@ -569,11 +596,16 @@ def to_yaml(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain(name: str) -> str:
+    return name if re.fullmatch(r"[\w.+ -]+", name, re.ASCII) else quoted(name)
+
+
 def _header(source: str, rows: Sequence[int], name: str, notes: Sequence[str]) -> str:
     which = "row" if len(rows) == 1 else "rows"
     lines = [
-        f"# Migrated from One by b2bd migrate: {source}, {which} {', '.join(map(str, rows))}",
-        f"# (One task {json.dumps(name, ensure_ascii=False)}; one row per base).",
+        f"# Migrated from One by b2bd migrate: {_plain(source)}, {which} "
+        + ", ".join(map(str, rows)),
+        f"# (One task {quoted(name)}; one row per base).",
         *(f"# {note}" for note in notes),
     ]
     return "\n".join(lines) + "\n"
