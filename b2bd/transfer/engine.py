@@ -1,0 +1,547 @@
+"""The transfer engine: one run of a task fans out into one transfer per base.
+
+API (for the daemon and ``b2bd trigger``)::
+
+    engine = Engine(config, journal, keyer, pool=None, clock=utc_now)
+    result = engine.run(task, slot, manual=False, bases=None, on_progress=None)   # RunResult
+
+or, for a caller that schedules each (task, base) itself (overlap rules, jitter)::
+
+    run = engine.start_run(task, slot, manual=False, bases=None)    # journals run-started
+    result = engine.run_transfer(run, base_id)                      # TransferResult, journaled
+    engine.skip_transfer(run, base_id, reason)                      # journals transfer-skipped
+    engine.finish_run(run, results)                                 # journals run-finished
+
+The engine makes no scheduling decision: it runs what it is given, now.
+
+Guarantees:
+
+- **Bounded concurrency**: transfers run on ``pool`` (a ``concurrent.futures.Executor``); by
+  default the engine's own thread pool of b2bd.yaml ``concurrency`` workers, shared by every
+  run this engine makes. A daemon passes one pool for all tasks. :meth:`Engine.run` waits for
+  its transfers, so call it from outside that pool.
+- **Isolation**: every failure is caught per transfer and becomes that base's outcome; one base
+  never delays (beyond sharing the pool) or fails another.
+- **Retries**: only transient reasons (``unreachable``, ``timeout``) are retried, up to the
+  task's ``policy.retries`` more attempts, waiting ``retry_backoff * 2**(n-1)`` before retry n.
+  The wait is interruptible (``stop`` event): a stopping daemon does not sit out a backoff.
+- **Timeout**: each attempt has ``policy.timeout``; it is checked between batches of records
+  (cooperative: a read that blocks forever inside the OS cannot be interrupted by a thread —
+  the daemon's grace period is the backstop).
+- **Durability order**: delivery committed (files fsynced, renamed, folder fsynced) *before*
+  ``transfer-succeeded`` is journaled; the watermark and leavers memory advance only from that
+  record. A crash in between re-delivers the same slot next time (at-least-once), never skips.
+- **Children's data**: messages and journal records hold paths, counts, reason classes and
+  keyed digests (:class:`~b2bd.journal.keys.PupilKeyer`), never a UPN, name or date of birth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from b2bd.calendar import slot_name
+from b2bd.config.model import Base, Config, Settings, Task
+from b2bd.config.rules import prerequisite_failures
+from b2bd.connectors import SOURCES, ConnectorError, FailureReason, Source, open_source
+from b2bd.connectors.directory import DirectorySource
+from b2bd.records.ncy import NCY_CODES
+from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
+from b2bd.transfer.extract import Tally, extract
+from b2bd.transfer.query import Query, advance_watermark, build_query, reference_date
+
+TransferOutcome = Literal["succeeded", "failed", "skipped"]
+RunOutcome = Literal["succeeded", "partial", "failed"]
+TRANSIENT: frozenset[str] = frozenset({"unreachable", "timeout"})
+PROGRESS_EVERY = 1 << 16
+
+
+class JournalWriter(Protocol):
+    def append(self, type: str, **fields: Any) -> object: ...
+
+
+class Keyer(Protocol):
+    def digest(self, upn: str) -> str: ...
+
+
+class TransferFailure(Exception):
+    """A transfer attempt failed with a reason class and an operator message (no pupil data)."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: FailureReason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """One base's outcome in a run. ``delivery`` is the data file written (None unless
+    succeeded); ``reason``/``message`` explain a failure or skip."""
+
+    task: str
+    base: str
+    outcome: TransferOutcome
+    attempts: int = 0
+    reason: str | None = None
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    missing: int = 0
+    watermark: str | None = None
+    delivery: Path | None = None
+
+    @property
+    def records(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """A started run: its id, task, slot, delivery name, reference date and bases."""
+
+    run: str
+    task: Task
+    slot: dt.datetime
+    manual: bool
+    name: str
+    day: dt.date
+    bases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: str
+    task: str
+    slot: dt.datetime
+    manual: bool
+    outcome: RunOutcome
+    transfers: tuple[TransferResult, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event: ``event`` is ``started``, ``records`` (``records`` read so far) or
+    ``finished`` (with ``result``). Delivered from worker threads."""
+
+    run: str
+    base: str
+    event: Literal["started", "records", "finished"]
+    records: int = 0
+    result: TransferResult | None = None
+
+
+OnProgress = Callable[[Progress], None]
+
+
+def run_outcome(results: Iterable[TransferResult]) -> RunOutcome:
+    """``succeeded`` when every transfer that ran succeeded (skipped ones do not count, and a
+    run with nothing to do has failed nothing), ``failed`` when none did, else ``partial``."""
+    ran = [r.outcome for r in results if r.outcome != "skipped"]
+    if all(o == "succeeded" for o in ran):
+        return "succeeded"
+    if any(o == "succeeded" for o in ran):
+        return "partial"
+    return "failed"
+
+
+def backoff_delays(retries: int, backoff: dt.timedelta) -> list[float]:
+    """Seconds to wait before retry 1..retries: ``backoff * 2**(n-1)``."""
+    base = backoff.total_seconds()
+    return [base * (2**n) for n in range(retries)]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Engine:
+    """Runs transfers (see the module docstring). ``state`` seeds the watermarks and leavers
+    memory (``b2bd.journal.State``; default: replayed from ``journal``); afterwards the engine
+    keeps them current from the successes it journals itself."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: JournalWriter,
+        keyer: Keyer,
+        *,
+        state: Any = None,
+        pool: Executor | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        if config.settings is None:
+            raise ValueError("the engine needs usable settings (b2bd.yaml)")
+        self.config = config
+        self.settings: Settings = config.settings
+        self.journal = journal
+        self.keyer = keyer
+        self.clock = clock
+        self.monotonic = monotonic
+        self.stop = stop or threading.Event()
+        self._wait = wait or self.stop.wait
+        self._own_pool = pool is None
+        self._pool = pool
+        self._lock = threading.Lock()
+        if state is None:
+            from b2bd.journal import replay
+
+            state = replay(journal.records())  # type: ignore[attr-defined]
+        self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
+        self._leavers: dict[str, frozenset[str]] = {
+            base: frozenset(keys) for base, keys in state.leavers.items()
+        }
+
+    # -- pool ------------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> Executor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.settings.concurrency, thread_name_prefix="transfer"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Shut down the engine's own pool (a pool passed in is the caller's to close)."""
+        if self._own_pool and self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state the engine keeps ----------------------------------------------------------------
+
+    def watermark(self, task_id: str, base_id: str) -> str | None:
+        with self._lock:
+            return self._watermarks.get((task_id, base_id))
+
+    def leavers(self, base_id: str) -> frozenset[str]:
+        with self._lock:
+            return self._leavers.get(base_id, frozenset())
+
+    # -- a whole run ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        task: Task,
+        slot: dt.datetime,
+        *,
+        manual: bool = False,
+        bases: Sequence[str] | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> RunResult:
+        """Run ``task`` for ``slot`` on ``bases`` (default: the task's targets), in parallel on
+        the pool, and journal it from ``run-started`` to ``run-finished``."""
+        context = self.start_run(task, slot, manual=manual, bases=bases)
+        futures: dict[Future[TransferResult], str] = {
+            self.pool.submit(self.run_transfer, context, base_id, on_progress): base_id
+            for base_id in context.bases
+        }
+        results: dict[str, TransferResult] = {}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+        ordered = [results[base_id] for base_id in context.bases]
+        return self.finish_run(context, ordered)
+
+    def start_run(
+        self,
+        task: Task,
+        slot: dt.datetime,
+        *,
+        manual: bool = False,
+        bases: Sequence[str] | None = None,
+    ) -> RunContext:
+        """Journal ``run-started``. A manual run is named ``<task>/manual-<slot>`` and writes
+        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware."""
+        chosen = tuple(task.targets if bases is None else bases)
+        unknown = [b for b in chosen if b not in self.config.bases]
+        if unknown:
+            raise ValueError(f"unknown base(s): {', '.join(unknown)}")
+        name = slot_name(slot)
+        if manual:
+            name = f"manual-{name}"
+        context = RunContext(
+            run=f"{task.id}/{name}",
+            task=task,
+            slot=slot.astimezone(dt.UTC),
+            manual=manual,
+            name=name,
+            day=reference_date(slot, task.schedule.timezone),
+            bases=chosen,
+        )
+        self.journal.append(
+            "run-started",
+            run=context.run,
+            task=task.id,
+            slot=context.slot,
+            manual=manual,
+            bases=list(chosen),
+        )
+        return context
+
+    def finish_run(self, context: RunContext, results: Sequence[TransferResult]) -> RunResult:
+        outcome = run_outcome(results)
+        self.journal.append("run-finished", run=context.run, task=context.task.id, outcome=outcome)
+        return RunResult(
+            run=context.run,
+            task=context.task.id,
+            slot=context.slot,
+            manual=context.manual,
+            outcome=outcome,
+            transfers=tuple(results),
+        )
+
+    def skip_transfer(self, context: RunContext, base_id: str, reason: str) -> TransferResult:
+        self.journal.append(
+            "transfer-skipped", run=context.run, task=context.task.id, base=base_id, reason=reason
+        )
+        return TransferResult(context.task.id, base_id, "skipped", reason=reason, message=reason)
+
+    # -- one transfer --------------------------------------------------------------------------
+
+    def run_transfer(
+        self, context: RunContext, base_id: str, on_progress: OnProgress | None = None
+    ) -> TransferResult:
+        """One (task, base) transfer with its retries; journals its outcome. Never raises for
+        a transfer failure (only if the journal itself cannot be written)."""
+        task = context.task
+        notify = on_progress or _ignore
+        notify(Progress(context.run, base_id, "started"))
+        policy = task.policy
+        delays = backoff_delays(policy.retries, policy.retry_backoff)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = self._attempt(context, base_id, attempt, notify)
+                break
+            except TransferFailure as failure:
+                retry = failure.reason in TRANSIENT and attempt <= len(delays)
+                # _wait returns True when the engine is stopping: then no more attempts.
+                if retry and not self.stop.is_set() and not self._wait(delays[attempt - 1]):
+                    continue
+                result = self._failed(context, base_id, attempt, failure)
+                break
+        notify(Progress(context.run, base_id, "finished", result.records, result))
+        return result
+
+    def _failed(
+        self, context: RunContext, base_id: str, attempts: int, failure: TransferFailure
+    ) -> TransferResult:
+        self.journal.append(
+            "transfer-failed",
+            run=context.run,
+            task=context.task.id,
+            base=base_id,
+            reason=failure.reason,
+            message=failure.message,
+            attempts=attempts,
+        )
+        return TransferResult(
+            context.task.id,
+            base_id,
+            "failed",
+            attempts=attempts,
+            reason=failure.reason,
+            message=failure.message,
+        )
+
+    def _attempt(
+        self, context: RunContext, base_id: str, attempt: int, notify: OnProgress
+    ) -> TransferResult:
+        task = context.task
+        base = self.config.bases[base_id]
+        query = build_query(
+            task,
+            base_id,
+            context.day,
+            watermark=self.watermark(task.id, base_id),
+            leavers=self.leavers(base_id) if task.direction == "from-school" else frozenset(),
+            year_start=self.settings.academic_year_start,
+        )
+        deadline_at = self.monotonic() + task.policy.timeout.total_seconds()
+        timeout = task.policy.timeout
+
+        def deadline() -> None:
+            if self.monotonic() > deadline_at:
+                raise TransferFailure("timeout", f"transfer took longer than {timeout}")
+
+        def progress(records: int) -> None:
+            notify(Progress(context.run, base_id, "records", records))
+
+        try:
+            source, folder = self._endpoints(task, base)
+            self._check_live(base, source, task)
+            deadline()
+            place = DeliveryPlace(folder, context.name)
+            with DeliveryWriter(place) as writer:
+                tally = extract(
+                    source,
+                    query,
+                    writer.write,
+                    self.keyer.digest,
+                    deadline=deadline,
+                    progress=progress,
+                )
+                new_watermark = advance_watermark(query.watermark, tally.high or None)
+                delivered = writer.commit(self._manifest(context, query, tally, new_watermark))
+        except TransferFailure:
+            raise
+        except ConnectorError as error:
+            raise TransferFailure(error.reason, error.message) from None
+        except DeliveryError as error:
+            raise TransferFailure(error.reason, str(error)) from None
+        except Exception as error:  # isolation: one base's bug never takes the run down
+            raise TransferFailure(
+                "internal", f"unexpected {type(error).__name__} in the transfer"
+            ) from None
+        return self._succeeded(context, query, attempt, tally, new_watermark, delivered.data_path)
+
+    def _succeeded(
+        self,
+        context: RunContext,
+        query: Query,
+        attempt: int,
+        tally: Tally,
+        watermark: str | None,
+        delivery: Path,
+    ) -> TransferResult:
+        task = context.task
+        added: list[str] = []
+        if query.remember:
+            known = self.leavers(query.base)
+            added = sorted({d for d in map(self.keyer.digest, tally.pupils) if d not in known})
+        self.journal.append(
+            "transfer-succeeded",
+            run=context.run,
+            task=task.id,
+            base=query.base,
+            direction=task.direction,
+            data_type=task.data.type,
+            cohort_group=task.cohort.group,
+            counts=dict(tally.counts),
+            rejected=tally.rejected_total,
+            missing=tally.missing,
+            watermark=watermark,
+            pupils=added,
+        )
+        with self._lock:
+            self._watermarks[(task.id, query.base)] = watermark
+            if added:
+                self._leavers[query.base] = self._leavers.get(query.base, frozenset()).union(added)
+        return TransferResult(
+            task.id,
+            query.base,
+            "succeeded",
+            attempts=attempt,
+            counts=dict(tally.counts),
+            rejected=tally.rejected_total,
+            rejected_by_reason=dict(tally.rejected),
+            missing=tally.missing,
+            watermark=watermark,
+            delivery=delivery,
+        )
+
+    # -- endpoints and prerequisites ---------------------------------------------------------
+
+    def _endpoints(self, task: Task, base: Base) -> tuple[Source, Path]:
+        """The source to read and the folder the delivery goes into, per direction (DESIGN
+        section 6): from-school reads the school, delivers to ``<la_store>/<base>/<task>/``;
+        to-school reads ``<la_store>/outbound/<base>/``, delivers to
+        ``<school path>/inbound/<task>/``."""
+        store = self.settings.la_store
+        if store.type != "directory" or store.path is None:
+            raise TransferFailure("internal", f"LA store type {store.type!r} is not supported")
+        endpoint = base.endpoint
+        if endpoint.type not in SOURCES:
+            raise TransferFailure(
+                "internal", f"{endpoint.type} connector not available in this build"
+            )
+        if task.direction == "from-school":
+            return open_source(endpoint, base.id), store.path / base.id / task.id
+        if endpoint.type != "directory" or endpoint.path is None:
+            raise TransferFailure(
+                "internal", f"to-school delivery to a {endpoint.type} endpoint is not supported"
+            )
+        outbound = DirectorySource(
+            store.path / "outbound" / base.id, laestab=base.id, require_services_manager=False
+        )
+        return outbound, endpoint.path / "inbound" / task.id
+
+    def _check_live(self, base: Base, source: Source, task: Task) -> None:
+        """Prerequisites before reading: the registry's (bases.yaml) and the live manifest's:
+        SIMS Services Manager running (checked by the connector) and the SIMS version the
+        export reports meeting the same minimums. A live version that differs from bases.yaml
+        but meets them is fine: schools upgrade SIMS before the registry is edited."""
+        reasons = prerequisite_failures(base, self.settings, task.data.type)
+        if reasons:
+            raise TransferFailure("prerequisite", f"base {base.id}: " + "; ".join(reasons))
+        manifest = source.manifest()
+        if task.direction == "from-school" and manifest.sims_version is not None:
+            live = dataclasses.replace(base, sims_version=manifest.sims_version)
+            try:
+                reasons = prerequisite_failures(live, self.settings, task.data.type)
+            except ValueError:
+                reasons = [f"unreadable SIMS version {manifest.sims_version!r} in the export"]
+            if reasons:
+                raise TransferFailure(
+                    "prerequisite", f"base {base.id} (live export): " + "; ".join(reasons)
+                )
+
+    def _manifest(
+        self, context: RunContext, query: Query, tally: Tally, watermark: str | None
+    ) -> dict[str, Any]:
+        task = context.task
+        dates = query.dates
+        return {
+            "run": context.run,
+            "task": task.id,
+            "base": query.base,
+            "slot": context.slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "manual": context.manual,
+            "direction": task.direction,
+            "data_type": task.data.type,
+            "attendance": task.data.attendance,
+            "months": task.data.months,
+            "cohort": {
+                "group": task.cohort.group,
+                "ncy": _ncy_list(task.cohort.ncy) if task.cohort.group == "ncy" else None,
+                "reference_date": query.day,
+            },
+            "window": {
+                "updated_since": query.since,
+                "dates": None if dates is None else {"first": dates.first, "last": dates.last},
+            },
+            "counts": dict(tally.counts),
+            "rejected": tally.rejected_total,
+            "rejected_by_reason": dict(sorted(tally.rejected.items())),
+            "missing": tally.missing,
+            "read": tally.read,
+            "watermark": watermark,
+            "created_at": self.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
+def _ncy_list(ncy: frozenset[str] | None) -> list[str] | str:
+    """A cohort's NCYs in curriculum order, or ``"all"`` (X included)."""
+    return "all" if ncy is None else [code for code in NCY_CODES if code in ncy]
+
+
+def _ignore(_event: Progress) -> None:
+    pass

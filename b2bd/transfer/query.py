@@ -1,0 +1,255 @@
+"""What one transfer reads and keeps: task + base + reference date + journal state -> Query.
+
+Pure: no clock, no I/O. DESIGN section 5 is the contract; this module is where its sentences
+become code:
+
+- **Reference date D**: the slot's local date in the task's timezone (a trigger's slot is "now",
+  so D is today's local date). Cohorts are decided at D.
+- **Cohort** (:func:`on_roll`, :class:`Cohort`): ``ncy`` = on roll at D (``admission_date <= D``
+  and no ``leaving_date <= D``) with a listed NCY (None = every NCY, X included); ``lac`` = on
+  roll at D and ``in_care``; ``leavers`` = ``leaving_date <= D`` *and* the pupil's keyed digest
+  is in the base's leavers memory (pupils a succeeded non-leavers from-school transfer sent).
+  To-school reads the LA's own records, which say nothing about the school's roll: its cohort is
+  "a listed NCY" alone.
+- **Data types** (:data:`KINDS_READ`, :data:`KINDS_DELIVERED`): which record files are read and
+  which kinds reach the delivery. Pupils are always read first: they decide the cohort.
+- **Attendance kinds** (:data:`ATTENDANCE_KINDS`): a table of (academic year, code set, changed).
+  ``months: N`` narrows the dates to ``months_back(D, N)`` onwards, inside that year's range.
+- **Watermark**: ``changed``, ``attendance-changed`` and to-school keep records whose change
+  time is ``>=`` the (task, base) watermark (inclusive: at-least-once, consumers dedupe on
+  (key, updated_at)); the first run (no watermark) keeps everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from b2bd.config.model import AttendanceKind, CohortGroup, DataType, Direction, Task
+from b2bd.records.academic import academic_year, months_back, previous_academic_year
+from b2bd.records.codes import ABSENCES, UNAUTHORISED
+from b2bd.records.model import Pupil, RecordKind
+
+YearChoice = Literal["current", "previous", "any"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRule:
+    """What an attendance kind keeps: marks dated in ``year``, with a code in ``codes``
+    (None = every code), and for ``changed`` only marks changed since the watermark."""
+
+    year: YearChoice
+    codes: frozenset[str] | None
+    changed: bool = False
+
+
+ATTENDANCE_KINDS: dict[AttendanceKind, AttendanceRule] = {
+    "all-attendances-current-year": AttendanceRule("current", None),
+    "unauthorised-absences-current-year": AttendanceRule("current", UNAUTHORISED),
+    "all-absences-current-year": AttendanceRule("current", ABSENCES),
+    "all-attendances-previous-year": AttendanceRule("previous", None),
+    "attendance-changed": AttendanceRule("any", None, changed=True),
+}
+"""DESIGN section 5's attendance kinds as data (codes from :mod:`b2bd.records.codes`)."""
+
+KINDS_READ: dict[DataType, tuple[RecordKind, ...]] = {
+    "snapshot": ("pupil",),
+    "changed": ("pupil", "deletion"),
+    "attainment": ("pupil", "result"),
+    "attendance": ("pupil", "mark"),
+}
+"""Record files a from-school transfer of each data type reads, in order (pupils first)."""
+
+KINDS_DELIVERED: dict[DataType, tuple[RecordKind, ...]] = {
+    "snapshot": ("pupil",),
+    "changed": ("pupil", "deletion"),
+    "attainment": ("result",),
+    "attendance": ("mark",),
+}
+"""Record kinds that reach a delivery. Attendance and attainment deliver only marks and results:
+the consumer already holds the pupils (a leaver only appears if sent before; other cohorts come
+with their own snapshot/changed tasks), and re-sending every pupil's name and date of birth with
+each weekly absence extract would spread children's data for no use."""
+
+_ATTENDANCE_CHANGED_DELETIONS: tuple[RecordKind, ...] = ("pupil", "mark", "deletion")
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """An inclusive range of ISO dates a mark's ``date`` must fall in (None = unbounded)."""
+
+    first: str | None
+    last: str | None
+
+    def __contains__(self, day: object) -> bool:
+        return (
+            isinstance(day, str)
+            and (self.first is None or day >= self.first)
+            and (self.last is None or day <= self.last)
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    """Everything one transfer needs to decide which records to deliver.
+
+    ``since``: the inclusive change-time bound applied to records (None: no bound; set only for
+    the watermark-driven kinds). ``watermark``: the (task, base) watermark as the journal holds
+    it, carried forward when a run reads nothing newer. ``leavers``: the base's leavers memory
+    (keyed digests). ``remember``: whether a success adds the delivered pupils to that memory
+    (non-leavers from-school transfers only).
+    """
+
+    task: str
+    base: str
+    direction: Direction
+    data_type: DataType
+    cohort_group: CohortGroup
+    ncy: frozenset[str] | None
+    reference_date: dt.date
+    attendance: AttendanceKind | None
+    months: int | None
+    codes: frozenset[str] | None
+    dates: DateWindow | None
+    since: str | None
+    watermark: str | None
+    leavers: frozenset[str]
+    kinds_read: tuple[RecordKind, ...]
+    kinds_delivered: tuple[RecordKind, ...]
+    deleted_kinds: frozenset[str]
+    remember: bool
+
+    @property
+    def day(self) -> str:
+        """D as ``YYYY-MM-DD`` (record dates compare as strings)."""
+        return self.reference_date.isoformat()
+
+
+def reference_date(slot: dt.datetime, timezone: dt.tzinfo) -> dt.date:
+    """The slot's local date in the task's timezone (D of DESIGN section 5)."""
+    if slot.tzinfo is None:
+        raise ValueError("slot must be an aware datetime")
+    return slot.astimezone(timezone).date()
+
+
+def attendance_dates(
+    kind: AttendanceKind, day: dt.date, months: int | None, year_start: tuple[int, int]
+) -> DateWindow:
+    """The marks' date range for an attendance kind at D, narrowed by ``months``.
+
+    Current year: the academic year containing D; previous year: the one before it; changed:
+    unbounded. ``months: N`` moves the first day to ``months_back(D, N)`` when that is later
+    (a window can end up empty: months 1 in November for the previous year).
+    """
+    rule = ATTENDANCE_KINDS[kind]
+    first: dt.date | None
+    last: dt.date | None
+    if rule.year == "current":
+        first, last = academic_year(day, year_start)
+    elif rule.year == "previous":
+        first, last = previous_academic_year(day, year_start)
+    else:
+        first = last = None
+    if months is not None:
+        floor = months_back(day, months)
+        first = floor if first is None else max(first, floor)
+    return DateWindow(
+        first.isoformat() if first else None,
+        last.isoformat() if last else None,
+    )
+
+
+def build_query(
+    task: Task,
+    base_id: str,
+    day: dt.date,
+    *,
+    watermark: str | None,
+    leavers: frozenset[str],
+    year_start: tuple[int, int],
+) -> Query:
+    """The query of one (task, base) transfer at reference date ``day``."""
+    data = task.data
+    to_school = task.direction == "to-school"
+    dates: DateWindow | None = None
+    codes: frozenset[str] | None = None
+    changed = data.type == "changed"
+    deleted = frozenset({"pupil", "mark", "result"}) if changed else frozenset()
+    delivered = KINDS_DELIVERED[data.type]
+    read = KINDS_READ[data.type]
+    if data.type == "attendance" and data.attendance is not None:
+        rule = ATTENDANCE_KINDS[data.attendance]
+        dates = attendance_dates(data.attendance, day, data.months, year_start)
+        codes = rule.codes
+        if rule.changed:
+            changed = True
+            # Marks removed at the source are changes too: a consumer of "changed" marks must
+            # learn about them (only mark deletions are delivered, see filters).
+            read = _ATTENDANCE_CHANGED_DELETIONS
+            delivered = ("mark", "deletion")
+            deleted = frozenset({"mark"})
+    return Query(
+        task=task.id,
+        base=base_id,
+        direction=task.direction,
+        data_type=data.type,
+        cohort_group=task.cohort.group,
+        ncy=task.cohort.ncy,
+        reference_date=day,
+        attendance=data.attendance,
+        months=data.months,
+        codes=codes,
+        dates=dates,
+        since=watermark if (changed or to_school) else None,
+        watermark=watermark,
+        leavers=leavers,
+        kinds_read=read,
+        kinds_delivered=delivered,
+        deleted_kinds=deleted,
+        remember=not to_school and task.cohort.group != "leavers",
+    )
+
+
+# -- the cohort -------------------------------------------------------------------------------
+
+
+def on_roll(pupil: Pupil, day: str) -> bool:
+    """Whether the pupil is on roll at ``day`` (ISO date): admitted on or before it and not
+    left on or before it."""
+    leaving = pupil.leaving_date
+    return pupil.admission_date <= day and (leaving is None or leaving > day)
+
+
+def has_left(pupil: Pupil, day: str) -> bool:
+    leaving = pupil.leaving_date
+    return leaving is not None and leaving <= day
+
+
+def in_cohort(query: Query, pupil: Pupil, digest: Callable[[str], str]) -> bool:
+    """Whether ``pupil`` belongs to the transfer's cohort at D. ``digest(upn)`` gives the keyed
+    digest the leavers memory holds (called only for leavers)."""
+    day = query.day
+    if query.direction == "to-school":
+        return query.ncy is None or pupil.ncy in query.ncy
+    group = query.cohort_group
+    if group == "ncy":
+        return on_roll(pupil, day) and (query.ncy is None or pupil.ncy in query.ncy)
+    if group == "lac":
+        return pupil.in_care and on_roll(pupil, day)
+    return has_left(pupil, day) and digest(pupil.upn) in query.leavers
+
+
+def changed_since(query: Query, time: str) -> bool:
+    """Whether a record changed at ``time`` passes the watermark (inclusive)."""
+    return query.since is None or time >= query.since
+
+
+def advance_watermark(old: str | None, read_high: str | None) -> str | None:
+    """The new watermark after a success: the highest change time read, never going back."""
+    if read_high is None:
+        return old
+    if old is None:
+        return read_high
+    return max(old, read_high)
