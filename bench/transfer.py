@@ -1,0 +1,192 @@
+"""Transfer throughput: attendance marks/s from a directory export to a delivery (DESIGN section 9).
+
+For each size (default 1M and 10M marks) a secondary-school export is generated with
+``b2bd.sample.write_bench_export`` (streamed) into a temp dir, then, each in a fresh subprocess
+(so ``ru_maxrss`` is that run's own peak):
+
+- ``engine``: the real path — ``load_config`` of a generated config dir, a real journal, and
+  ``Engine.run`` of an attendance task (``all-attendances-current-year``, ``months: 13``,
+  cohort NCY 7-11) at 2026-11-27: pupils pass, then every mark decoded and checked
+  (``RecordDecoder``), filtered by cohort/year/months, passed through as raw bytes to an
+  atomic, fsynced delivery with its sha256;
+- ``bare``: the ceiling — read the same file line by line, ``msgspec`` typed decode into
+  ``SessionMark`` and encode back, write every line (no checks, no filters, no hashing).
+
+Prints marks/s (all marks read / wall time), peak RSS, and the engine/bare ratio. Runs
+``--repeat`` times (default 3) per size and mode and reports medians; pass ``--repeat-large 1``
+to run the 10M size once (it is then a single measurement, said so in the output).
+
+    .venv/bin/python bench/transfer.py [--sizes 1000000 10000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TASK = """\
+id: bench-attendance
+description: benchmark
+direction: from-school
+bases: {ids: ["8814001"]}
+data: {type: attendance, attendance: all-attendances-current-year, months: 13}
+cohort: {group: ncy, ncy: [7, 8, 9, 10, 11]}
+schedule: {weekly: {days: [mon], times: ["06:30"]}}
+policy: {retries: 0, timeout: 1h}
+"""
+B2BD = """\
+la: {code: "881", name: Bench}
+one_version: "3.83"
+timezone: Europe/London
+academic_year_start: "08-01"
+state_dir: state
+la_store: {type: directory, path: la}
+concurrency: 1
+"""
+BASES = """\
+bases:
+  - id: "8814001"
+    name: Bench School
+    phase: secondary
+    mis: sims
+    sims_version: "7.214"
+    b2b_phase: 2
+    services_manager: true
+    endpoint: {type: directory, path: school}
+"""
+
+
+def make_config(root: Path, school: Path) -> None:
+    (root / "tasks").mkdir(parents=True, exist_ok=True)
+    (root / "b2bd.yaml").write_text(B2BD)
+    (root / "bases.yaml").write_text(BASES.replace("path: school", f"path: {school}"))
+    (root / "tasks" / "bench.yaml").write_text(TASK)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_engine(school: Path, work: Path) -> dict[str, float]:
+    from b2bd.config import load_config
+    from b2bd.journal import Journal, PupilKeyer
+    from b2bd.transfer.engine import Engine
+
+    root = work / "config"
+    make_config(root, school)
+    config = load_config(root)
+    assert config.settings is not None and config.valid, config.problems
+    journal = Journal.open(config.settings.state_dir)
+    slot = dt.datetime(2026, 11, 27, 19, 0, tzinfo=dt.UTC)
+    start = time.perf_counter()
+    with Engine(config, journal, PupilKeyer(config.settings.state_dir)) as engine:
+        result = engine.run(config.tasks["bench-attendance"], slot)
+    seconds = time.perf_counter() - start
+    journal.close()
+    transfer = result.transfers[0]
+    assert transfer.outcome == "succeeded", transfer
+    return {"seconds": seconds, "delivered": transfer.counts["mark"], "rss_mb": peak_rss_mb()}
+
+
+def child_bare(school: Path, work: Path) -> dict[str, float]:
+    import msgspec
+
+    from b2bd.records.model import SessionMark
+
+    decoder = msgspec.json.Decoder(SessionMark)
+    encoder = msgspec.json.Encoder()
+    out: list[bytes] = []
+    written = 0
+    start = time.perf_counter()
+    with (
+        open(school / "attendance.jsonl", "rb", buffering=1 << 20) as src,
+        open(work / "bare.jsonl", "wb", buffering=1 << 20) as dst,
+    ):
+        for line in src:
+            out.append(encoder.encode(decoder.decode(line)) + b"\n")
+            if len(out) >= 8192:
+                dst.write(b"".join(out))
+                written += len(out)
+                out.clear()
+        dst.write(b"".join(out))
+        written += len(out)
+        dst.flush()
+        os.fsync(dst.fileno())
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "delivered": written, "rss_mb": peak_rss_mb()}
+
+
+def run_child(mode: str, school: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"b2bd-bench-{mode}-") as work:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", mode, str(school), work],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(proc.stdout)
+
+
+def generate(school: Path, n: int) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from b2bd.sample import write_bench_export;"
+            "write_bench_export(Path(sys.argv[1]), int(sys.argv[2]))",
+            str(school),
+            str(n),
+        ],
+        check=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat-large", type=int, default=1, help="runs for sizes >= 5M")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "SCHOOL", "WORK"))
+    args = parser.parse_args()
+    if args.child:
+        mode, school, work = args.child
+        fn = child_engine if mode == "engine" else child_bare
+        print(json.dumps(fn(Path(school), Path(work))))
+        return 0
+
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; marks/s = marks read / wall s")
+    print(f"{'marks':>11} {'mode':>6} {'runs':>4} {'marks/s':>11} {'delivered':>10} {'peak RSS':>9}")
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="b2bd-bench-export-") as tmp:
+            school = Path(tmp) / "school"
+            generate(school, n)
+            runs = args.repeat_large if n >= 5_000_000 else args.repeat
+            rates: dict[str, float] = {}
+            for mode in ("engine", "bare"):
+                samples = [run_child(mode, school) for _ in range(runs)]
+                seconds = statistics.median(s["seconds"] for s in samples)
+                rss = max(s["rss_mb"] for s in samples)
+                rates[mode] = n / seconds
+                print(
+                    f"{n:>11,} {mode:>6} {runs:>4} {rates[mode]:>11,.0f} "
+                    f"{int(samples[0]['delivered']):>10,} {rss:>7.1f}MB"
+                )
+            note = "median" if runs > 1 else "single run"
+            print(
+                f"{n:>11,}  engine/bare = {rates['engine'] / rates['bare']:.2f} ({note}); "
+                f"target >= 300,000 marks/s and >= 0.50"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
