@@ -147,6 +147,7 @@ POINTER_COLUMNS: tuple[tuple[str, str], ...] = (
 _UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2}))?$")
 _SHORT_TIME = re.compile(r"^\d:\d\d$")
 _LAESTAB = re.compile(r"^[0-9]{7}$")
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,6}$")  # str.isdigit() also takes "²", which int() refuses
 _SAFE_PLAIN = re.compile(r"^[a-z][a-z-]*$")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 ID_MAX = 63
@@ -337,7 +338,7 @@ def _times(row: Row) -> list[str]:
 
 
 def _ncy(text: str) -> list[int | str]:
-    return [int(code) if code.isdigit() else code.upper() for code in _items(text)]
+    return [int(code) if _ASCII_DIGITS.match(code) else code.upper() for code in _items(text)]
 
 
 def row_fields(row: Row) -> _Fields:
@@ -374,7 +375,7 @@ def row_fields(row: Row) -> _Fields:
     if row["Attendance Option"]:
         data["attendance"] = _lookup(fields, row, "Attendance Option", ATTENDANCE_OPTIONS)
     if row["Month Filter"]:
-        if row["Month Filter"].isdigit():
+        if _ASCII_DIGITS.match(row["Month Filter"]):
             data["months"] = int(row["Month Filter"])
         else:
             fields.refuse(
@@ -475,7 +476,7 @@ def _lookup_item(
 def _date(fields: _Fields, row: Row, item: str) -> int | str:
     if _key(item) == "last":
         return "last"
-    if item.isdigit():
+    if _ASCII_DIGITS.match(item):
         return int(item)  # the validator checks the range
     fields.refuse(row, "Dates", f"Dates: {item!r} is not a day of the month or Last")
     return item
