@@ -1,0 +1,325 @@
+"""The journal's record types: one frozen struct per thing the daemon decided or did.
+
+A record on disk is one JSON object per line. Its first keys are ``type`` (the record type, e.g.
+``run-started``), ``seq`` (an integer, +1 per record across the whole journal) and ``ts`` (UTC,
+ISO 8601 with ``Z``, from the journal's injected clock); the type's own fields follow. The framing
+(the checksum after them) is :mod:`b2bd.journal.log`'s business, not this module's.
+
+Every instant in a record (``ts``, ``slot``) is a timezone-aware UTC ``datetime`` in memory and
+``...Z`` on disk; an instant given with another offset is converted to UTC when the record is
+built, a naive one is refused. ``watermark`` stays the string the source reported (it is compared
+and handed back to the source, never computed with).
+
+Records are built only through :func:`build_record`, which validates the fields against the
+record type (unknown or missing fields, wrong types and unknown record types raise
+:class:`BadRecord`), so a record that was written can always be read back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import msgspec
+
+UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+ReasonClass = Literal["unreachable", "timeout", "auth", "bad-data", "prerequisite", "internal"]
+RunOutcome = Literal["succeeded", "partial", "failed"]
+TransferOutcome = Literal["succeeded", "failed", "skipped"]
+
+
+class BadRecord(ValueError):
+    """A record that does not match its type (a programming error in the caller)."""
+
+
+class Record(msgspec.Struct, frozen=True, tag_field="type", gc=False):
+    """Fields every record has. ``type`` is the record type name (the struct's tag)."""
+
+    seq: int
+    ts: UtcTime
+
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+
+class _Typed(Record, frozen=True, kw_only=True, gc=False):
+    """Base of the concrete record types: their own fields are keyword-only and follow ``ts``."""
+
+
+# -- values nested in records (also used by the replayed state) -----------------------------------
+
+
+class ConfigProblem(msgspec.Struct, frozen=True, gc=False):
+    """One validation finding, as journaled by ``config-rejected``."""
+
+    file: str
+    line: int
+    column: int
+    rule: str
+    message: str
+
+
+class LastRun(msgspec.Struct, frozen=True, gc=False):
+    """The newest run of a task: ``outcome`` and ``finished`` are None while it is in progress
+    (or was interrupted by a crash and never closed)."""
+
+    run: str
+    started: UtcTime | None
+    outcome: RunOutcome | None = None
+    finished: UtcTime | None = None
+
+
+class Outcome(msgspec.Struct, frozen=True, gc=False):
+    """The latest transfer outcome for one (task, base); ``reason`` is the reason class of a
+    failure (or the reason given for a skip), ``message`` the failure's message."""
+
+    outcome: TransferOutcome
+    when: UtcTime
+    run: str
+    reason: str | None = None
+    message: str | None = None
+
+
+class RunInProgress(msgspec.Struct, frozen=True, gc=False):
+    """A run with a ``run-started`` and no ``run-finished`` yet."""
+
+    run: str
+    task: str
+    slot: UtcTime
+    manual: bool
+    bases: tuple[str, ...]
+    started: UtcTime
+
+
+class AppliedConfig(msgspec.Struct, frozen=True, gc=False):
+    """What the latest ``config-applied`` said was in force."""
+
+    files: dict[str, str]
+    commit: str | None
+    tasks: tuple[str, ...]
+    when: UtcTime
+
+
+class OutcomeEntry(msgspec.Struct, frozen=True, gc=False):
+    task: str
+    base: str
+    outcome: Outcome
+
+
+class WatermarkEntry(msgspec.Struct, frozen=True, gc=False):
+    task: str
+    base: str
+    watermark: str | None
+
+
+class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """The replayed state in a JSON-friendly shape, carried by a ``checkpoint`` record.
+
+    Maps keyed by (task, base) become lists of entries; sets become sorted lists.
+    """
+
+    last_slot_started: dict[str, UtcTime] = {}
+    last_slot_decided: dict[str, UtcTime] = {}
+    last_run: dict[str, LastRun] = {}
+    last_outcome: tuple[OutcomeEntry, ...] = ()
+    watermark: tuple[WatermarkEntry, ...] = ()
+    leavers: dict[str, tuple[str, ...]] = {}
+    rejected_config: tuple[ConfigProblem, ...] = ()
+    applied_config: AppliedConfig | None = None
+    runs_in_progress: dict[str, RunInProgress] = {}
+
+
+# -- the record types ------------------------------------------------------------------------------
+
+
+class DaemonStarted(_Typed, frozen=True, tag="daemon-started", gc=False):
+    pid: int
+    version: str
+
+
+class DaemonStopped(_Typed, frozen=True, tag="daemon-stopped", gc=False):
+    reason: str
+
+
+class ConfigApplied(_Typed, frozen=True, tag="config-applied", gc=False):
+    """The config now in force. ``files`` maps each file (relative to the config dir) to its
+    sha256; ``commit`` is the config dir's git commit when it is a checkout. ``problems``, when
+    not empty, are findings still in force after a partial apply (see :mod:`.state`)."""
+
+    files: dict[str, str]
+    commit: str | None = None
+    tasks: tuple[str, ...] = ()
+    problems: tuple[ConfigProblem, ...] = ()
+
+
+class ConfigRejected(_Typed, frozen=True, tag="config-rejected", gc=False):
+    problems: tuple[ConfigProblem, ...]
+
+
+class RunStarted(_Typed, frozen=True, tag="run-started", gc=False):
+    """Run id: ``<task>/<YYYYMMDDTHHMMSSZ>`` or ``<task>/manual-<YYYYMMDDTHHMMSSZ>``."""
+
+    run: str
+    task: str
+    slot: UtcTime
+    manual: bool = False
+    bases: tuple[str, ...] = ()
+
+
+class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False):
+    """``pupils``: keyed digests (:class:`b2bd.journal.keys.PupilKeyer`) of the pupils this
+    transfer delivered any record about; only non-leavers from-school transfers carry them."""
+
+    run: str
+    task: str
+    base: str
+    direction: str
+    data_type: str
+    cohort_group: str
+    counts: dict[str, int] = {}
+    rejected: int = 0
+    missing: int = 0
+    watermark: str | None = None
+    pupils: tuple[str, ...] = ()
+
+
+class TransferFailed(_Typed, frozen=True, tag="transfer-failed", gc=False):
+    run: str
+    task: str
+    base: str
+    reason: ReasonClass
+    message: str
+    attempts: int
+
+
+class TransferSkipped(_Typed, frozen=True, tag="transfer-skipped", gc=False):
+    run: str
+    task: str
+    base: str
+    reason: str
+
+
+class SlotMissed(_Typed, frozen=True, tag="slot-missed", gc=False):
+    task: str
+    slot: UtcTime
+
+
+class SlotSkipped(_Typed, frozen=True, tag="slot-skipped", gc=False):
+    task: str
+    slot: UtcTime
+    reason: str
+    base: str | None = None
+
+
+class RunFinished(_Typed, frozen=True, tag="run-finished", gc=False):
+    run: str
+    task: str
+    outcome: RunOutcome
+
+
+class JournalRepaired(_Typed, frozen=True, tag="journal-repaired", gc=False):
+    """A torn or bad tail was cut from ``segment`` at byte ``offset``; its ``length`` bytes are
+    kept in ``broken_file`` (a name in the journal dir)."""
+
+    segment: str
+    offset: int
+    length: int
+    broken_file: str
+
+
+class Checkpoint(_Typed, frozen=True, tag="checkpoint", gc=False):
+    """The whole replayed state so far; always the first record of its segment."""
+
+    state: StateSnapshot
+
+
+AnyRecord = (
+    DaemonStarted
+    | DaemonStopped
+    | ConfigApplied
+    | ConfigRejected
+    | RunStarted
+    | TransferSucceeded
+    | TransferFailed
+    | TransferSkipped
+    | SlotMissed
+    | SlotSkipped
+    | RunFinished
+    | JournalRepaired
+    | Checkpoint
+)
+
+
+class TransferSucceededBrief(_Typed, frozen=True, tag="transfer-succeeded", gc=False):
+    """The fields of ``transfer-succeeded`` that the replayed state uses: decoding only these
+    (every other field is skipped) is what keeps start-up replay fast."""
+
+    run: str
+    task: str
+    base: str
+    watermark: str | None = None
+    pupils: tuple[str, ...] = ()
+
+
+BriefRecord = Union[  # noqa: UP007 (built from a tuple of types)
+    tuple(TransferSucceededBrief if c is TransferSucceeded else c for c in AnyRecord.__args__)
+]
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    str(cls.__struct_config__.tag): cls for cls in AnyRecord.__args__
+}
+
+_UTC_FIELDS: dict[type[Record], tuple[str, ...]] = {
+    cls: tuple(f.name for f in msgspec.structs.fields(cls) if f.type is UtcTime)
+    for cls in RECORD_TYPES.values()
+}
+
+
+class Codec:
+    """JSON encoding and decoding of records (one reusable encoder/decoder pair)."""
+
+    encoder: ClassVar[msgspec.json.Encoder] = msgspec.json.Encoder()
+    decoder: ClassVar[msgspec.json.Decoder[AnyRecord]] = msgspec.json.Decoder(AnyRecord)
+    brief_decoder: ClassVar[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(BriefRecord)
+
+
+def build_record(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) -> Record:
+    """The record of type ``type_`` with these fields, validated and with instants in UTC.
+
+    Field values may be given loosely (tuples or sets for lists, dataclasses or dicts for nested
+    values such as config problems, ISO strings for instants); they are converted.
+    """
+    cls = RECORD_TYPES.get(type_)
+    if cls is None:
+        raise BadRecord(f"unknown journal record type {type_!r}")
+    if "seq" in fields or "ts" in fields or "type" in fields:
+        raise BadRecord("seq, ts and type are set by the journal")
+    unknown = sorted(fields.keys() - set(cls.__struct_fields__))
+    if unknown:
+        raise BadRecord(f"{type_}: unknown field(s) {', '.join(unknown)}")
+    try:
+        record = msgspec.convert(
+            {"seq": seq, "ts": ts, **fields}, cls, strict=False, from_attributes=True
+        )
+    except msgspec.ValidationError as exc:
+        raise BadRecord(f"{type_}: {exc}") from None
+    utc_fields = _UTC_FIELDS[cls]
+    changes = {
+        name: value.astimezone(dt.UTC)
+        for name in utc_fields
+        if (value := getattr(record, name)).utcoffset() or value.tzinfo is not dt.UTC
+    }
+    return msgspec.structs.replace(record, **changes) if changes else record
+
+
+def to_json(record: Record) -> bytes:
+    """The record's JSON object (no newline), keys in the order ``type, seq, ts, fields...``."""
+    return Codec.encoder.encode(record)
+
+
+def to_plain(record: Record) -> dict[str, Any]:
+    """The record as plain JSON-compatible builtins (for ``journal cat`` and ``--format json``)."""
+    out: dict[str, Any] = {"type": record.type}
+    out.update(msgspec.to_builtins(record))
+    return out

@@ -1,0 +1,243 @@
+"""The daemon's state as a pure replay of journal records.
+
+``replay(records) -> State`` reads nothing but its argument. What each record type does:
+
+- ``run-started``: the run is in progress and is the task's last run; unless ``manual``, its slot
+  is the task's last slot started (the latest one, never moving back).
+- ``run-finished``: the run is no longer in progress; if it is the task's last run, that run
+  gets its outcome and end time.
+- ``transfer-succeeded`` / ``-failed`` / ``-skipped``: the latest outcome of (task, base), with the
+  failure's reason class and message. Only ``transfer-succeeded`` touches the watermark (set to
+  the record's watermark; a ``null`` watermark keeps the previous one) and the leavers memory
+  (its ``pupils`` digests are added to the base's set; nothing ever removes them).
+- ``slot-missed``, ``slot-skipped`` and ``run-started`` (not manual) move the task's last slot
+  decided: catch-up after a restart starts after it, so a missed slot is journaled once.
+- ``config-rejected``: its problems are the config problems in force. ``config-applied``
+  records what is in force and replaces the problems with its own ``problems`` field (empty
+  clears them): a daemon applying part of a config and keeping the rest rejected writes
+  ``config-applied`` first, then ``config-rejected``, or puts the problems on ``config-applied``.
+- ``checkpoint``: the state is replaced by the one it carries (which was the replay of every
+  record before it, so replaying from the start or from the checkpoint gives the same state).
+- ``daemon-started``, ``daemon-stopped``, ``journal-repaired``: no state.
+
+A run started and never finished (the daemon died) stays in ``runs_in_progress`` until a
+``run-finished`` closes it; the daemon decides what to do about it at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from b2bd.journal.records import (
+    AppliedConfig,
+    Checkpoint,
+    ConfigApplied,
+    ConfigProblem,
+    ConfigRejected,
+    DaemonStarted,
+    DaemonStopped,
+    JournalRepaired,
+    LastRun,
+    Outcome,
+    OutcomeEntry,
+    Record,
+    RunFinished,
+    RunInProgress,
+    RunStarted,
+    SlotMissed,
+    SlotSkipped,
+    StateSnapshot,
+    TransferFailed,
+    TransferSkipped,
+    TransferSucceeded,
+    TransferSucceededBrief,
+    WatermarkEntry,
+)
+
+TaskBase = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything the daemon knows from its journal (see the module docstring)."""
+
+    last_slot_started: Mapping[str, dt.datetime] = field(default_factory=dict)
+    last_slot_decided: Mapping[str, dt.datetime] = field(default_factory=dict)
+    last_run: Mapping[str, LastRun] = field(default_factory=dict)
+    last_outcome: Mapping[TaskBase, Outcome] = field(default_factory=dict)
+    watermark: Mapping[TaskBase, str | None] = field(default_factory=dict)
+    leavers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rejected_config: tuple[ConfigProblem, ...] = ()
+    applied_config: AppliedConfig | None = None
+    runs_in_progress: Mapping[str, RunInProgress] = field(default_factory=dict)
+
+    def failing(self, task: str) -> dict[str, Outcome]:
+        """The task's bases whose latest transfer failed, by base id."""
+        return {
+            base: outcome
+            for (t, base), outcome in sorted(self.last_outcome.items())
+            if t == task and outcome.outcome == "failed"
+        }
+
+
+class _Replay:
+    """Mutable working copy of a State while records are applied (fast: plain dicts and sets)."""
+
+    __slots__ = (
+        "applied",
+        "decided",
+        "in_progress",
+        "last_run",
+        "leavers",
+        "outcome",
+        "rejected",
+        "started",
+        "watermark",
+    )
+
+    def __init__(self, state: State) -> None:
+        self.started = dict(state.last_slot_started)
+        self.decided = dict(state.last_slot_decided)
+        self.last_run = dict(state.last_run)
+        self.outcome = dict(state.last_outcome)
+        self.watermark = dict(state.watermark)
+        self.leavers = {base: set(keys) for base, keys in state.leavers.items()}
+        self.rejected = state.rejected_config
+        self.applied = state.applied_config
+        self.in_progress = dict(state.runs_in_progress)
+
+    def state(self) -> State:
+        return State(
+            last_slot_started=self.started,
+            last_slot_decided=self.decided,
+            last_run=self.last_run,
+            last_outcome=self.outcome,
+            watermark=self.watermark,
+            leavers={base: frozenset(keys) for base, keys in self.leavers.items()},
+            rejected_config=self.rejected,
+            applied_config=self.applied,
+            runs_in_progress=self.in_progress,
+        )
+
+    def _decided(self, task: str, slot: dt.datetime) -> None:
+        old = self.decided.get(task)
+        if old is None or slot > old:
+            self.decided[task] = slot
+
+    def run_started(self, r: RunStarted) -> None:
+        self.in_progress[r.run] = RunInProgress(r.run, r.task, r.slot, r.manual, r.bases, r.ts)
+        self.last_run[r.task] = LastRun(r.run, r.ts)
+        if not r.manual:
+            old = self.started.get(r.task)
+            if old is None or r.slot > old:
+                self.started[r.task] = r.slot
+            self._decided(r.task, r.slot)
+
+    def run_finished(self, r: RunFinished) -> None:
+        self.in_progress.pop(r.run, None)
+        last = self.last_run.get(r.task)
+        if last is None or last.run == r.run:
+            started = last.started if last is not None else None
+            self.last_run[r.task] = LastRun(r.run, started, r.outcome, r.ts)
+
+    def succeeded(self, r: TransferSucceeded | TransferSucceededBrief) -> None:
+        key = (r.task, r.base)
+        self.outcome[key] = Outcome("succeeded", r.ts, r.run)
+        if r.watermark is not None or key not in self.watermark:
+            self.watermark[key] = r.watermark
+        if r.pupils:
+            keys = self.leavers.get(r.base)
+            if keys is None:
+                self.leavers[r.base] = set(r.pupils)
+            else:
+                keys.update(r.pupils)
+
+    def failed(self, r: TransferFailed) -> None:
+        self.outcome[(r.task, r.base)] = Outcome("failed", r.ts, r.run, r.reason, r.message)
+
+    def skipped(self, r: TransferSkipped) -> None:
+        self.outcome[(r.task, r.base)] = Outcome("skipped", r.ts, r.run, r.reason)
+
+    def slot_missed(self, r: SlotMissed) -> None:
+        self._decided(r.task, r.slot)
+
+    def slot_skipped(self, r: SlotSkipped) -> None:
+        self._decided(r.task, r.slot)
+
+    def config_applied(self, r: ConfigApplied) -> None:
+        self.applied = AppliedConfig(dict(r.files), r.commit, r.tasks, r.ts)
+        self.rejected = r.problems
+
+    def config_rejected(self, r: ConfigRejected) -> None:
+        self.rejected = r.problems
+
+    def checkpoint(self, r: Checkpoint) -> None:
+        _Replay.__init__(self, restore(r.state))
+
+    def nothing(self, r: Record) -> None:
+        pass
+
+
+_APPLY: dict[type[Record], Callable[[_Replay, Record], None]] = {
+    RunStarted: _Replay.run_started,  # type: ignore[dict-item]
+    RunFinished: _Replay.run_finished,  # type: ignore[dict-item]
+    TransferSucceeded: _Replay.succeeded,  # type: ignore[dict-item]
+    TransferSucceededBrief: _Replay.succeeded,  # type: ignore[dict-item]
+    TransferFailed: _Replay.failed,  # type: ignore[dict-item]
+    TransferSkipped: _Replay.skipped,  # type: ignore[dict-item]
+    SlotMissed: _Replay.slot_missed,  # type: ignore[dict-item]
+    SlotSkipped: _Replay.slot_skipped,  # type: ignore[dict-item]
+    ConfigApplied: _Replay.config_applied,  # type: ignore[dict-item]
+    ConfigRejected: _Replay.config_rejected,  # type: ignore[dict-item]
+    Checkpoint: _Replay.checkpoint,  # type: ignore[dict-item]
+    DaemonStarted: _Replay.nothing,
+    DaemonStopped: _Replay.nothing,
+    JournalRepaired: _Replay.nothing,
+}
+
+
+def replay(records: Iterable[Record], initial: State | None = None) -> State:
+    """The state after applying ``records`` in order to ``initial`` (default: empty). Pure."""
+    work = _Replay(initial if initial is not None else State())
+    apply = _APPLY
+    for record in records:
+        apply[type(record)](work, record)
+    return work.state()
+
+
+def snapshot(state: State) -> StateSnapshot:
+    """The state in the shape a ``checkpoint`` record carries (deterministic order)."""
+    return StateSnapshot(
+        last_slot_started=dict(sorted(state.last_slot_started.items())),
+        last_slot_decided=dict(sorted(state.last_slot_decided.items())),
+        last_run=dict(sorted(state.last_run.items())),
+        last_outcome=tuple(
+            OutcomeEntry(task, base, outcome)
+            for (task, base), outcome in sorted(state.last_outcome.items())
+        ),
+        watermark=tuple(
+            WatermarkEntry(task, base, mark)
+            for (task, base), mark in sorted(state.watermark.items())
+        ),
+        leavers={base: tuple(sorted(keys)) for base, keys in sorted(state.leavers.items())},
+        rejected_config=state.rejected_config,
+        applied_config=state.applied_config,
+        runs_in_progress=dict(sorted(state.runs_in_progress.items())),
+    )
+
+
+def restore(snap: StateSnapshot) -> State:
+    """The inverse of :func:`snapshot`."""
+    return State(
+        last_slot_started=dict(snap.last_slot_started),
+        last_slot_decided=dict(snap.last_slot_decided),
+        last_run=dict(snap.last_run),
+        last_outcome={(e.task, e.base): e.outcome for e in snap.last_outcome},
+        watermark={(e.task, e.base): e.watermark for e in snap.watermark},
+        leavers={base: frozenset(keys) for base, keys in snap.leavers.items()},
+        rejected_config=snap.rejected_config,
+        applied_config=snap.applied_config,
+        runs_in_progress=dict(snap.runs_in_progress),
+    )
