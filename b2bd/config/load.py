@@ -28,7 +28,7 @@ from b2bd.config.rules import (
     task_findings,
 )
 from b2bd.config.schema import DocumentKind, Finding, check
-from b2bd.config.yamlfile import FileProblem, Loaded, parse, read_text
+from b2bd.config.yamlfile import FileProblem, Loaded, decode, parse, read_bytes
 
 SETTINGS_FILE = "b2bd.yaml"
 BASES_FILE = "bases.yaml"
@@ -64,6 +64,18 @@ def config_files(root: Path) -> list[str]:
             raise ConfigDirError(f"cannot list {tasks}: {exc.strerror}") from exc
         files.extend(f"{TASKS_DIR}/{name}" for name in names)
     return files
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """sha256 of each config file's bytes, as ``load_config`` would record them: a cheap way to
+    tell whether anything changed since the last load."""
+    digests: dict[str, str] = {}
+    for name in config_files(root):
+        try:
+            digests[name] = hashlib.sha256(read_bytes(root / name, root)).hexdigest()
+        except FileProblem:
+            continue
+    return digests
 
 
 @dataclass
@@ -106,11 +118,11 @@ def _read(root: Path, name: str, kind: DocumentKind, cache: ParseCache | None) -
     try:
         if not path.exists() and not path.is_symlink():
             raise FileProblem("file-unreadable", "missing")
-        text = read_text(path, root)
+        raw = read_bytes(path, root)
     except FileProblem as exc:
         file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
         return file
-    file.digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    file.digest = hashlib.sha256(raw).hexdigest()
     key = (name, file.digest)
     if cache is not None and key in cache:
         file.doc, findings, problems = cache[key]
@@ -118,7 +130,7 @@ def _read(root: Path, name: str, kind: DocumentKind, cache: ParseCache | None) -
         file.problems.extend(problems)
         return file
     try:
-        file.doc = parse(text, name)
+        file.doc = parse(decode(raw), name)
     except FileProblem as exc:
         file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
     else:

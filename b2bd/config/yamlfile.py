@@ -189,8 +189,8 @@ class FileProblem(Exception):
         self.column = column
 
 
-def read_text(path: Path, root: Path) -> str:
-    """The UTF-8 text of a config file, or FileProblem(file-unreadable).
+def read_bytes(path: Path, root: Path) -> bytes:
+    """The bytes of a config file, or FileProblem(file-unreadable).
 
     Symlinks are followed only while they stay inside ``root`` (a ConfigMap's ``..data`` link
     does; a link to /etc/shadow does not).
@@ -216,12 +216,21 @@ def read_text(path: Path, root: Path) -> str:
         os.close(fd)
     if len(raw) > MAX_BYTES:
         raise FileProblem("file-unreadable", "larger than 1 MiB")
+    return raw
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 text, or FileProblem(file-unreadable) pointing at the first bad byte."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise FileProblem("file-unreadable", "not valid UTF-8", line, column) from exc
+
+
+def read_text(path: Path, root: Path) -> str:
+    return decode(read_bytes(path, root))
 
 
 def parse(text: str, name: str) -> Loaded:

@@ -1,0 +1,30 @@
+"""``b2bd run``: the daemon, in the foreground (systemd runs it as Type=notify)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from b2bd import log
+from b2bd.daemon.clock import clock_from_environment
+from b2bd.daemon.loop import Daemon
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    p.add_argument("--now", action="store_true", help="also start every enabled task once now")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running transfers may take to finish (default 600)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    log.configure()
+    daemon = Daemon(args.config, clock=clock_from_environment(), run_now=args.now,
+                    grace=args.grace)  # fmt: skip
+    return daemon.run()

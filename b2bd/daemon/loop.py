@@ -1,0 +1,359 @@
+"""The daemon: one loop that decides, everything else only marks or wakes it.
+
+Signal handlers set flags; the config watcher marks the dir dirty; finished transfers wake the
+loop. Each turn the loop (1) reloads if asked to, (2) starts what is due, (3) sleeps on one
+event until the earliest of: the next slot or jittered transfer, the end of the reload quiet
+period, the 60 s safety rescan, the next watchdog ping. There is no fixed-interval polling.
+
+Exit codes: 0 after a graceful stop, 78 (EX_CONFIG) for an invalid config at start, 1 when the
+journal cannot be opened (damaged, or another daemon holds it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from b2bd import __version__
+from b2bd.calendar import jitter_offset, next_slot
+from b2bd.config import Config, ConfigDirError, load_config
+from b2bd.config.load import ParseCache, file_digests
+from b2bd.config.model import Problem, Task
+from b2bd.daemon.clock import Clock, SystemClock
+from b2bd.daemon.due import due
+from b2bd.daemon.notify import Notifier
+from b2bd.daemon.runs import Runs
+from b2bd.daemon.watcher import ConfigWatcher
+from b2bd.journal import Journal, JournalError, PupilKeyer, State, replay
+from b2bd.log import get_logger
+from b2bd.transfer.engine import Engine
+
+EXIT_OK = 0
+EXIT_JOURNAL = 1
+EXIT_CONFIG = 78
+
+QUIET = 0.2  # seconds without file events before a rescan
+RESCAN = 60.0  # safety rescan: network filesystems, lost events
+FAR = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+log = get_logger("b2bd.daemon")
+
+
+@dataclass
+class _Flags:
+    """Set by signal handlers (and nothing else happens in them)."""
+
+    stop: int | None = None
+    reload: bool = False
+
+
+class Daemon:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        run_now: bool = False,
+        grace: float = 600.0,
+    ) -> None:
+        self.root = root
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.run_now = run_now
+        self.grace = grace
+        self.wake = threading.Event()
+        self.flags = _Flags()
+        self.cache: ParseCache = {}
+        self.config: Config | None = None
+        self.cursor: dict[str, dt.datetime] = {}
+        self.next_at: dict[str, dt.datetime] = {}
+        self.rejected: tuple[Problem, ...] = ()
+        self.applied_digests: dict[str, str] = {}
+
+    # -- start and stop --------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            config = load_config(self.root, now=self.clock.now(), cache=self.cache)
+        except ConfigDirError as exc:
+            log.error("config-unusable", error=str(exc))
+            return EXIT_CONFIG
+        if not config.valid or config.settings is None:
+            for p in config.problems:
+                log.error("config-invalid", file=p.file, line=p.line, column=p.column,
+                          rule=p.rule, severity=p.severity, message=p.message)  # fmt: skip
+            return EXIT_CONFIG
+        settings = config.settings
+        try:
+            journal = Journal.open(settings.state_dir, clock=self.clock.now)
+        except JournalError as exc:
+            log.error("journal-unusable", error=str(exc), state_dir=str(settings.state_dir))
+            return EXIT_JOURNAL
+        with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
+            state = replay(journal.records())
+            journal.append("daemon-started", pid=os.getpid(), version=__version__)
+            self.engine = Engine(
+                config,
+                journal,
+                PupilKeyer(settings.state_dir),
+                state=state,
+                pool=pool,
+                clock=self.clock.now,
+            )
+            self.journal = journal
+            self.runs = Runs(self.engine, pool, self.wake.set)
+            self._apply(config, state, first=True)
+            self._install_signals()
+            self.watcher = ConfigWatcher(self.root, self.wake)
+            self.watcher.start()
+            self.notifier.ready(self._status())
+            log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
+            if self.run_now:
+                self._start_all_now()
+            try:
+                self._loop()
+            finally:
+                self.watcher.stop()
+                self._shutdown()
+        return EXIT_OK
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self.flags.stop = signum
+            self.wake.set()
+
+        def on_reload(_signum: int, _frame: FrameType | None) -> None:
+            self.flags.reload = True
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_reload)
+
+    def _shutdown(self) -> None:
+        name = signal.Signals(self.flags.stop).name if self.flags.stop else "loop ended"
+        self.notifier.stopping(f"stopping ({name}): letting running transfers finish")
+        log.info("daemon-stopping", signal=name, running=self.runs.running_pairs())
+        self.runs.drop_waiting("daemon stopping")
+        # No new attempts: a transfer waiting out a retry backoff ends now with its failure;
+        # transfers that are moving data carry on until done or the grace period ends.
+        self.engine.stop.set()
+        deadline = time.monotonic() + self.grace
+        while self.runs.active and time.monotonic() < deadline:
+            self.wake.clear()
+            self.wake.wait(min(1.0, max(deadline - time.monotonic(), 0.0)))
+        abandoned = self.runs.active
+        reason = f"signal {name}" + (f"; {abandoned} run(s) cut short" if abandoned else "")
+        self.journal.append("daemon-stopped", reason=reason)
+        log.info("daemon-stopped", reason=reason)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_rescan = time.monotonic()
+        watchdog_every = self.notifier.watchdog_interval
+        last_ping = time.monotonic()
+        while self.flags.stop is None:
+            self.wake.clear()
+            mono = time.monotonic()
+            if self.watcher.ensure_running():
+                log.warning("watcher-restarted", restarts=self.watcher.restarts)
+            changed_at = self.watcher.changed_at
+            quiet = changed_at is not None and mono - changed_at >= QUIET
+            if self.flags.reload or quiet or mono - last_rescan >= RESCAN:
+                forced, self.flags.reload = self.flags.reload, False
+                self.watcher.clear(changed_at)
+                self._reload(forced=forced)
+                last_rescan = time.monotonic()
+            now = self.clock.now()
+            self._start_due(now)
+            self.runs.dispatch(now)
+            if watchdog_every is not None and mono - last_ping >= watchdog_every:
+                self.notifier.watchdog()
+                last_ping = mono
+            timeout = self._sleep_for(now, mono, last_rescan, changed_at, watchdog_every, last_ping)
+            self.clock.wait(self.wake, timeout)
+
+    def _sleep_for(
+        self,
+        now: dt.datetime,
+        mono: float,
+        last_rescan: float,
+        changed_at: float | None,
+        watchdog_every: float | None,
+        last_ping: float,
+    ) -> float:
+        wake_at = min(min(self.next_at.values(), default=FAR), self.runs.next_due() or FAR)
+        waits = [(wake_at - now).total_seconds(), last_rescan + RESCAN - mono]
+        if changed_at is not None:
+            waits.append(changed_at + QUIET - mono)
+        if watchdog_every is not None:
+            waits.append(last_ping + watchdog_every - mono)
+        return max(min(waits), 0.0)
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _start_due(self, now: dt.datetime) -> None:
+        assert self.config is not None
+        for task_id, when in list(self.next_at.items()):
+            if when > now:
+                continue
+            task = self.config.tasks[task_id]
+            decision = due(task.schedule, task.policy, self.cursor[task_id], now)
+            for slot in decision.missed:
+                self.journal.append("slot-missed", task=task_id, slot=slot)
+                log.warning("slot-missed", task=task_id, slot=slot.isoformat())
+            for slot in decision.run:
+                self._start(task, slot, manual=False)
+            if decision.cursor is not None:
+                self.cursor[task_id] = decision.cursor
+            self._plan(task)
+
+    def _start(self, task: Task, slot: dt.datetime, *, manual: bool) -> None:
+        free: list[str] = []
+        for base_id in task.targets:
+            if self.runs.busy(task.id, base_id) and task.policy.overlap == "skip":
+                reason = "previous transfer still running"
+                self.journal.append("slot-skipped", task=task.id, slot=slot, base=base_id,
+                                    reason=reason)  # fmt: skip
+                log.warning("slot-skipped", task=task.id, base=base_id, slot=slot.isoformat())
+            else:
+                free.append(base_id)
+        if not free:
+            return
+        context = self.engine.start_run(task, slot, manual=manual, bases=free)
+        # Jitter spreads scheduled load over the bases; a manual start means now.
+        jitter = dt.timedelta(0) if manual else task.policy.jitter
+        due_at = {b: slot + jitter_offset(task.id, b, jitter) for b in free}
+        self.runs.add(context, due_at)
+        log.info("run-started", run=context.run, task=task.id, bases=len(free))
+
+    def _start_all_now(self) -> None:
+        assert self.config is not None
+        now = self.clock.now()
+        for task in self.config.tasks.values():
+            if task.enabled:
+                self._start(task, now, manual=True)
+
+    def _plan(self, task: Task) -> None:
+        """When the loop next has to look at this task (its next slot after the cursor)."""
+        upcoming = next_slot(task.schedule, self.cursor[task.id]) if task.enabled else None
+        if upcoming is None:
+            self.next_at.pop(task.id, None)
+        else:
+            self.next_at[task.id] = upcoming
+
+    # -- config ----------------------------------------------------------------------------
+
+    def _reload(self, *, forced: bool) -> None:
+        assert self.config is not None
+        if not forced and self._digests_unchanged():
+            return
+        self.notifier.reloading()
+        try:
+            config = load_config(
+                self.root, now=self.clock.now(), last_good=self.config, cache=self.cache
+            )
+        except ConfigDirError as exc:
+            log.error("config-unusable", error=str(exc))
+            self.notifier.ready(self._status())
+            return
+        self._apply(config, None, first=False)
+        self.notifier.ready(self._status())
+
+    def _digests_unchanged(self) -> bool:
+        """Cheap check for the safety rescan: same files with the same bytes as last time."""
+        assert self.config is not None
+        try:
+            return file_digests(self.root) == self.config.digests
+        except (ConfigDirError, OSError):
+            return False
+
+    def _apply(self, config: Config, state: State | None, *, first: bool) -> None:
+        now = self.clock.now()
+        old = self.config
+        errors = tuple(p for p in config.problems if p.severity == "error")
+        if errors != self.rejected:
+            if errors:
+                self.journal.append("config-rejected", problems=[_problem(p) for p in errors])
+                for p in errors:
+                    log.error("config-rejected", file=p.file, line=p.line, column=p.column,
+                              rule=p.rule, message=p.message)  # fmt: skip
+            self.rejected = errors
+        in_force = _in_force_digests(config, old)
+        task_ids = sorted(config.tasks)
+        if first or in_force != self.applied_digests or (old and sorted(old.tasks) != task_ids):
+            self.journal.append(
+                "config-applied", files=in_force, commit=_git_commit(self.root), tasks=task_ids
+            )
+            self.applied_digests = in_force
+            log.info("config-applied", tasks=len(task_ids), problems=len(errors))
+        self.config = config
+        self.engine.config, self.engine.settings = config, config.settings or self.engine.settings
+        if state is not None:
+            for task_id, decided in state.last_slot_decided.items():
+                self.cursor[task_id] = decided
+        for task_id in [t for t in self.cursor if t not in config.tasks]:
+            if old and task_id in old.tasks:
+                self.runs.drop_waiting("task removed", task_id)
+            del self.cursor[task_id]
+            self.next_at.pop(task_id, None)
+        for task in config.tasks.values():
+            # A task with no history has missed nothing: it starts counting from now.
+            self.cursor.setdefault(task.id, now)
+            self._plan(task)
+
+    def _status(self) -> str:
+        assert self.config is not None
+        upcoming = min(self.next_at.values(), default=None)
+        nxt = upcoming.strftime("%Y-%m-%dT%H:%MZ") if upcoming else "none"
+        return (
+            f"{len(self.config.tasks)} tasks loaded, {len(self.rejected)} config problems; "
+            f"next slot {nxt}"
+        )
+
+
+def _in_force_digests(config: Config, old: Config | None) -> dict[str, str]:
+    """The digest of each file as it is in force: a rejected file keeps its last good one."""
+    bad = {p.file for p in config.problems if p.severity == "error"}
+    digests: dict[str, str] = {}
+    for name, digest in config.digests.items():
+        if name in bad:
+            if old is not None and name in old.digests:
+                digests[name] = old.digests[name]
+        else:
+            digests[name] = digest
+    return digests
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {
+        "file": p.file,
+        "line": p.line,
+        "column": p.column,
+        "rule": p.rule,
+        "message": p.message,
+    }
+
+
+def _git_commit(root: Path) -> str | None:
+    """The commit checked out in the config dir, when it is a git checkout and git exists."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) >= 40 else None

@@ -1,0 +1,166 @@
+"""Runs in flight: which (task, base) transfers are waiting, queued or running.
+
+The daemon loop owns one :class:`Runs`. A run's transfers become *pending* with a due time
+(slot + the base's stable jitter), are handed to the worker pool when due, and the run is
+finished (``run-finished``) when its last transfer has an outcome. Per (task, base) at most one
+transfer is outstanding: a new slot finds the pair *busy* and the task's ``overlap`` policy
+either skips it or queues it behind the outstanding one.
+
+Transfers finish on worker threads; everything else here is called from the loop thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+
+from b2bd.transfer.engine import Engine, RunContext, TransferResult
+
+Pair = tuple[str, str]  # (task id, base id)
+
+
+@dataclass
+class _Run:
+    context: RunContext
+    outstanding: set[str]
+    results: dict[str, TransferResult] = field(default_factory=dict)
+
+
+@dataclass(order=True)
+class _Pending:
+    due: dt.datetime
+    seq: int
+    run: str = field(compare=False)
+    base: str = field(compare=False)
+
+
+class Runs:
+    def __init__(self, engine: Engine, pool: Executor, wake: Callable[[], None]) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._wake = wake
+        # Re-entrant: a transfer that is already done when its callback is added runs the
+        # callback at once, on the thread that holds the lock.
+        self._lock = threading.RLock()
+        self._runs: dict[str, _Run] = {}
+        self._busy: set[Pair] = set()  # pairs with an outstanding transfer (any state)
+        self._pending: list[_Pending] = []  # heap: waiting for their (jittered) due time
+        self._queued: dict[Pair, deque[tuple[str, str]]] = {}  # behind a busy pair
+        self._running: dict[Pair, Future[TransferResult]] = {}
+        self._seq = 0
+
+    def busy(self, task_id: str, base_id: str) -> bool:
+        with self._lock:
+            return (task_id, base_id) in self._busy
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def running_pairs(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def next_due(self) -> dt.datetime | None:
+        with self._lock:
+            return self._pending[0].due if self._pending else None
+
+    def add(self, context: RunContext, due: dict[str, dt.datetime]) -> None:
+        """Take over a started run: each base's transfer waits for ``due[base]``, or queues
+        behind the pair's outstanding transfer."""
+        with self._lock:
+            run = _Run(context, set(context.bases))
+            self._runs[context.run] = run
+            for base_id in context.bases:
+                pair = (context.task.id, base_id)
+                if pair in self._busy:
+                    self._queued.setdefault(pair, deque()).append((context.run, base_id))
+                    continue
+                self._busy.add(pair)
+                self._seq += 1
+                heapq.heappush(
+                    self._pending, _Pending(due[base_id], self._seq, context.run, base_id)
+                )
+
+    def dispatch(self, now: dt.datetime) -> None:
+        """Hand every transfer that is due to the pool."""
+        with self._lock:
+            while self._pending and self._pending[0].due <= now:
+                item = heapq.heappop(self._pending)
+                self._submit(item.run, item.base)
+
+    def _submit(self, run_id: str, base_id: str) -> None:
+        run = self._runs[run_id]
+        pair = (run.context.task.id, base_id)
+        future = self._pool.submit(self._engine.run_transfer, run.context, base_id)
+        self._running[pair] = future
+        future.add_done_callback(lambda f, r=run_id, b=base_id: self._done(r, b, f))
+
+    def _done(self, run_id: str, base_id: str, future: Future[TransferResult]) -> None:
+        finished: _Run | None = None
+        with self._lock:
+            run = self._runs[run_id]
+            pair = (run.context.task.id, base_id)
+            self._running.pop(pair, None)
+            exc = future.exception()
+            run.results[base_id] = (
+                future.result()
+                if exc is None
+                else TransferResult(pair[0], base_id, "failed", reason="internal", message=str(exc))
+            )
+            run.outstanding.discard(base_id)
+            queue = self._queued.get(pair)
+            if queue:
+                next_run, next_base = queue.popleft()
+                if not queue:
+                    del self._queued[pair]
+                self._submit(next_run, next_base)
+            else:
+                self._busy.discard(pair)
+            if not run.outstanding:
+                finished = self._runs.pop(run_id)
+        if finished is not None:
+            ordered = [finished.results[b] for b in finished.context.bases]
+            self._engine.finish_run(finished.context, ordered)
+        self._wake()
+
+    def drop_waiting(self, reason: str, task_id: str | None = None) -> None:
+        """Skip transfers not yet handed to the pool (all, or one task's): stopping, or the
+        task was removed. Running transfers are left to finish."""
+        skipped: list[tuple[str, str]] = []
+        with self._lock:
+            keep: list[_Pending] = []
+            for item in self._pending:
+                if task_id is None or self._runs[item.run].context.task.id == task_id:
+                    skipped.append((item.run, item.base))
+                else:
+                    keep.append(item)
+            self._pending = keep
+            heapq.heapify(self._pending)
+            for pair in list(self._queued):
+                if task_id is None or pair[0] == task_id:
+                    skipped.extend(self._queued.pop(pair))
+        for run_id, base_id in skipped:
+            self._skip(run_id, base_id, reason)
+
+    def _skip(self, run_id: str, base_id: str, reason: str) -> None:
+        run = self._runs[run_id]
+        result = self._engine.skip_transfer(run.context, base_id, reason)
+        finished: _Run | None = None
+        with self._lock:
+            run.results[base_id] = result
+            run.outstanding.discard(base_id)
+            pair = (run.context.task.id, base_id)
+            if pair not in self._running:
+                self._busy.discard(pair)
+            if not run.outstanding:
+                finished = self._runs.pop(run_id)
+        if finished is not None:
+            ordered = [finished.results[b] for b in finished.context.bases]
+            self._engine.finish_run(finished.context, ordered)
