@@ -1,0 +1,159 @@
+"""Deliveries: names, manifest, modes whatever the umask, atomicity under SIGKILL, replace on
+rerun, one writer per delivery."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from transfer_world import SECONDARY, World, mark, pupil, read_jsonl, slot_at
+
+from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
+
+D = "2026-11-02"
+ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
+
+
+def test_delivery_names_manifest_and_checksum(world: World) -> None:
+    world.export(pupils=[pupil(1, "7")], marks=[mark(1, "2026-10-05"), mark(1, "2026-10-06")])
+    world.task("att", ATT)
+    run = world.run("att", slot_at(D))
+    folder = world.la / SECONDARY / "att"
+    data = folder / "20261102T063000Z.jsonl"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "20261102T063000Z.jsonl",
+        "20261102T063000Z.manifest.json",
+    ]
+    manifest = json.loads((folder / "20261102T063000Z.manifest.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert manifest["bytes"] == data.stat().st_size
+    assert manifest["counts"] == {"mark": 2}
+    assert manifest["run"] == run.run and manifest["task"] == "att"
+    assert manifest["base"] == SECONDARY and manifest["data_type"] == "attendance"
+    assert manifest["window"]["dates"] == {"first": "2026-08-01", "last": "2027-07-31"}
+    assert manifest["watermark"] == "2026-10-06T09:00:00Z"
+    assert manifest["data_file"] == data.name
+    # every line is the record plus "kind", byte for byte the source's fields
+    lines = read_jsonl(data)
+    assert lines[0] == {"kind": "mark", **mark(1, "2026-10-05")}
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_modes_whatever_the_umask(world: World, umask: int) -> None:
+    world.export(pupils=[pupil(1, "7")])
+    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    old = os.umask(umask)
+    try:
+        world.run("snap", slot_at(D))
+    finally:
+        os.umask(old)
+    for path in (world.la, world.la / SECONDARY, world.la / SECONDARY / "snap"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o750, path
+    for path in (world.la / SECONDARY / "snap").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_rerun_of_a_slot_replaces_not_duplicates(world: World) -> None:
+    world.export(pupils=[pupil(1, "7"), pupil(2, "7")])
+    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.run("snap", slot_at(D))
+    world.export(pupils=[pupil(1, "7")])
+    world.run("snap", slot_at(D))
+    folder = world.la / SECONDARY / "snap"
+    assert len(list(folder.iterdir())) == 2
+    data = folder / "20261102T063000Z.jsonl"
+    assert len(read_jsonl(data)) == 1
+    manifest = json.loads((folder / "20261102T063000Z.manifest.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+
+def test_a_second_writer_of_the_same_delivery_is_refused(tmp_path: Path) -> None:
+    place = DeliveryPlace(tmp_path / "out", "20261102T063000Z")
+    with DeliveryWriter(place) as first:
+        first.write(b'{"kind":"pupil"}\n')
+        with pytest.raises(DeliveryError) as caught:
+            DeliveryWriter(place)
+        assert caught.value.reason == "internal"
+        first.commit({})
+    assert place.data_path.read_bytes() == b'{"kind":"pupil"}\n'
+
+
+def test_abandoned_writer_leaves_nothing(tmp_path: Path) -> None:
+    place = DeliveryPlace(tmp_path / "out", "x")
+    with pytest.raises(RuntimeError), DeliveryWriter(place) as writer:
+        writer.write(b"{}\n")
+        raise RuntimeError("boom")
+    assert list(place.folder.iterdir()) == []
+
+
+KILLED = textwrap.dedent(
+    """
+    import datetime as dt, sys
+    from pathlib import Path
+    from b2bd.config import load_config
+    from b2bd.journal import Journal, PupilKeyer
+    from b2bd.transfer.engine import Engine
+
+    config = load_config(Path(sys.argv[1]))
+    journal = Journal.open(config.settings.state_dir)
+    engine = Engine(config, journal, PupilKeyer(config.settings.state_dir))
+    slot = dt.datetime(2026, 11, 2, 6, 30, tzinfo=dt.UTC)
+    engine.run(config.tasks["att"], slot)
+    """
+)
+
+
+def test_killed_transfer_leaves_no_partial_delivery_and_rerun_replaces(world: World) -> None:
+    """The marks file is a FIFO fed by the test: the transfer is provably mid-delivery (its
+    temp file has data, the source has more to come) when it is SIGKILLed."""
+    pupils = [pupil(i, "7") for i in range(1, 21)]
+    world.export(pupils=pupils)
+    marks_path = world.school_dir(SECONDARY) / "attendance.jsonl"
+    os.mkfifo(marks_path)
+    world.task("att", ATT)
+    world.config()  # valid before we start
+    child = subprocess.Popen([sys.executable, "-c", KILLED, str(world.config_dir)])
+    folder = world.la / SECONDARY / "att"
+    temp = folder / ".20261102T063000Z.jsonl.tmp"
+    line = json.dumps(mark(1, "2026-10-05")) + "\n"
+    try:
+        with marks_path.open("w") as feed:
+            deadline = time.monotonic() + 30
+            while not (temp.exists() and temp.stat().st_size > 0):
+                assert time.monotonic() < deadline, "the transfer never started delivering"
+                assert child.poll() is None
+                feed.write(line * 1000)
+                feed.flush()
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+    except BrokenPipeError:
+        pytest.fail("the transfer stopped reading before it was killed")
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    visible = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    assert visible == []  # no data file, no manifest: readers see nothing
+    # the journal shows the run started, no outcome for the base
+    world.close()
+    marks_path.unlink()
+    world.export(pupils=pupils, marks=[mark(i, "2026-10-05") for i in range(1, 21)])
+    run = world.run("att", slot_at(D))
+    records = [r.type for r in world.journal_records()]
+    assert records[0] == "run-started" and records.count("run-started") == 2
+    assert records.count("transfer-succeeded") == 1
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "20261102T063000Z.jsonl",
+        "20261102T063000Z.manifest.json",
+    ]
+    assert run.transfers[0].counts == {"mark": 20}
+    assert len(read_jsonl(folder / "20261102T063000Z.jsonl")) == 20

@@ -1,0 +1,315 @@
+"""What a transfer delivers: every data type x cohort group, every attendance kind around
+1 August, the leavers rule, changed data across runs, bulk-deleted leavers, rejections,
+to-school."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transfer_world import (
+    PRIMARY,
+    SECONDARY,
+    World,
+    mark,
+    pupil,
+    read_jsonl,
+    result,
+    slot_at,
+    upn,
+)
+
+D = "2026-11-02"  # a Monday in 2026/27
+D0 = "2026-07-01"  # before the leavers left
+
+
+def cohort_school() -> dict[str, dict]:
+    """Pupils by role; leavers left on 2026-07-20."""
+    return {
+        "y7": pupil(1, "7"),
+        "y9": pupil(2, "9"),
+        "x": pupil(3, "X"),
+        "lac": pupil(4, "8", in_care=True),
+        "leaver_sent": pupil(5, "10", leaving="2026-07-20"),
+        "leaver_unsent": pupil(6, "11", leaving="2026-07-20"),
+        "future": pupil(7, "7", admission="2026-12-01"),
+        "lac_left": pupil(8, "10", in_care=True, leaving="2026-07-20"),
+    }
+
+
+def write_cohort_school(world: World) -> dict[str, dict]:
+    pupils = cohort_school()
+    world.export(
+        pupils=list(pupils.values()),
+        marks=[mark(i, "2026-10-05", "O") for i in range(1, 9)]
+        + [mark(i, "2026-06-10", "/") for i in range(1, 9)],
+        results=[result(i) for i in range(1, 9)],
+        deletions=[],
+    )
+    return pupils
+
+
+EXPECTED_COHORT = {
+    ("ncy", "[7, X]"): {"y7", "x"},
+    ("ncy", None): {"y7", "y9", "x", "lac"},
+    ("lac", None): {"lac"},
+    ("leavers", None): {"leaver_sent", "lac_left"},
+}
+
+
+@pytest.mark.parametrize("data_type", ["snapshot", "changed", "attainment", "attendance"])
+@pytest.mark.parametrize(
+    ("group", "ncy"), [("ncy", "[7, X]"), ("ncy", None), ("lac", None), ("leavers", None)]
+)
+def test_data_type_by_cohort_group(world: World, data_type, group, ncy) -> None:
+    pupils = write_cohort_school(world)
+    # The leavers memory: a snapshot of Year 10 in July sent leaver_sent (not leaver_unsent).
+    world.task("memory", "data: {type: snapshot}\ncohort: {group: ncy, ncy: [10]}\n")
+    cohort = f"cohort: {{group: {group}" + (f", ncy: {ncy}" if ncy else "") + "}\n"
+    data = {
+        "attendance": "data: {type: attendance, attendance: all-attendances-current-year}\n",
+    }.get(data_type, f"data: {{type: {data_type}}}\n")
+    world.task("t", data + cohort)
+    world.run("memory", slot_at(D0))
+    run = world.run("t", slot_at(D))
+    assert run.outcome == "succeeded"
+    lines = world.lines(run)
+    want = {pupils[name]["upn"] for name in EXPECTED_COHORT[(group, ncy)]}
+    kinds = {"snapshot": {"pupil"}, "changed": {"pupil"}, "attainment": {"result"}}
+    assert {line["kind"] for line in lines} <= kinds.get(data_type, {"mark"})
+    assert {line["upn"] for line in lines} == want
+    if data_type == "attendance":
+        # current year only: the June marks are 2025/26
+        assert {line["date"] for line in lines} == {"2026-10-05"}
+    manifest = world.manifest(run)
+    assert manifest["cohort"]["group"] == group
+    assert manifest["cohort"]["reference_date"] == D
+    assert sum(manifest["counts"].values()) == len(lines)
+
+
+ATT_MARKS = {
+    "a": ("2025-07-15", "/"),
+    "b": ("2025-09-10", "O"),
+    "c": ("2026-06-30", "I"),
+    "d": ("2026-07-31", "/"),
+    "e": ("2026-08-03", "G"),
+    "f": ("2024-08-15", "H"),
+}
+
+ATT_EXPECTED = {
+    # (kind, D, months): marks kept
+    ("all-attendances-current-year", "2026-07-31", None): "bcd",
+    ("all-attendances-current-year", "2026-07-31", 1): "cd",
+    ("all-attendances-current-year", "2026-08-01", None): "e",
+    ("all-attendances-current-year", "2026-08-01", 1): "e",
+    ("unauthorised-absences-current-year", "2026-07-31", None): "b",
+    ("unauthorised-absences-current-year", "2026-07-31", 1): "",
+    ("unauthorised-absences-current-year", "2026-08-01", None): "e",
+    ("unauthorised-absences-current-year", "2026-08-01", 1): "e",
+    ("all-absences-current-year", "2026-07-31", None): "bc",
+    ("all-absences-current-year", "2026-07-31", 1): "c",
+    ("all-absences-current-year", "2026-08-01", None): "e",
+    ("all-absences-current-year", "2026-08-01", 1): "e",
+    ("all-attendances-previous-year", "2026-07-31", None): "af",
+    ("all-attendances-previous-year", "2026-07-31", 1): "",
+    ("all-attendances-previous-year", "2026-08-01", None): "bcd",
+    ("all-attendances-previous-year", "2026-08-01", 1): "d",
+    ("attendance-changed", "2026-07-31", None): "abcdef",
+    ("attendance-changed", "2026-07-31", 1): "cde",
+    ("attendance-changed", "2026-08-01", None): "abcdef",
+    ("attendance-changed", "2026-08-01", 1): "de",
+}
+
+
+@pytest.mark.parametrize(("kind", "day", "months"), sorted(ATT_EXPECTED, key=str))
+def test_attendance_kinds_around_1_august(world: World, kind, day, months) -> None:
+    base = PRIMARY if kind == "attendance-changed" else SECONDARY
+    estab = base[3:]
+    p = pupil(1, "5", admission="2023-09-04", estab=estab)
+    marks = [mark(1, date, code, estab=estab) for date, code in ATT_MARKS.values()]
+    world.export(base, pupils=[p], marks=marks)
+    data = f"data: {{type: attendance, attendance: {kind}" + (
+        f", months: {months}}}\n" if months else "}\n"
+    )
+    world.task("att", data + f'cohort: {{group: ncy}}\nbases: {{ids: ["{base}"]}}\n')
+    run = world.run("att", slot_at(day, "12:00"))
+    lines = world.lines(run, base)
+    by_date = {date: name for name, (date, _) in ATT_MARKS.items()}
+    assert (
+        "".join(sorted(by_date[line["date"]] for line in lines))
+        == ATT_EXPECTED[(kind, day, months)]
+    )
+    assert all(line["kind"] == "mark" for line in lines)
+
+
+def test_leavers_rule(world: World) -> None:
+    pupils = write_cohort_school(world)
+    world.task(
+        "leavers",
+        "data: {type: attendance, attendance: all-attendances-previous-year}\n"
+        "cohort: {group: leavers}\n",
+    )
+    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    first = world.run("leavers", slot_at(D))
+    assert world.lines(first) == []  # never sent before: absent
+    world.run("snap", slot_at(D0))  # both leavers were on roll then, and are sent
+    second = world.run("leavers", slot_at("2026-11-09"))
+    got = {line["upn"] for line in world.lines(second)}
+    assert got == {pupils[n]["upn"] for n in ("leaver_sent", "leaver_unsent", "lac_left")}
+    # a leavers task remembers nothing itself
+    succeeded = [r for r in world.journal_records() if r.type == "transfer-succeeded"]
+    assert [list(r.pupils) for r in succeeded if r.task == "leavers"] == [[], []]
+
+
+def test_changed_data_across_two_runs_is_inclusive_and_skips_nothing(world: World) -> None:
+    p1 = pupil(1, "7", updated="2026-10-01T10:00:00Z")
+    p2 = pupil(2, "8", updated="2026-10-05T10:00:00Z")
+    p3 = pupil(3, "9", updated="2026-10-03T10:00:00Z")
+    world.export(pupils=[p1, p2, p3], deletions=[])
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    first = world.run("chg", slot_at("2026-10-06"))
+    assert {line["upn"] for line in world.lines(first)} == {p1["upn"], p2["upn"], p3["upn"]}
+    assert first.transfers[0].watermark == "2026-10-05T10:00:00Z"
+    # Between runs: p3 changes at exactly the watermark (a same-second edit), p1 later; a
+    # deletion of one of p1's marks arrives.
+    p3 = {**p3, "surname": "Changed", "updated_at": "2026-10-05T10:00:00Z"}
+    p1 = {**p1, "ncy": "8", "updated_at": "2026-10-07T08:00:00Z"}
+    deletion = {
+        "record": "mark",
+        "key": f"{p1['upn']}/2026-10-06/AM",
+        "deleted_at": "2026-10-07T09:00:00Z",
+    }
+    world.export(pupils=[p1, p2, p3], deletions=[deletion])
+    second = world.run("chg", slot_at("2026-10-08"))
+    lines = world.lines(second)
+    pupils_sent = {line["upn"]: line for line in lines if line["kind"] == "pupil"}
+    # p2 (at the watermark, unchanged) is re-sent: the window is inclusive; consumers dedupe.
+    assert set(pupils_sent) == {p1["upn"], p2["upn"], p3["upn"]}
+    assert pupils_sent[p3["upn"]]["surname"] == "Changed"
+    assert [line["key"] for line in lines if line["kind"] == "deletion"] == [deletion["key"]]
+    assert second.transfers[0].watermark == "2026-10-07T09:00:00Z"
+    manifest = world.manifest(second)
+    assert manifest["window"]["updated_since"] == "2026-10-05T10:00:00Z"
+    # third run with nothing new: only the records at the watermark itself
+    third = world.run("chg", slot_at("2026-10-09"))
+    assert [line["kind"] for line in world.lines(third)] == ["deletion"]
+
+
+def test_watermark_not_advanced_by_failure_and_next_run_covers_the_gap(world: World) -> None:
+    p1 = pupil(1, "7", updated="2026-10-01T10:00:00Z")
+    world.export(pupils=[p1], deletions=[])
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.run("chg", slot_at("2026-10-02"))
+    p2 = pupil(2, "7", updated="2026-10-02T12:00:00Z")
+    world.export(pupils=[p1, p2], deletions=[])
+    school = world.school_dir(SECONDARY)
+    school.rename(school.with_name("away"))
+    failed = world.run("chg", slot_at("2026-10-03"))
+    assert failed.outcome == "failed" and failed.transfers[0].reason == "unreachable"
+    school.with_name("away").rename(school)
+    p3 = pupil(3, "7", updated="2026-10-03T12:00:00Z")
+    world.export(pupils=[p1, p2, p3], deletions=[])
+    # a fresh engine replays the journal: the watermark is still the first run's
+    engine = world.engine()
+    assert engine.watermark("chg", SECONDARY) == "2026-10-01T10:00:00Z"
+    third = engine.run(engine.config.tasks["chg"], slot_at("2026-10-04"))
+    assert {line["upn"] for line in world.lines(third)} == {p1["upn"], p2["upn"], p3["upn"]}
+
+
+def test_bulk_deleted_leavers_are_reported_missing_not_an_error(world: World) -> None:
+    gone = pupil(5, "10", leaving="2026-07-20")
+    kept = pupil(6, "10", leaving="2026-07-20")
+    world.export(
+        pupils=[gone, kept, pupil(1, "7")], marks=[mark(5, "2026-06-10"), mark(6, "2026-06-10")]
+    )
+    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.run("snap", slot_at(D0))
+    # SIMS bulk delete: gone's whole record, kept's attendance only
+    deletion = {"record": "pupil", "key": gone["upn"], "deleted_at": "2026-09-20T10:00:00Z"}
+    world.export(pupils=[kept, pupil(1, "7")], marks=[], deletions=[deletion])
+    world.task(
+        "leavers",
+        "data: {type: attendance, attendance: all-attendances-previous-year}\n"
+        "cohort: {group: leavers}\n",
+    )
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    run = world.run("leavers", slot_at(D))
+    transfer = run.transfers[0]
+    assert run.outcome == "succeeded"
+    assert transfer.missing == 1 and transfer.counts == {"mark": 0}
+    assert world.manifest(run)["missing"] == 1
+    record = [r for r in world.journal_records() if r.type == "transfer-succeeded"][-1]
+    assert record.missing == 1
+    # the changed task tells the LA about the deleted pupil it was sent before
+    changed = world.run("chg", slot_at(D))
+    assert [line["key"] for line in world.lines(changed) if line["kind"] == "deletion"] == [
+        gone["upn"]
+    ]
+
+
+def test_invalid_records_are_rejected_and_counted(world: World) -> None:
+    good = pupil(1, "7")
+    bad_letter = {**pupil(2, "7"), "upn": "A" + upn(2)[1:]}
+    if bad_letter["upn"] == upn(2):
+        bad_letter["upn"] = "B" + upn(2)[1:]
+    marks = [
+        mark(1, "2026-10-05", "O"),
+        {**mark(1, "2026-10-06"), "code": "ZZ"},
+        {**mark(1, "2026-10-07"), "date": "2026-02-30"},
+        {**mark(1, "2026-10-08"), "upn": bad_letter["upn"]},
+        "not json at all",
+    ]
+    world.export(pupils=[good, bad_letter], marks=marks)
+    world.task(
+        "att",
+        "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n",
+    )
+    run = world.run("att", slot_at(D))
+    transfer = run.transfers[0]
+    assert transfer.outcome == "succeeded"
+    assert [line["date"] for line in world.lines(run)] == ["2026-10-05"]
+    assert transfer.rejected == 5
+    manifest = world.manifest(run)
+    assert manifest["rejected"] == 5
+    assert manifest["rejected_by_reason"] == {
+        "attendance-code": 1,
+        "date": 1,
+        "json": 1,
+        "upn-check-letter": 2,
+    }
+    record = [r for r in world.journal_records() if r.type == "transfer-succeeded"][-1]
+    assert record.rejected == 5
+
+
+def test_to_school_delivers_listed_ncys_into_the_school_inbound(world: World) -> None:
+    outbound = world.la / "outbound" / SECONDARY
+    # the X pupil's change is the newest: the watermark is taken before cohort filtering
+    rows = [
+        pupil(1, "6"),
+        pupil(2, "7"),
+        pupil(3, "8"),
+        pupil(4, "X", updated="2026-03-01T09:00:00Z"),
+    ]
+    world.export(pupils=rows, deletions=[], folder=outbound, manifest={"mis": "one"})
+    (outbound / "manifest.json").write_text(
+        json.dumps({"mis": "one", "exported_at": "2026-11-01T10:00:00Z", "laestab": SECONDARY})
+    )
+    world.task(
+        "back",
+        "direction: to-school\ndata: {type: changed}\ncohort: {group: ncy, ncy: [6, 7]}\n",
+    )
+    run = world.run("back", slot_at(D))
+    transfer = run.transfers[0]
+    assert transfer.outcome == "succeeded", transfer
+    assert transfer.delivery == world.school_dir(SECONDARY) / "inbound" / "back" / (
+        "20261102T063000Z.jsonl"
+    )
+    assert {line["upn"] for line in read_jsonl(transfer.delivery)} == {upn(1), upn(2)}
+    assert not (world.la / SECONDARY).exists()
+    # second run: only what changed since
+    rows[0] = {**rows[0], "updated_at": "2026-11-02T09:00:00Z"}
+    rows[2] = {**rows[2], "updated_at": "2026-11-02T09:00:00Z"}
+    world.export(pupils=rows, deletions=[], folder=outbound, manifest={"mis": "one"})
+    again = world.run("back", slot_at("2026-11-03"))
+    assert transfer.watermark == "2026-03-01T09:00:00Z"
+    assert {line["upn"] for line in world.lines(again)} == {upn(1)}

@@ -1,0 +1,220 @@
+"""Fan-out, outcomes, reason classes, retries and timeouts, on real exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from transfer_world import OTHER, PRIMARY, SECONDARY, World, mark, pupil, slot_at
+
+from b2bd.transfer.engine import Progress, TransferResult, backoff_delays, run_outcome
+
+D = "2026-11-02"
+SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
+BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
+
+
+def two_schools(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.export(OTHER, pupils=[pupil(1, "7", estab="3003")])
+
+
+def outcome_of(run, base: str) -> TransferResult:
+    return next(t for t in run.transfers if t.base == base)
+
+
+def test_run_is_journaled_from_start_to_finish(world: World) -> None:
+    two_schools(world)
+    world.task("snap", SNAP + BOTH)
+    run = world.run("snap", slot_at(D))
+    assert run.run == "snap/20261102T063000Z" and run.outcome == "succeeded"
+    types = [r.type for r in world.journal_records()]
+    assert types[0] == "run-started" and types[-1] == "run-finished"
+    assert sorted(types[1:-1]) == ["transfer-succeeded", "transfer-succeeded"]
+    started = world.journal_records()[0]
+    assert sorted(started.bases) == [OTHER, SECONDARY]
+    assert started.slot == dt.datetime(2026, 11, 2, 6, 30, tzinfo=dt.UTC)
+    assert started.manual is False
+
+
+def test_manual_run_id_and_delivery_name(world: World) -> None:
+    two_schools(world)
+    world.task("snap", SNAP)
+    run = world.run("snap", dt.datetime(2026, 11, 2, 9, 15, 7, tzinfo=dt.UTC), manual=True)
+    assert run.run == "snap/manual-20261102T091507Z"
+    assert run.transfers[0].delivery is not None
+    assert run.transfers[0].delivery.name == "manual-20261102T091507Z.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "attempts"),
+    [
+        ("missing", "unreachable", 3),
+        ("not-a-folder", "unreachable", 3),
+        ("services-manager-stopped", "prerequisite", 1),
+        ("old-sims-live", "prerequisite", 1),
+        ("other-school", "bad-data", 1),
+        ("no-manifest", "bad-data", 1),
+    ],
+)
+def test_one_base_fault_fails_that_base_only(world: World, fault, reason, attempts) -> None:
+    two_schools(world)
+    school = world.school_dir(OTHER)
+    if fault == "missing":
+        for child in school.iterdir():
+            child.unlink()
+        school.rmdir()
+    elif fault == "not-a-folder":  # tests run as root: a file where the folder should be
+        for child in school.iterdir():
+            child.unlink()
+        school.rmdir()
+        school.write_text("not a folder")
+    elif fault == "services-manager-stopped":
+        world.export(OTHER, pupils=[], manifest={"services_manager": "stopped"})
+    elif fault == "old-sims-live":
+        world.export(OTHER, pupils=[], manifest={"sims_version": "7.150"})
+    elif fault == "other-school":
+        world.export(OTHER, pupils=[], manifest={"laestab": "8819999"})
+    else:
+        (school / "manifest.json").unlink()
+    world.task("snap", SNAP + BOTH)
+    run = world.run("snap", slot_at(D))
+    assert run.outcome == "partial"
+    good, bad = outcome_of(run, SECONDARY), outcome_of(run, OTHER)
+    assert good.outcome == "succeeded" and good.counts == {"pupil": 1}
+    assert bad.outcome == "failed" and bad.reason == reason and bad.attempts == attempts
+    assert bad.delivery is None and not list((world.la / OTHER).rglob("*.json*"))
+    failed = [r for r in world.journal_records() if r.type == "transfer-failed"]
+    assert [(r.base, r.reason, r.attempts) for r in failed] == [(OTHER, reason, attempts)]
+    assert failed[0].message
+
+
+def test_all_failing_is_a_failed_run(world: World) -> None:
+    world.task("snap", SNAP + BOTH)
+    run = world.run("snap", slot_at(D))
+    assert run.outcome == "failed"
+    finished = world.journal_records()[-1]
+    assert finished.type == "run-finished" and finished.outcome == "failed"
+
+
+def test_registry_prerequisite_and_wonde_endpoint(world: World) -> None:
+    two_schools(world)
+    world.endpoints[OTHER] = "{type: wonde, school_id: A123, token: {credential: wonde}}"
+    world.write_bases()
+    world.task("snap", SNAP + BOTH)
+    run = world.run("snap", slot_at(D))
+    bad = outcome_of(run, OTHER)
+    assert (bad.reason, bad.attempts) == ("internal", 1)
+    assert bad.message == "wonde connector not available in this build"
+    assert outcome_of(run, SECONDARY).outcome == "succeeded"
+
+
+def test_transient_failures_retry_with_exponential_backoff(world: World) -> None:
+    world.task("snap", SNAP + "policy: {retries: 3, retry_backoff: 10s}\n")
+    waits: list[float] = []
+    run = world.run("snap", slot_at(D), wait=lambda s: waits.append(s) or False)
+    assert waits == [10.0, 20.0, 40.0] == backoff_delays(3, dt.timedelta(seconds=10))
+    assert run.transfers[0].attempts == 4 and run.transfers[0].reason == "unreachable"
+
+
+def test_a_base_that_comes_back_during_retries_succeeds(world: World) -> None:
+    world.task("snap", SNAP + "policy: {retries: 2, retry_backoff: 5s}\n")
+
+    def wait(seconds: float) -> bool:
+        world.export(SECONDARY, pupils=[pupil(1, "7")])  # the share is back
+        return False
+
+    run = world.run("snap", slot_at(D), wait=wait)
+    assert run.outcome == "succeeded" and run.transfers[0].attempts == 2
+
+
+def test_stopping_engine_does_not_sit_out_the_backoff(world: World) -> None:
+    world.task("snap", SNAP + "policy: {retries: 5, retry_backoff: 1h}\n")
+    stop = threading.Event()
+    stop.set()
+    run = world.run("snap", slot_at(D), stop=stop)
+    assert run.transfers[0].attempts == 1 and run.transfers[0].reason == "unreachable"
+
+
+def test_timeout_is_transient_and_leaves_no_delivery(world: World) -> None:
+    world.export(pupils=[pupil(i, "7") for i in range(1, 50)], marks=[])
+    world.task("snap", SNAP + "policy: {retries: 1, retry_backoff: 0s, timeout: 1m}\n")
+    ticks = itertools.count(0, 45)  # every look at the clock is 45 s later
+    run = world.run("snap", slot_at(D), monotonic=lambda: float(next(ticks)))
+    transfer = run.transfers[0]
+    assert (transfer.outcome, transfer.reason, transfer.attempts) == ("failed", "timeout", 2)
+    folder = world.la / SECONDARY / "snap"
+    assert list(folder.iterdir()) == []
+
+
+def test_bases_run_concurrently_on_a_shared_pool(world: World) -> None:
+    """Each transfer waits for the others at a barrier: only concurrent execution passes."""
+    two_schools(world)
+    world.export(PRIMARY, pupils=[pupil(1, "5", estab="2002")])
+    world.task("snap", SNAP + f'bases: {{ids: ["{SECONDARY}", "{OTHER}", "{PRIMARY}"]}}\n')
+    barrier = threading.Barrier(3, timeout=10)
+    events: list[Progress] = []
+
+    def on_progress(event: Progress) -> None:
+        events.append(event)
+        if event.event == "started":
+            barrier.wait()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        engine = world.engine(pool=pool)
+        run = engine.run(engine.config.tasks["snap"], slot_at(D), on_progress=on_progress)
+    assert run.outcome == "succeeded"
+    finished = [e for e in events if e.event == "finished"]
+    assert sorted(e.base for e in finished) == sorted([SECONDARY, OTHER, PRIMARY])
+
+
+def test_per_base_api_for_the_daemon(world: World) -> None:
+    two_schools(world)
+    world.task("snap", SNAP + BOTH)
+    engine = world.engine()
+    task = engine.config.tasks["snap"]
+    context = engine.start_run(task, slot_at(D))
+    done = engine.run_transfer(context, SECONDARY)
+    skipped = engine.skip_transfer(context, OTHER, "overlap")
+    result = engine.finish_run(context, [done, skipped])
+    assert result.outcome == "succeeded"
+    types = [r.type for r in world.journal_records()]
+    assert types == ["run-started", "transfer-succeeded", "transfer-skipped", "run-finished"]
+
+
+def test_run_outcome_table() -> None:
+    def r(outcome: str) -> TransferResult:
+        return TransferResult("t", "b", outcome)  # type: ignore[arg-type]
+
+    assert run_outcome([r("succeeded"), r("succeeded")]) == "succeeded"
+    assert run_outcome([r("succeeded"), r("failed")]) == "partial"
+    assert run_outcome([r("failed"), r("failed")]) == "failed"
+    assert run_outcome([r("succeeded"), r("skipped")]) == "succeeded"
+    assert run_outcome([r("failed"), r("skipped")]) == "failed"
+
+
+def test_leavers_memory_journaled_as_digests_of_delivered_pupils(world: World) -> None:
+    pupils = [pupil(1, "7"), pupil(2, "7"), pupil(3, "8")]
+    world.export(pupils=pupils, marks=[mark(1, "2026-10-05", "O"), mark(3, "2026-10-05", "/")])
+    world.task(
+        "abs",
+        "data: {type: attendance, attendance: unauthorised-absences-current-year}\n"
+        "cohort: {group: ncy}\n",
+    )
+    world.run("abs", slot_at(D))
+    record = [r for r in world.journal_records() if r.type == "transfer-succeeded"][0]
+    from b2bd.journal import PupilKeyer
+
+    keyer = PupilKeyer(world.state)
+    # only pupil 1 had an unauthorised absence delivered
+    assert list(record.pupils) == [keyer.digest(pupils[0]["upn"])]
+    assert world.engine().leavers(SECONDARY) == {keyer.digest(pupils[0]["upn"])}
+    # a second run adds nothing new to the journal (digests already remembered)
+    world.run("abs", slot_at("2026-11-09"))
+    again = [r for r in world.journal_records() if r.type == "transfer-succeeded"][-1]
+    assert list(again.pupils) == []
+    assert json.loads(json.dumps(list(record.pupils)))  # plain hex strings
