@@ -164,7 +164,9 @@ def main() -> int:
         return 0
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; marks/s = marks read / wall s")
-    print(f"{'marks':>11} {'mode':>6} {'runs':>4} {'marks/s':>11} {'delivered':>10} {'peak RSS':>9}")
+    print(
+        f"{'marks':>11} {'mode':>6} {'runs':>4} {'marks/s':>11} {'delivered':>10} {'peak RSS':>9}"
+    )
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="b2bd-bench-export-") as tmp:
             school = Path(tmp) / "school"

@@ -206,7 +206,7 @@ def test_leavers_memory_journaled_as_digests_of_delivered_pupils(world: World) -
         "cohort: {group: ncy}\n",
     )
     world.run("abs", slot_at(D))
-    record = [r for r in world.journal_records() if r.type == "transfer-succeeded"][0]
+    record = next(r for r in world.journal_records() if r.type == "transfer-succeeded")
     from b2bd.journal import PupilKeyer
 
     keyer = PupilKeyer(world.state)
