@@ -262,7 +262,8 @@ def test_invalid_records_are_rejected_and_counted(world: World) -> None:
     world.export(pupils=[good, bad_letter], marks=marks)
     world.task(
         "att",
-        "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n",
+        "data: {type: attendance, attendance: all-attendances-current-year}\n"
+        "cohort: {group: ncy}\n",
     )
     run = world.run("att", slot_at(D))
     transfer = run.transfers[0]
