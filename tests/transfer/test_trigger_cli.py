@@ -1,0 +1,151 @@
+"""``b2bd trigger`` as a user runs it (a real subprocess), and the children's-data scan of
+everything it leaves in the state dir and prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transfer_world import OTHER, SECONDARY, World, pupil
+
+from b2bd.journal import read_journal
+from b2bd.sample import SchoolSpec, generate_pupils, write_export
+
+SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
+BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
+
+
+def b2bd(world: World, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(world.config_dir), *args],
+        text=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_trigger_runs_the_task_and_journals_a_manual_run(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7"), pupil(2, "8")])
+    world.export(OTHER, pupils=[pupil(1, "9", estab="3003")])
+    world.task("snap", SNAP + BOTH)
+    proc = b2bd(world, "trigger", "snap", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert re.fullmatch(r"snap/manual-\d{8}T\d{6}Z", out["run"])
+    assert out["outcome"] == "succeeded" and out["manual"] is True
+    counts = {t["base"]: t["counts"] for t in out["transfers"]}
+    assert counts == {SECONDARY: {"pupil": 2}, OTHER: {"pupil": 1}}
+    for t in out["transfers"]:
+        assert Path(t["delivery"]).name == out["run"].split("/")[1] + ".jsonl"
+    records = list(read_journal(world.state))
+    started = next(r for r in records if r.type == "run-started")
+    assert started.manual is True and started.run == out["run"]
+    assert records[-1].type == "run-finished"
+
+
+def test_trigger_exit_1_when_a_transfer_fails_and_text_names_the_reason(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.export(OTHER, pupils=[], manifest={"services_manager": "stopped"})
+    world.task("snap", SNAP + BOTH)
+    proc = b2bd(world, "trigger", "snap")
+    assert proc.returncode == 1
+    assert "partial (1 of 2 transfers succeeded)" in proc.stdout
+    assert f"{OTHER}  failed  prerequisite: " in proc.stdout
+    assert "Services Manager is stopped" in proc.stdout
+    assert f"{SECONDARY}  succeeded  pupil=1" in proc.stdout
+
+
+def test_trigger_one_base(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP + BOTH)  # OTHER has no export at all: not asked for
+    proc = b2bd(world, "trigger", "snap", "--base", SECONDARY, "--format", "json")
+    assert proc.returncode == 0, proc.stdout
+    assert [t["base"] for t in json.loads(proc.stdout)["transfers"]] == [SECONDARY]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trigger", "nope"], "no valid task 'nope'"),
+        (["trigger", "snap", "--base", "8812002"], "not among task snap's bases"),
+    ],
+)
+def test_trigger_usage_errors_exit_2(world: World, args, message) -> None:
+    world.task("snap", SNAP)
+    proc = b2bd(world, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_trigger_shows_progress_on_a_tty(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    leader, follower = pty.openpty()
+    try:
+        proc = b2bd(world, "trigger", "snap", stderr=follower, stdout=subprocess.PIPE)
+        os.close(follower)
+        follower = -1
+        shown = b""
+        try:
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+        except OSError:
+            pass  # EIO once the child side is closed
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 0
+    assert b"bases done" in shown and b"records read" in shown
+
+
+def test_no_pupil_data_in_clear_in_the_state_dir_or_output(world: World) -> None:
+    """Generated pupils (names, UPNs, DOBs) go through every kind of task, a failure and a
+    rejection; then every byte under the state dir and everything printed is scanned."""
+    spec = SchoolSpec(SECONDARY, "secondary", pupils=60, seed=7)
+    write_export(world.school_dir(SECONDARY), spec)
+    with (world.school_dir(SECONDARY) / "pupils.jsonl").open("a") as handle:
+        bad = pupil(999, "7", surname="Rejectedname", forename="Rejectedfore", dob="2013-02-03")
+        handle.write(json.dumps({**bad, "upn": "A" + bad["upn"][1:]}) + "\n")
+    world.export(OTHER, pupils=[], manifest={"services_manager": "stopped"})
+    tasks = {
+        "snap": SNAP + BOTH,
+        "lac": "data: {type: snapshot}\ncohort: {group: lac}\n",
+        "chg": "data: {type: changed}\ncohort: {group: ncy, ncy: all}\n",
+        "att": "data: {type: attendance, attendance: all-absences-current-year}\n"
+        "cohort: {group: ncy, ncy: [7, 8, 9]}\n",
+        "ks": "data: {type: attainment}\ncohort: {group: ncy}\n",
+        "leave": "data: {type: attendance, attendance: all-attendances-previous-year}\n"
+        "cohort: {group: leavers}\n",
+    }
+    printed = ""
+    for task_id, body in tasks.items():
+        world.task(task_id, body)
+    for task_id in tasks:
+        for fmt in ("text", "json"):
+            proc = b2bd(world, "trigger", task_id, "--format", fmt)
+            assert proc.returncode in (0, 1), proc.stderr
+            printed += proc.stdout + proc.stderr
+    people = [p.record for p in generate_pupils(spec)]
+    secrets = {p.upn for p in people} | {p.dob for p in people}
+    names = {p.surname for p in people} | {p.forename for p in people}
+    secrets |= {"Rejectedname", "Rejectedfore", "2013-02-03"}
+    state_bytes = b"".join(p.read_bytes() for p in world.state.rglob("*") if p.is_file())
+    assert len(state_bytes) > 1000
+    assert b"transfer-succeeded" in state_bytes and b"transfer-failed" in state_bytes
+    text = state_bytes.decode("utf-8", "replace") + printed
+    leaked = {s for s in secrets if s in text}
+    leaked |= {n for n in names if re.search(rf"\b{re.escape(n)}\b", text)}
+    assert leaked == set()
+    # the scan would have found them: the deliveries do hold them
+    delivered = "".join(p.read_text() for p in world.la.rglob("*.jsonl"))
+    assert any(p.upn in delivered for p in people)
+    assert any(re.search(rf"\b{re.escape(n)}\b", delivered) for n in names)
