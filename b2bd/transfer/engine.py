@@ -479,6 +479,10 @@ class Engine:
             raise TransferFailure(
                 "internal", f"to-school delivery to a {endpoint.type} endpoint is not supported"
             )
+        if not endpoint.path.is_dir():
+            # Never create a school's folder: a share that is not mounted would otherwise
+            # receive the delivery on the local disk under its mount point.
+            raise TransferFailure("unreachable", f"{endpoint.path}: no such folder")
         outbound = DirectorySource(
             store.path / "outbound" / base.id, laestab=base.id, require_services_manager=False
         )

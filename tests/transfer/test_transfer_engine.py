@@ -218,3 +218,14 @@ def test_leavers_memory_journaled_as_digests_of_delivered_pupils(world: World) -
     again = [r for r in world.journal_records() if r.type == "transfer-succeeded"][-1]
     assert list(again.pupils) == []
     assert json.loads(json.dumps(list(record.pupils)))  # plain hex strings
+
+
+def test_to_school_never_creates_a_missing_school_folder(world: World) -> None:
+    outbound = world.la / "outbound" / SECONDARY
+    world.export(pupils=[pupil(1, "7")], deletions=[], folder=outbound, manifest={"mis": "one"})
+    world.task(
+        "back", "direction: to-school\ndata: {type: changed}\ncohort: {group: ncy, ncy: [7]}\n"
+    )
+    run = world.run("back", slot_at(D))
+    assert run.transfers[0].reason == "unreachable"
+    assert not world.school_dir(SECONDARY).exists()
