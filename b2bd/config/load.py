@@ -28,7 +28,15 @@ from b2bd.config.rules import (
     task_findings,
 )
 from b2bd.config.schema import DocumentKind, Finding, check
-from b2bd.config.yamlfile import FileProblem, Loaded, decode, parse, read_bytes
+from b2bd.config.yamlfile import (
+    MAX_NODES,
+    MAX_REGISTRY_NODES,
+    FileProblem,
+    Loaded,
+    decode,
+    parse,
+    read_bytes,
+)
 
 SETTINGS_FILE = "b2bd.yaml"
 BASES_FILE = "bases.yaml"
@@ -130,7 +138,8 @@ def _read(root: Path, name: str, kind: DocumentKind, cache: ParseCache | None) -
         file.problems.extend(problems)
         return file
     try:
-        file.doc = parse(decode(raw), name)
+        limit = MAX_REGISTRY_NODES if kind == "bases" else MAX_NODES
+        file.doc = parse(decode(raw), name, limit)
     except FileProblem as exc:
         file.problems.append(Problem(name, exc.line, exc.column, exc.rule, "error", exc.message))
     else:

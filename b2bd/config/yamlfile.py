@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 10_000
+MAX_REGISTRY_NODES = 200_000  # bases.yaml: ~25 nodes a base, so room for ~8,000 bases
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 1000
 
@@ -233,8 +234,12 @@ def read_text(path: Path, root: Path) -> str:
     return decode(read_bytes(path, root))
 
 
-def parse(text: str, name: str) -> Loaded:
-    """Parse one YAML document that must be a mapping; raise FileProblem otherwise."""
+def parse(text: str, name: str, max_nodes: int = MAX_NODES) -> Loaded:
+    """Parse one YAML document that must be a mapping; raise FileProblem otherwise.
+
+    ``max_nodes`` bounds the document with aliases expanded: MAX_NODES for a task file,
+    MAX_REGISTRY_NODES for bases.yaml, whose 500-odd bases legitimately exceed 10,000 nodes.
+    """
     stream = io.StringIO(text)
     stream.name = name  # CParser reads the mark name from the stream at init
     loader = _Loader(stream)
@@ -255,7 +260,7 @@ def parse(text: str, name: str) -> Loaded:
                 mark.line + 1,
                 mark.column + 1,
             )
-        _check_complexity(node)
+        _check_complexity(node, max_nodes)
         try:
             data = loader.construct_document(node)
         except DuplicateKey as exc:
@@ -324,46 +329,47 @@ def _walk(root: Node) -> Iterator[tuple[str, Node | None, Node]]:
         stack.extend(reversed(children))
 
 
-def _check_complexity(root: Node) -> None:
+def _check_complexity(root: Node, max_nodes: int = MAX_NODES) -> None:
     """Refuse alias bombs, cycles and deep nesting before constructing anything.
 
-    Sizes are counted with aliases expanded (a node reachable twice counts twice) but computed
-    once per distinct node, so a billion-laughs document is refused in microseconds.
+    Sizes and heights are counted with aliases expanded (a node reachable twice counts twice)
+    but computed once per distinct node, so a billion-laughs document is refused in
+    microseconds. The recursion is bounded: it never goes below MAX_DEPTH levels.
     """
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
+    counted: dict[int, tuple[int, int]] = {}  # id(collection) -> (expanded size, height)
+    active: set[int] = set()  # the collections on the path from the root
+
+    def count(node: Node, level: int) -> tuple[int, int]:
+        if level > MAX_DEPTH:
+            _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, ScalarNode):
+            return 1, 1
         key = id(node)
-        children = _children(node)
-        if done:
-            active.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_NODES:
-                _too_complex(root, f"more than {MAX_NODES:,} nodes once aliases are expanded")
-            if depth[key] > MAX_DEPTH:
-                _too_complex(root, f"nested deeper than {MAX_DEPTH} levels")
-            continue
-        if key in size:
-            continue
+        known = counted.get(key)
+        if known is not None:  # an alias of a collection counted before
+            if level + known[1] - 1 > MAX_DEPTH:
+                _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
+            return known
         if key in active:
             _too_complex(node, "an alias refers to a node containing itself")
-        if len(active) > MAX_DEPTH:
-            _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
         active.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in size)
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, MappingNode)
+            else node.value
+        )
+        size, height = 1, 0
+        for child in children:
+            child_size, child_height = count(child, level + 1)
+            size += child_size
+            height = max(height, child_height)
+        if size > max_nodes:
+            _too_complex(root, f"more than {max_nodes:,} nodes once aliases are expanded")
+        active.discard(key)
+        counted[key] = (size, height + 1)
+        return size, height + 1
 
-
-def _children(node: Node) -> list[Node]:
-    if isinstance(node, MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, SequenceNode):
-        return list(node.value)
-    return []
+    count(root, 1)
 
 
 def _too_complex(node: Node, message: str) -> None:

@@ -888,6 +888,38 @@ def test_regression_is_a_problem_not_a_crash(case: str, config_dir: Path) -> Non
     assert (rule, line, column) in found, found
 
 
+def _bases_yaml(count: int) -> str:
+    entries = "".join(
+        f'  - id: "{881_0000 + n}"\n    name: School {n}\n    mis: sims\n'
+        f'    sims_version: "7.214"\n'
+        f"    b2b_phase: 2\n    services_manager: true\n    tags: [north, secondary]\n"
+        f"    endpoint: {{type: directory, path: schools/{n}}}\n"
+        for n in range(count)
+    )
+    return "bases:\n" + entries
+
+
+def test_a_registry_of_600_bases_is_not_too_complex(config_dir: Path) -> None:
+    # ~20 nodes a base: 600 bases are over the 10,000 nodes a task file may have.
+    config = load_with(config_dir, _bases_yaml(600).encode(), "bases.yaml")
+    assert not [p for p in config.problems if p.file == "bases.yaml" and p.severity == "error"]
+    assert len(config.bases) == 600
+
+
+def test_alias_bombs_are_refused_in_bases_yaml_too(config_dir: Path) -> None:
+    config = load_with(config_dir, billion_laughs(9, 10).encode(), "bases.yaml")
+    assert [(p.rule, p.line) for p in config.problems if p.file == "bases.yaml"] == [
+        ("yaml-too-complex", 1)
+    ]
+
+
+def test_chained_aliases_count_their_full_depth(config_dir: Path) -> None:
+    # Each anchor nests the previous one 30 levels down: 5 of them are 150 levels deep.
+    lines = [f"a{i}: &a{i} " + "[" * 30 + (f"*a{i - 1}" if i else "x") + "]" * 30 for i in range(5)]
+    config = load_with(config_dir, "\n".join(lines).encode())
+    assert [p.rule for p in config.problems if p.file == TARGET] == ["yaml-too-complex"]
+
+
 # ---------------------------------------------------------------------------------------------
 # The CLI
 
