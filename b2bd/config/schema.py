@@ -86,7 +86,33 @@ def validator(kind: DocumentKind) -> jsonschema.protocols.Validator:
     )
     cls = jsonschema.validators.validator_for(schema(kind))
     cls.check_schema(schema(kind))
-    return cls(schema(kind), registry=registry, format_checker=FORMAT_CHECKER)
+    return cls(_inline_local_refs(schema(kind)), registry=registry, format_checker=FORMAT_CHECKER)
+
+
+def _inline_local_refs(root: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every bare ``{"$ref": "#/$defs/name"}`` replaced by that definition.
+
+    Same validation, same errors (``error.schema`` is the definition either way, so its
+    ``x-rule`` and messages still apply), but jsonschema no longer resolves a reference through
+    the registry on every descent: a third of the validation time for task files. A ``$ref``
+    with sibling keywords, to another file or inside a recursive definition stays as it is.
+    """
+    defs = root.get("$defs", {})
+
+    def inline(node: Any, expanding: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(item, expanding) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in defs and "/" not in name and name not in expanding:
+                return inline(defs[name], (*expanding, name))
+        return {key: inline(value, expanding) for key, value in node.items()}
+
+    inlined: dict[str, Any] = inline(root, ())
+    return inlined
 
 
 @dataclass(frozen=True)
