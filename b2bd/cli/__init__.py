@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Command modules, in the order `b2bd --help` lists them.
-COMMANDS = ("validate", "onboard", "plan", "trigger")
+COMMANDS = ("validate", "onboard", "plan", "daemon", "trigger", "journal")
 
 EXIT_USAGE = 2
 
