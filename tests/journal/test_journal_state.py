@@ -1,0 +1,224 @@
+"""Replay: what each record does to the state, and replay == replay after compaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from b2bd.journal import Journal, replay
+from b2bd.journal.log import frame
+from b2bd.journal.records import Codec, ConfigProblem, Record, build_record
+from b2bd.journal.state import restore, snapshot
+
+T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
+H = dt.timedelta(hours=1)
+
+
+def records(*items: tuple[str, dict[str, Any]]) -> list[Record]:
+    return [
+        build_record(type_, i + 1, T0 + i * dt.timedelta(seconds=1), fields)
+        for i, (type_, fields) in enumerate(items)
+    ]
+
+
+def started(run: str, task: str, slot: dt.datetime, manual: bool = False) -> tuple[str, dict]:
+    return "run-started", {"run": run, "task": task, "slot": slot, "manual": manual,
+                           "bases": ["8814001", "8814002"]}  # fmt: skip
+
+
+def succeeded(run: str, task: str, base: str, watermark: str | None, pupils=()) -> tuple:
+    return "transfer-succeeded", {
+        "run": run, "task": task, "base": base, "direction": "from-school",
+        "data_type": "changed", "cohort_group": "ncy", "counts": {"pupil": 3},
+        "watermark": watermark, "pupils": list(pupils),
+    }  # fmt: skip
+
+
+def failed(run: str, task: str, base: str, reason: str = "unreachable") -> tuple:
+    return "transfer-failed", {"run": run, "task": task, "base": base, "reason": reason,
+                               "message": "connection refused", "attempts": 4}  # fmt: skip
+
+
+PROBLEM = {"file": "tasks/a.yaml", "line": 3, "column": 5, "rule": "R1", "message": "bad"}
+
+
+def test_watermark_moves_only_with_success_and_null_keeps_it():
+    state = replay(
+        records(
+            started("t/1", "t", T0),
+            succeeded("t/1", "t", "8814001", "2025-09-01T05:00:00Z"),
+            failed("t/1", "t", "8814002"),
+            started("t/2", "t", T0 + H),
+            succeeded("t/2", "t", "8814001", None),
+            failed("t/2", "t", "8814001", "timeout"),
+        )
+    )
+    assert state.watermark == {("t", "8814001"): "2025-09-01T05:00:00Z"}
+    assert state.last_outcome[("t", "8814001")].outcome == "failed"
+    assert state.last_outcome[("t", "8814001")].reason == "timeout"
+    assert set(state.failing("t")) == {"8814001", "8814002"}
+    assert state.failing("t")["8814002"].message == "connection refused"
+
+
+def test_leavers_memory_is_a_union_per_base():
+    state = replay(
+        records(
+            succeeded("t/1", "t", "8814001", None, ["a" * 64, "b" * 64]),
+            succeeded("u/1", "u", "8814001", None, ["b" * 64, "c" * 64]),
+            succeeded("u/1", "u", "8814002", None, ["d" * 64]),
+            failed("u/2", "u", "8814002"),
+        )
+    )
+    assert state.leavers == {
+        "8814001": frozenset({"a" * 64, "b" * 64, "c" * 64}),
+        "8814002": frozenset({"d" * 64}),
+    }
+
+
+def test_runs_slots_and_outcomes():
+    state = replay(
+        records(
+            started("t/1", "t", T0 + 2 * H),
+            ("run-finished", {"run": "t/1", "task": "t", "outcome": "partial"}),
+            started("t/manual-1", "t", T0 + 9 * H, manual=True),
+            ("slot-missed", {"task": "t", "slot": T0 + 3 * H}),
+            ("slot-skipped", {"task": "u", "slot": T0 + 4 * H, "reason": "overlap"}),
+        )
+    )
+    assert state.last_slot_started == {"t": T0 + 2 * H}  # a manual run is not a slot
+    assert state.last_slot_decided == {"t": T0 + 3 * H, "u": T0 + 4 * H}
+    assert state.last_run["t"].run == "t/manual-1" and state.last_run["t"].outcome is None
+    assert list(state.runs_in_progress) == ["t/manual-1"]
+    finished = replay([], state)
+    assert finished == state
+
+
+def test_config_problems_in_force():
+    rejected = replay(records(("config-rejected", {"problems": [PROBLEM]})))
+    assert rejected.rejected_config == (ConfigProblem(**PROBLEM),)
+    partial = replay(
+        records(
+            ("config-rejected", {"problems": [PROBLEM]}),
+            (
+                "config-applied",
+                {"files": {"b2bd.yaml": "ab"}, "tasks": ["t"], "problems": [PROBLEM]},
+            ),
+        )
+    )
+    assert partial.rejected_config == (ConfigProblem(**PROBLEM),)
+    assert partial.applied_config is not None and partial.applied_config.tasks == ("t",)
+    cleared = replay(
+        records(
+            ("config-rejected", {"problems": [PROBLEM]}),
+            ("config-applied", {"files": {"b2bd.yaml": "ab"}, "tasks": ["t"]}),
+        )
+    )
+    assert cleared.rejected_config == ()
+
+
+# -- property: replay equals replay of the compacted journal ---------------------------------------
+
+TASKS = st.sampled_from(["t", "u", "v"])
+BASES = st.sampled_from(["8814001", "8814002", "8814003"])
+RUNS = st.sampled_from(["t/1", "t/2", "u/1", "v/manual-1"])
+SLOTS = st.integers(0, 48).map(lambda h: T0 + h * H)
+DIGESTS = st.lists(st.sampled_from([f"{i:064x}" for i in range(8)]), max_size=3)
+MARKS = st.none() | st.sampled_from(["2025-09-01T00:00:00Z", "2025-09-02T00:00:00Z"])
+
+RECORD = st.one_of(
+    st.builds(started, RUNS, TASKS, SLOTS, st.booleans()),
+    st.builds(succeeded, RUNS, TASKS, BASES, MARKS, DIGESTS),
+    st.builds(failed, RUNS, TASKS, BASES, st.sampled_from(["auth", "timeout"])),
+    st.builds(
+        lambda run, task, base: (
+            "transfer-skipped",
+            {"run": run, "task": task, "base": base, "reason": "base disabled"},
+        ),
+        RUNS,
+        TASKS,
+        BASES,
+    ),
+    st.builds(
+        lambda run, task, o: ("run-finished", {"run": run, "task": task, "outcome": o}),
+        RUNS,
+        TASKS,
+        st.sampled_from(["succeeded", "partial", "failed"]),
+    ),
+    st.builds(lambda task, slot: ("slot-missed", {"task": task, "slot": slot}), TASKS, SLOTS),
+    st.builds(
+        lambda task, slot, base: (
+            "slot-skipped",
+            {"task": task, "slot": slot, "base": base, "reason": "overlap"},
+        ),
+        TASKS,
+        SLOTS,
+        st.none() | BASES,
+    ),
+    st.just(("config-rejected", {"problems": [PROBLEM]})),
+    st.builds(
+        lambda tasks, problems: (
+            "config-applied",
+            {"files": {"b2bd.yaml": "00"}, "commit": None, "tasks": tasks, "problems": problems},
+        ),
+        st.lists(TASKS, max_size=3),
+        st.sampled_from([[], [PROBLEM]]),
+    ),
+    st.just(("daemon-started", {"pid": 1, "version": "0.1.0"})),
+)
+
+
+def _checkpoint(seq: int, prefix: list[Record]) -> Record:
+    """The checkpoint compaction writes, framed and read back the way the journal does."""
+    record = build_record("checkpoint", seq, T0, {"state": snapshot(replay(prefix))})
+    return Codec.decoder.decode(frame(record)[:-1])
+
+
+@given(st.lists(RECORD, max_size=40), st.data())
+def test_replay_equals_replay_after_compaction(items, data):
+    stream = records(*items)
+    cut = data.draw(st.integers(0, len(stream)), label="cut")
+    compacted = [_checkpoint(cut + 1, stream[:cut]), *stream[cut:]]
+    assert replay(compacted) == replay(stream)
+    # and a checkpoint is exactly its state
+    assert restore(snapshot(replay(stream))) == replay(stream)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RECORD, max_size=30), st.lists(RECORD, max_size=10))
+def test_journal_state_equals_pure_replay_across_compaction(before, after):
+    class Clock:
+        now = T0
+
+        def __call__(self) -> dt.datetime:
+            self.now += dt.timedelta(seconds=1)
+            return self.now
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state_dir = Path(tmp)
+        with Journal.open(state_dir, Clock(), segment_bytes=600) as journal:
+            for type_, fields in before:
+                journal.append(type_, **fields)
+            expected_before = replay(journal.records())
+            journal.compact()
+            assert journal.state() == expected_before
+            for type_, fields in after:
+                journal.append(type_, **fields)
+            expected = replay([*records(*before), *records(*after)])
+            assert journal.state() == replay(journal.records())
+        with Journal.open(state_dir, Clock()) as journal:
+            got = journal.state()
+    # the journal's records carry other timestamps than the pure stream's; compare what the
+    # timestamps do not touch
+    assert got.watermark == expected.watermark
+    assert got.leavers == expected.leavers
+    assert got.last_slot_started == expected.last_slot_started
+    assert got.last_slot_decided == expected.last_slot_decided
+    assert got.rejected_config == expected.rejected_config
+    assert {k: v.outcome for k, v in got.last_outcome.items()} == {
+        k: v.outcome for k, v in expected.last_outcome.items()
+    }
