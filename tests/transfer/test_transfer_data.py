@@ -283,6 +283,7 @@ def test_invalid_records_are_rejected_and_counted(world: World) -> None:
 
 
 def test_to_school_delivers_listed_ncys_into_the_school_inbound(world: World) -> None:
+    world.export(SECONDARY, pupils=[])  # the school's own folder (its inbound/ goes inside)
     outbound = world.la / "outbound" / SECONDARY
     # the X pupil's change is the newest: the watermark is taken before cohort filtering
     rows = [
