@@ -42,6 +42,7 @@ FIELDS = {
 
 
 def median_of(runs: int, fn: Callable[[], float]) -> float:
+    """The median of ``runs`` calls of ``fn``."""
     return statistics.median(fn() for _ in range(runs))
 
 
@@ -165,9 +166,12 @@ def main() -> int:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, dir {root}")
         if not args.skip_appends:
             sample = frame(TransferSucceeded(1, T0, **FIELDS))
-            raw = median_of(args.runs, lambda: raw_rate(root, sample, args.seconds))
-            one = median_of(args.runs, lambda: append_rate(root, 1, args.seconds))
-            group = median_of(args.runs, lambda: append_rate(root, 16, args.seconds))
+            raws, ones, groups = [], [], []
+            for _ in range(args.runs):  # interleaved, so a slow spell of the disk hits all three
+                raws.append(raw_rate(root, sample, args.seconds))
+                ones.append(append_rate(root, 1, args.seconds))
+                groups.append(append_rate(root, 16, args.seconds))
+            raw, one, group = map(statistics.median, (raws, ones, groups))
             print(f"raw write+fdatasync ({len(sample)} B):  {raw:10,.0f} /s")
             print(
                 f"journal, 1 writer (1 fsync/record): {one:10,.0f} /s  "

@@ -458,6 +458,23 @@ def _lock(directory: Path) -> int:
 # -- the writer ------------------------------------------------------------------------------------
 
 
+_DONE = "done"
+_LEAD = "lead"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class _Waiter:
+    """One appender waiting for its batch: ``lock`` is held until the leader releases it, having
+    set ``outcome`` to ``_DONE``, ``_LEAD`` (write the next batch) or a failure message."""
+
+    __slots__ = ("lock", "outcome")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.outcome: str | None = None
+
+
 @dataclass(frozen=True)
 class Compaction:
     """What :meth:`Journal.compact` did."""
@@ -476,7 +493,8 @@ class Journal:
         self._clock = clock
         self._segment_bytes = segment_bytes
         self._lock_fd = lock_fd
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # signalled when no batch is in flight
         self._segments: list[Segment] = list(scan.segments)
         self._fd: int | None = None
         self._size = 0
@@ -489,7 +507,7 @@ class Journal:
                 self._crc = zlib.crc32(f.read(last.size))
         self._next_seq = scan.next_seq
         self._durable_seq = self._next_seq - 1
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[bytes, _Waiter]] = []
         self._flushing = False
         self._failed: str | None = None
         self._closed = False
@@ -591,22 +609,27 @@ class Journal:
         Thread-safe. Raises :class:`~b2bd.journal.records.BadRecord` for fields that do not
         fit the type (nothing is written), :class:`JournalFailed` if the journal cannot write.
         """
-        with self._cond:
+        # Validate outside the lock; only the sequence number and time are set inside it.
+        draft = build_record(type, 0, _EPOCH, fields)
+        waiter = _Waiter()
+        with self._lock:
             self._check_usable()
             seq = self._next_seq
             ts = self._clock()
             if ts.tzinfo is None:
                 raise ValueError("the journal clock must return aware datetimes")
-            record = build_record(type, seq, ts.astimezone(dt.UTC), fields)
-            self._pending.append(frame(record))
+            record = msgspec.structs.replace(draft, seq=seq, ts=ts.astimezone(dt.UTC))
+            self._pending.append((frame(record), waiter))
             self._next_seq = seq + 1
-            while self._durable_seq < seq:
-                if self._failed is not None:
-                    raise JournalFailed(self._failed)
-                if self._flushing:
-                    self._cond.wait()
-                else:
-                    self._flush_pending()
+            lead = not self._flushing
+            self._flushing = True
+        if not lead:
+            waiter.lock.acquire()  # released by the leader: done, failed, or "you lead next"
+            lead = waiter.outcome is _LEAD
+        if lead:
+            self._lead(waiter)
+        if waiter.outcome is not _DONE:
+            raise JournalFailed(str(waiter.outcome))
         return record
 
     def _check_usable(self) -> None:
@@ -615,63 +638,79 @@ class Journal:
         if self._failed is not None:
             raise JournalFailed(self._failed)
 
-    def _flush_pending(self) -> None:
-        """Write and sync everything pending, as the one leader; called and returns holding
-        the lock, releases it for the I/O."""
-        batch, self._pending = self._pending, []
-        first = self._durable_seq + 1
-        last = self._next_seq - 1
-        data = b"".join(batch)
-        rotate = self._fd is None or self._size >= self._segment_bytes
-        self._flushing = True
-        self._cond.release()
+    def _lead(self, me: _Waiter) -> None:
+        """Write and sync everything pending (``me``'s record included) as the one leader, then
+        wake the appenders of that batch and hand leadership to the first newer one, if any.
+
+        Only one thread leads at a time (``_flushing``); the lock is not held during I/O, so
+        records keep queueing for the next batch meanwhile: that is the group commit.
+        """
+        with self._lock:
+            batch, self._pending = self._pending, []
+            first = self._durable_seq + 1
+            last = self._next_seq - 1
+            rotate = self._fd is None or self._size >= self._segment_bytes
+            failed = self._failed
+        data = b"".join(line for line, _ in batch)
         new_fd: int | None = None
-        error: str | None = None
-        try:
-            if rotate:
-                if self._fd is not None:
-                    seal = b"%08x %d\n" % (self._crc, self._size)
-                    name = self._segments[-1].name + SEAL_SUFFIX
-                    _create_durably(self.directory, name, seal, keep_open=False)
-                new_fd = _create_durably(self.directory, segment_name(first), data, keep_open=True)
+        if failed is None:
+            try:
+                if rotate:
+                    if self._fd is not None:
+                        seal = b"%08x %d\n" % (self._crc, self._size)
+                        name = self._segments[-1].name + SEAL_SUFFIX
+                        _create_durably(self.directory, name, seal, keep_open=False)
+                    name = segment_name(first)
+                    new_fd = _create_durably(self.directory, name, data, keep_open=True)
+                else:
+                    assert self._fd is not None
+                    _write_all(self._fd, data)
+                    os.fdatasync(self._fd)
+            except OSError as exc:
+                failed = f"journal write failed ({exc}); restart to recover"
+        with self._lock:
+            if failed is not None:
+                self._failed = failed
             else:
-                assert self._fd is not None
-                _write_all(self._fd, data)
-                os.fdatasync(self._fd)
-        except OSError as exc:
-            error = f"journal write failed ({exc}); restart to recover"
-        finally:
-            self._cond.acquire()
-            self._flushing = False
-        if error is not None:
-            self._failed = error
-            self._cond.notify_all()
-            raise JournalFailed(error)
-        if new_fd is not None:
-            if self._fd is not None:
-                os.close(self._fd)
-            self._fd = new_fd
-            self._size = 0
-            self._crc = 0
-            self._segments.append(Segment(self.directory / segment_name(first), first, 0, 0))
-        self._size += len(data)
-        self._crc = zlib.crc32(data, self._crc)
-        seg = self._segments[-1]
-        self._segments[-1] = Segment(seg.path, seg.first_seq, last - seg.first_seq + 1, self._size)
-        self._durable_seq = last
-        self._cond.notify_all()
+                if new_fd is not None:
+                    if self._fd is not None:
+                        os.close(self._fd)
+                    self._fd = new_fd
+                    self._size = 0
+                    self._crc = 0
+                    self._segments.append(
+                        Segment(self.directory / segment_name(first), first, 0, 0)
+                    )
+                self._size += len(data)
+                self._crc = zlib.crc32(data, self._crc)
+                seg = self._segments[-1]
+                count = last - seg.first_seq + 1
+                self._segments[-1] = Segment(seg.path, seg.first_seq, count, self._size)
+                self._durable_seq = last
+            successor = self._pending[0][1] if self._pending else None
+            if successor is None:
+                self._flushing = False
+                self._idle.notify_all()
+        if successor is not None:  # first, so the next write starts while this batch wakes up
+            successor.outcome = _LEAD
+            successor.lock.release()
+        outcome = _DONE if failed is None else failed
+        for _, waiter in batch:
+            waiter.outcome = outcome
+            if waiter is not me:
+                waiter.lock.release()
 
     # reading -----------------------------------------------------------------
 
     @property
     def last_seq(self) -> int:
         """The sequence number of the newest durable record (0 when empty)."""
-        with self._cond:
+        with self._lock:
             return self._durable_seq
 
     def state(self) -> State:
         """``replay(self.records())``, decoding only the fields the state uses (faster)."""
-        with self._cond:
+        with self._lock:
             self._check_usable()
             snapshot_ = tuple(self._segments)
         return replay(read_segments(snapshot_, brief=True))
@@ -679,7 +718,7 @@ class Journal:
     def records(self) -> Iterator[Record]:
         """Every durable record, from the earliest kept segment (so starting with its checkpoint
         after a compaction) up to the newest appended before this call."""
-        with self._cond:
+        with self._lock:
             self._check_usable()
             snapshot = tuple(self._segments)
         return read_segments(snapshot)
@@ -689,12 +728,10 @@ class Journal:
     def compact(self) -> Compaction:
         """Write a checkpoint of the replayed state as the first record of a new segment and
         delete every older segment. Appends wait while it runs."""
-        with self._cond:
+        with self._lock:
             self._check_usable()
-            while self._flushing:
-                self._cond.wait()
-            if self._pending:
-                self._flush_pending()
+            while self._flushing:  # when no batch is in flight, nothing is pending either
+                self._idle.wait()
             old = tuple(self._segments)
             state = replay(read_segments(old))
             seq = self._next_seq
@@ -727,9 +764,9 @@ class Journal:
     def close(self) -> None:
         """Close the journal and release the lock (every acknowledged record is already
         durable; this writes nothing)."""
-        with self._cond:
+        with self._lock:
             while self._flushing:
-                self._cond.wait()
+                self._idle.wait()
             if self._closed:
                 return
             self._closed = True
