@@ -401,7 +401,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    view = memoryview(data)[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]
@@ -464,15 +467,27 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _Waiter:
-    """One appender waiting for its batch: ``lock`` is held until the leader releases it, having
-    set ``outcome`` to ``_DONE``, ``_LEAD`` (write the next batch) or a failure message."""
+    """One appender waiting for its batch: its ``lock`` is held until the leader releases it,
+    having set ``outcome`` to ``_DONE``, ``_LEAD`` (write the next batch) or a failure message.
+    A leader never waits, so it gets no lock."""
 
     __slots__ = ("lock", "outcome")
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
+    def __init__(self, blocking: bool) -> None:
         self.outcome: str | None = None
+        self.lock: threading.Lock | None = None
+        if blocking:
+            self.lock = threading.Lock()
+            self.lock.acquire()
+
+    def wait(self) -> None:
+        assert self.lock is not None
+        self.lock.acquire()
+
+    def wake(self, outcome: str) -> None:
+        assert self.lock is not None
+        self.outcome = outcome
+        self.lock.release()
 
 
 @dataclass(frozen=True)
@@ -509,6 +524,7 @@ class Journal:
         self._durable_seq = self._next_seq - 1
         self._pending: list[tuple[bytes, _Waiter]] = []
         self._flushing = False
+        self._idle_waiters = 0
         self._failed: str | None = None
         self._closed = False
         self.repairs: list[Record] = []
@@ -611,7 +627,6 @@ class Journal:
         """
         # Validate outside the lock; only the sequence number and time are set inside it.
         draft = build_record(type, 0, _EPOCH, fields)
-        waiter = _Waiter()
         with self._lock:
             self._check_usable()
             seq = self._next_seq
@@ -619,12 +634,13 @@ class Journal:
             if ts.tzinfo is None:
                 raise ValueError("the journal clock must return aware datetimes")
             record = msgspec.structs.replace(draft, seq=seq, ts=ts.astimezone(dt.UTC))
+            lead = not self._flushing
+            waiter = _Waiter(blocking=not lead)
             self._pending.append((frame(record), waiter))
             self._next_seq = seq + 1
-            lead = not self._flushing
             self._flushing = True
         if not lead:
-            waiter.lock.acquire()  # released by the leader: done, failed, or "you lead next"
+            waiter.wait()  # released by the leader: done, failed, or "you lead next"
             lead = waiter.outcome is _LEAD
         if lead:
             self._lead(waiter)
@@ -675,6 +691,10 @@ class Journal:
                 if new_fd is not None:
                     if self._fd is not None:
                         os.close(self._fd)
+                        closed = self._segments[-1]  # its counters become fixed
+                        self._segments[-1] = Segment(
+                            closed.path, closed.first_seq, first - closed.first_seq, self._size
+                        )
                     self._fd = new_fd
                     self._size = 0
                     self._crc = 0
@@ -683,22 +703,38 @@ class Journal:
                     )
                 self._size += len(data)
                 self._crc = zlib.crc32(data, self._crc)
-                seg = self._segments[-1]
-                count = last - seg.first_seq + 1
-                self._segments[-1] = Segment(seg.path, seg.first_seq, count, self._size)
                 self._durable_seq = last
             successor = self._pending[0][1] if self._pending else None
             if successor is None:
                 self._flushing = False
-                self._idle.notify_all()
+                if self._idle_waiters:
+                    self._idle.notify_all()
         if successor is not None:  # first, so the next write starts while this batch wakes up
-            successor.outcome = _LEAD
-            successor.lock.release()
+            successor.wake(_LEAD)
         outcome = _DONE if failed is None else failed
         for _, waiter in batch:
-            waiter.outcome = outcome
-            if waiter is not me:
-                waiter.lock.release()
+            if waiter is me:
+                waiter.outcome = outcome
+            else:
+                waiter.wake(outcome)
+
+    def _wait_idle(self) -> None:
+        """Wait (holding the lock) until no batch is in flight."""
+        self._idle_waiters += 1
+        try:
+            while self._flushing:
+                self._idle.wait()
+        finally:
+            self._idle_waiters -= 1
+
+    def _durable_segments(self) -> tuple[Segment, ...]:
+        """The segments with what is durable in them (call holding the lock); the last one's
+        count and size are kept in the journal's counters rather than rebuilt on every write."""
+        if not self._segments:
+            return ()
+        last = self._segments[-1]
+        count = self._durable_seq - last.first_seq + 1
+        return (*self._segments[:-1], Segment(last.path, last.first_seq, count, self._size))
 
     # reading -----------------------------------------------------------------
 
@@ -712,7 +748,7 @@ class Journal:
         """``replay(self.records())``, decoding only the fields the state uses (faster)."""
         with self._lock:
             self._check_usable()
-            snapshot_ = tuple(self._segments)
+            snapshot_ = self._durable_segments()
         return replay(read_segments(snapshot_, brief=True))
 
     def records(self) -> Iterator[Record]:
@@ -720,7 +756,7 @@ class Journal:
         after a compaction) up to the newest appended before this call."""
         with self._lock:
             self._check_usable()
-            snapshot = tuple(self._segments)
+            snapshot = self._durable_segments()
         return read_segments(snapshot)
 
     # compaction --------------------------------------------------------------
@@ -730,9 +766,8 @@ class Journal:
         delete every older segment. Appends wait while it runs."""
         with self._lock:
             self._check_usable()
-            while self._flushing:  # when no batch is in flight, nothing is pending either
-                self._idle.wait()
-            old = tuple(self._segments)
+            self._wait_idle()  # when no batch is in flight, nothing is pending either
+            old = self._durable_segments()
             state = replay(read_segments(old))
             seq = self._next_seq
             record = build_record(
@@ -765,8 +800,7 @@ class Journal:
         """Close the journal and release the lock (every acknowledged record is already
         durable; this writes nothing)."""
         with self._lock:
-            while self._flushing:
-                self._idle.wait()
+            self._wait_idle()
             if self._closed:
                 return
             self._closed = True
