@@ -633,7 +633,9 @@ class Journal:
             ts = self._clock()
             if ts.tzinfo is None:
                 raise ValueError("the journal clock must return aware datetimes")
-            record = msgspec.structs.replace(draft, seq=seq, ts=ts.astimezone(dt.UTC))
+            if ts.tzinfo is not dt.UTC:
+                ts = ts.astimezone(dt.UTC)
+            record = msgspec.structs.replace(draft, seq=seq, ts=ts)
             lead = not self._flushing
             waiter = _Waiter(blocking=not lead)
             self._pending.append((frame(record), waiter))

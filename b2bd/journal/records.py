@@ -270,9 +270,13 @@ RECORD_TYPES: dict[str, type[Record]] = {
     str(cls.__struct_config__.tag): cls for cls in AnyRecord.__args__
 }
 
+# ``ts`` is not among these: the journal sets it, already in UTC.
 _UTC_FIELDS: dict[type[Record], tuple[str, ...]] = {
-    cls: tuple(f.name for f in msgspec.structs.fields(cls) if f.type is UtcTime)
+    cls: tuple(f.name for f in msgspec.structs.fields(cls) if f.type is UtcTime and f.name != "ts")
     for cls in RECORD_TYPES.values()
+}
+_OWN_FIELDS: dict[type[Record], frozenset[str]] = {
+    cls: frozenset(cls.__struct_fields__) - {"seq", "ts"} for cls in RECORD_TYPES.values()
 }
 
 
@@ -293,10 +297,10 @@ def build_record(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) 
     cls = RECORD_TYPES.get(type_)
     if cls is None:
         raise BadRecord(f"unknown journal record type {type_!r}")
-    if "seq" in fields or "ts" in fields or "type" in fields:
-        raise BadRecord("seq, ts and type are set by the journal")
-    unknown = sorted(fields.keys() - set(cls.__struct_fields__))
-    if unknown:
+    if not fields.keys() <= _OWN_FIELDS[cls]:
+        if {"seq", "ts", "type"} & fields.keys():
+            raise BadRecord("seq, ts and type are set by the journal")
+        unknown = sorted(fields.keys() - _OWN_FIELDS[cls])
         raise BadRecord(f"{type_}: unknown field(s) {', '.join(unknown)}")
     try:
         record = msgspec.convert(
@@ -304,11 +308,10 @@ def build_record(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) 
         )
     except msgspec.ValidationError as exc:
         raise BadRecord(f"{type_}: {exc}") from None
-    utc_fields = _UTC_FIELDS[cls]
     changes = {
         name: value.astimezone(dt.UTC)
-        for name in utc_fields
-        if (value := getattr(record, name)).utcoffset() or value.tzinfo is not dt.UTC
+        for name in _UTC_FIELDS[cls]
+        if (value := getattr(record, name)).tzinfo is not dt.UTC
     }
     return msgspec.structs.replace(record, **changes) if changes else record
 
