@@ -2,17 +2,22 @@
 time for 1,000,000 records with and without a checkpoint.
 
     .venv/bin/python bench/journal.py [--records 1000000] [--runs 3] [--seconds 2] [--dir DIR]
+                                      [--crash-rounds 300] [--skip-appends]
 
 Targets (DESIGN section 9): one fsync per record >= 80 % of the raw rate; group commit with 16
 writers >= 10x the one-fsync rate; replay of 1M records <= 3 s. Every figure is the median of
 ``--runs`` runs. The raw rate is measured on the same file system with the same sync call the
-journal uses (``fdatasync`` for appends), writing records of the same size.
+journal uses (``fdatasync`` for appends), writing records of the same size. The group-commit
+figure is printed beside the bare thread hand-off it is built on (16 threads passing a leader
+role and waking each other with no journal work), which bounds it under CPython's GIL. It ends
+with the SIGKILL crash loop of the tests run for more rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import statistics
 import sys
@@ -84,6 +89,82 @@ def append_rate(directory: Path, writers: int, seconds: float) -> float:
     elapsed = time.perf_counter() - start
     journal.close()
     return sum(counts) / elapsed
+
+
+class _Hand:
+    __slots__ = ("lead", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.lead = False
+
+
+def handoff_ceiling(directory: Path, line: bytes, writers: int, seconds: float) -> float:
+    """The group-commit hand-off alone: ``writers`` threads, one leader writing and syncing the
+    batch while the others wait on their own lock, with no record building, framing or
+    bookkeeping. What CPython threads allow on this machine, to read the journal's figure by."""
+    path = directory / "handoff.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    lock = threading.Lock()
+    pending: list[_Hand] = []
+    busy = [False]
+    counts = [0] * writers
+    stop = threading.Event()
+
+    def append() -> None:
+        me = _Hand()
+        with lock:
+            pending.append(me)
+            lead = not busy[0]
+            busy[0] = True
+        if not lead:
+            me.lock.acquire()
+            if not me.lead:
+                return
+        with lock:
+            batch = pending[:]
+            pending.clear()
+        os.write(fd, line * len(batch))
+        os.fdatasync(fd)
+        with lock:
+            successor = pending[0] if pending else None
+            if successor is None:
+                busy[0] = False
+        if successor is not None:
+            successor.lead = True
+            successor.lock.release()
+        for hand in batch:
+            if hand is not me:
+                hand.lock.release()
+
+    def writer(i: int) -> None:
+        while not stop.is_set():
+            append()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    path.unlink()
+    return sum(counts) / elapsed
+
+
+def crash_rounds(directory: Path, rounds: int) -> int:
+    """The SIGKILL crash loop of tests/journal/test_journal_crash.py, for more rounds."""
+    test = Path(__file__).resolve().parents[1] / "tests" / "journal" / "test_journal_crash.py"
+    spec = importlib.util.spec_from_file_location("journal_crash_test", test)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.crash_rounds(directory, rounds, seed=int(time.time())))
 
 
 def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Record]:
@@ -160,18 +241,22 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: /tmp)")
     parser.add_argument("--skip-appends", action="store_true")
+    parser.add_argument(
+        "--crash-rounds", type=int, default=300, metavar="N", help="SIGKILL rounds (0: none)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, dir {root}")
         if not args.skip_appends:
             sample = frame(TransferSucceeded(1, T0, **FIELDS))
-            raws, ones, groups = [], [], []
-            for _ in range(args.runs):  # interleaved, so a slow spell of the disk hits all three
+            raws, ones, groups, hands = [], [], [], []
+            for _ in range(args.runs):  # interleaved, so a slow spell of the disk hits all
                 raws.append(raw_rate(root, sample, args.seconds))
                 ones.append(append_rate(root, 1, args.seconds))
                 groups.append(append_rate(root, 16, args.seconds))
-            raw, one, group = map(statistics.median, (raws, ones, groups))
+                hands.append(handoff_ceiling(root, sample, 16, args.seconds))
+            raw, one, group, hand = map(statistics.median, (raws, ones, groups, hands))
             print(f"raw write+fdatasync ({len(sample)} B):  {raw:10,.0f} /s")
             print(
                 f"journal, 1 writer (1 fsync/record): {one:10,.0f} /s  "
@@ -180,6 +265,10 @@ def main() -> int:
             print(
                 f"journal, 16 writers (group commit): {group:10,.0f} /s  "
                 f"= {group / one:5.1f}x one-fsync (target >= 10x; >= 2,000/s)"
+            )
+            print(
+                f"  bare 16-thread hand-off, no journal work: {hand:10,.0f} /s  "
+                f"(journal at {group / hand:.0%} of it; {hand / one:.1f}x one-fsync)"
             )
         full = root / "full"
         t = time.perf_counter()
@@ -207,6 +296,13 @@ def main() -> int:
             f"open + replay after checkpoint (+1,000 records): {with_cp:6.2f} s "
             f"(CPU {statistics.median(cpu):.2f} s)"
         )
+        if args.crash_rounds:
+            t = time.perf_counter()
+            acked = crash_rounds(root / "crash", args.crash_rounds)
+            print(
+                f"SIGKILL crash loop: {args.crash_rounds} rounds, {acked:,} acknowledged records, "
+                f"all present exactly once ({time.perf_counter() - t:.1f} s)"
+            )
     return 0
 
 

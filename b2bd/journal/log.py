@@ -461,31 +461,26 @@ def _lock(directory: Path) -> int:
 # -- the writer ------------------------------------------------------------------------------------
 
 
-_DONE = "done"
 _LEAD = "lead"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _Waiter:
     """One appender waiting for its batch: its ``lock`` is held until the leader releases it,
-    having set ``outcome`` to ``_DONE``, ``_LEAD`` (write the next batch) or a failure message.
-    A leader never waits, so it gets no lock."""
+    having set ``outcome`` to None (durable), ``_LEAD`` (write the next batch) or a failure
+    message."""
 
     __slots__ = ("lock", "outcome")
 
-    def __init__(self, blocking: bool) -> None:
+    def __init__(self) -> None:
         self.outcome: str | None = None
-        self.lock: threading.Lock | None = None
-        if blocking:
-            self.lock = threading.Lock()
-            self.lock.acquire()
-
-    def wait(self) -> None:
-        assert self.lock is not None
+        self.lock = threading.Lock()
         self.lock.acquire()
 
-    def wake(self, outcome: str) -> None:
-        assert self.lock is not None
+    def wait(self) -> None:
+        self.lock.acquire()
+
+    def wake(self, outcome: str | None) -> None:
         self.outcome = outcome
         self.lock.release()
 
@@ -522,7 +517,7 @@ class Journal:
                 self._crc = zlib.crc32(f.read(last.size))
         self._next_seq = scan.next_seq
         self._durable_seq = self._next_seq - 1
-        self._pending: list[tuple[bytes, _Waiter]] = []
+        self._pending: list[tuple[bytes, _Waiter | None]] = []
         self._flushing = False
         self._idle_waiters = 0
         self._failed: str | None = None
@@ -636,18 +631,18 @@ class Journal:
             if ts.tzinfo is not dt.UTC:
                 ts = ts.astimezone(dt.UTC)
             record = msgspec.structs.replace(draft, seq=seq, ts=ts)
-            lead = not self._flushing
-            waiter = _Waiter(blocking=not lead)
+            # A leader never waits, so its entry has no waiter.
+            waiter = _Waiter() if self._flushing else None
             self._pending.append((frame(record), waiter))
             self._next_seq = seq + 1
             self._flushing = True
-        if not lead:
+        if waiter is None:
+            failed = self._lead(None)
+        else:
             waiter.wait()  # released by the leader: done, failed, or "you lead next"
-            lead = waiter.outcome is _LEAD
-        if lead:
-            self._lead(waiter)
-        if waiter.outcome is not _DONE:
-            raise JournalFailed(str(waiter.outcome))
+            failed = self._lead(waiter) if waiter.outcome is _LEAD else waiter.outcome
+        if failed is not None:
+            raise JournalFailed(failed)
         return record
 
     def _check_usable(self) -> None:
@@ -656,9 +651,10 @@ class Journal:
         if self._failed is not None:
             raise JournalFailed(self._failed)
 
-    def _lead(self, me: _Waiter) -> None:
-        """Write and sync everything pending (``me``'s record included) as the one leader, then
-        wake the appenders of that batch and hand leadership to the first newer one, if any.
+    def _lead(self, me: _Waiter | None) -> str | None:
+        """Write and sync everything pending (the leader's record included) as the one leader,
+        then wake the appenders of that batch and hand leadership to the first newer one, if
+        any. Returns the failure, if the batch could not be made durable.
 
         Only one thread leads at a time (``_flushing``); the lock is not held during I/O, so
         records keep queueing for the next batch meanwhile: that is the group commit.
@@ -669,7 +665,7 @@ class Journal:
             last = self._next_seq - 1
             rotate = self._fd is None or self._size >= self._segment_bytes
             failed = self._failed
-        data = b"".join(line for line, _ in batch)
+        data = batch[0][0] if len(batch) == 1 else b"".join([line for line, _ in batch])
         new_fd: int | None = None
         if failed is None:
             try:
@@ -713,12 +709,10 @@ class Journal:
                     self._idle.notify_all()
         if successor is not None:  # first, so the next write starts while this batch wakes up
             successor.wake(_LEAD)
-        outcome = _DONE if failed is None else failed
         for _, waiter in batch:
-            if waiter is me:
-                waiter.outcome = outcome
-            else:
-                waiter.wake(outcome)
+            if waiter is not None and waiter is not me:
+                waiter.wake(failed)
+        return failed
 
     def _wait_idle(self) -> None:
         """Wait (holding the lock) until no batch is in flight."""
@@ -755,7 +749,8 @@ class Journal:
 
     def records(self) -> Iterator[Record]:
         """Every durable record, from the earliest kept segment (so starting with its checkpoint
-        after a compaction) up to the newest appended before this call."""
+        after a compaction) up to the newest appended before this call. Read lazily, segment by
+        segment: do not compact while iterating (the segments being read would be deleted)."""
         with self._lock:
             self._check_usable()
             snapshot = self._durable_segments()

@@ -13,6 +13,7 @@ import collections
 import datetime as dt
 import os
 import random
+import resource
 import signal
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from b2bd.journal import Journal
+from b2bd.journal import Journal, JournalFailed
 from b2bd.journal.records import SlotMissed
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
@@ -91,3 +92,40 @@ def test_acknowledged_records_survive_sigkill_50_rounds(tmp_path):
 @pytest.mark.soak
 def test_acknowledged_records_survive_sigkill_500_rounds(tmp_path):
     crash_rounds(tmp_path, rounds=500, seed=44)
+
+
+def test_a_failed_write_stops_appends_and_loses_nothing_acknowledged(tmp_path):
+    """A child whose file-size limit makes a write fail: that append and every later one raise
+    JournalFailed (never a silent success), and the journal reopens with every acknowledged
+    record."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child never returns)
+        os.close(read_fd)
+        code = 1
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+            journal = Journal.open(tmp_path, segment_bytes=1 << 20)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+            failures = 0
+            for i in range(100):
+                try:
+                    record = journal.append("slot-missed", task=f"t{i}", slot=T0)
+                except JournalFailed:
+                    failures += 1
+                    continue
+                if failures:
+                    raise AssertionError("an append succeeded after a failed one")
+                os.write(write_fd, f"{record.seq} t{i}\n".encode())
+            code = 0 if failures else 2
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    acked = os.read(read_fd, 1 << 20).decode().split()
+    os.close(read_fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with Journal.open(tmp_path) as journal:
+        found = {r.task: r.seq for r in journal.records() if isinstance(r, SlotMissed)}
+    pairs = dict(zip(acked[1::2], map(int, acked[0::2]), strict=True))
+    assert pairs and all(found.get(task) == seq for task, seq in pairs.items())
