@@ -41,12 +41,14 @@ class ShiftedClock(SystemClock):
 
 
 class ManualClock:
-    """A clock that only moves when told to, or when the loop waits: waiting with nothing to
-    wake it jumps straight to the end of the timeout. For in-process tests."""
+    """A clock that only moves when told to (``advance``), or — with ``auto_advance`` — when the
+    loop waits: waiting with nothing to wake it then jumps straight to the end of the timeout.
+    For in-process tests."""
 
-    def __init__(self, start: dt.datetime) -> None:
+    def __init__(self, start: dt.datetime, *, auto_advance: bool = False) -> None:
         self._now = start.astimezone(dt.UTC)
         self._lock = threading.Lock()
+        self.auto_advance = auto_advance
 
     def now(self) -> dt.datetime:
         with self._lock:
@@ -57,10 +59,11 @@ class ManualClock:
             self._now += dt.timedelta(seconds=seconds)
 
     def wait(self, event: threading.Event, timeout: float) -> bool:
-        # Give worker threads a moment to make progress, then jump ahead.
-        if event.wait(0.005):
+        # Give worker threads a moment of real time to make progress, then jump ahead.
+        if event.wait(0.01 if self.auto_advance else 0.05):
             return True
-        self.advance(max(timeout, 0.0))
+        if self.auto_advance:
+            self.advance(max(timeout, 0.0))
         return event.is_set()
 
 

@@ -136,9 +136,21 @@ class Daemon:
             self.flags.reload = True
             self.wake.set()
 
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the owner stops it with request_stop()
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_reload)
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """What SIGTERM does, for an embedding caller."""
+        self.flags.stop = signum
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        """What SIGHUP does, for an embedding caller."""
+        self.flags.reload = True
+        self.wake.set()
 
     def _shutdown(self) -> None:
         name = signal.Signals(self.flags.stop).name if self.flags.stop else "loop ended"
@@ -213,16 +225,19 @@ class Daemon:
             for slot in decision.missed:
                 self.journal.append("slot-missed", task=task_id, slot=slot)
                 log.warning("slot-missed", task=task_id, slot=slot.isoformat())
-            for slot in decision.run:
-                self._start(task, slot, manual=False)
+            for i, slot in enumerate(decision.run):
+                # Slots caught up together are one backlog: each waits for the one before
+                # instead of being skipped as an overlap with it.
+                self._start(task, slot, manual=False, queue=i > 0)
             if decision.cursor is not None:
                 self.cursor[task_id] = decision.cursor
             self._plan(task)
 
-    def _start(self, task: Task, slot: dt.datetime, *, manual: bool) -> None:
+    def _start(self, task: Task, slot: dt.datetime, *, manual: bool, queue: bool = False) -> None:
         free: list[str] = []
+        skip = task.policy.overlap == "skip" and not queue
         for base_id in task.targets:
-            if self.runs.busy(task.id, base_id) and task.policy.overlap == "skip":
+            if skip and self.runs.busy(task.id, base_id):
                 reason = "previous transfer still running"
                 self.journal.append("slot-skipped", task=task.id, slot=slot, base=base_id,
                                     reason=reason)  # fmt: skip

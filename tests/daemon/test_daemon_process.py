@@ -1,0 +1,172 @@
+"""`b2bd run` as systemd runs it: a real subprocess, a real NOTIFY_SOCKET, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from conftest import (
+    Deployment,
+    NotifySocket,
+    reader_waiting,
+    release_fifo,
+    start_daemon,
+    stop_daemon,
+)
+
+
+def applied_tasks(d: Deployment) -> list[list[str]]:
+    return [r["tasks"] for r in d.records("config-applied")]
+
+
+def test_ready_then_new_task_by_rename_is_scheduled(deployment, notify_socket) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("first", "8814001")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        ready = notify_socket.wait_for("READY=1")
+        assert "STATUS=1 tasks loaded, 0 config problems" in ready
+        # An editor's save: write a temp file, rename it into place.
+        tmp = deployment.config / "tasks" / ".second.yaml.tmp"
+        tmp.write_text(deployment.task_text("second", "8814001"))
+        os.rename(tmp, deployment.config / "tasks" / "second.yaml")
+        deployment.wait_for(
+            lambda: ["first", "second"] in applied_tasks(deployment), 5, "config-applied"
+        )
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert deployment.records("daemon-stopped")
+
+
+def test_broken_edit_is_rejected_and_last_good_version_keeps_running(
+    deployment, notify_socket
+) -> None:
+    deployment.add_school("8814001")
+    path = deployment.add_task("t", "8814001", time="06:00")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        path.write_text(path.read_text().replace("snapshot", "snapshots"))
+        deployment.wait_for(lambda: deployment.records("config-rejected"), 5, "config-rejected")
+        (rejected,) = deployment.records("config-rejected")
+        assert rejected["problems"][0]["file"] == "tasks/t.yaml"
+        assert rejected["problems"][0]["line"] == 4
+        # The old version stays in force: status lists the task and the problem.
+        status = notify_socket.wait_for("READY=1")
+        assert "1 tasks loaded, 1 config problems" in status
+        assert applied_tasks(deployment)[-1] == ["t"]
+        # A good edit applies again.
+        path.write_text(deployment.task_text("t", "8814001", time="07:00"))
+        deployment.wait_for(lambda: len(deployment.records("config-applied")) >= 2, 5, "reapply")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert '"event": "config-rejected"' in out
+
+
+def test_configmap_style_data_symlink_swap_is_picked_up(deployment, notify_socket) -> None:
+    deployment.add_school("8814001")
+    config = deployment.config
+    tasks = config / "tasks"
+    tasks.rmdir()
+    # Kubernetes layout: tasks -> ..data/tasks, ..data -> ..2026_11_28_v1
+    v1 = config / "..2026_11_28_v1" / "tasks"
+    v1.mkdir(parents=True)
+    (v1 / "a.yaml").write_text(deployment.task_text("a", "8814001"))
+    (config / "..data").symlink_to("..2026_11_28_v1")
+    tasks.symlink_to("..data/tasks")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        assert applied_tasks(deployment) == [["a"]]
+        v2 = config / "..2026_11_28_v2" / "tasks"
+        v2.mkdir(parents=True)
+        (v2 / "a.yaml").write_text(deployment.task_text("a", "8814001"))
+        (v2 / "b.yaml").write_text(deployment.task_text("b", "8814001"))
+        (config / "..data_tmp").symlink_to("..2026_11_28_v2")
+        os.rename(config / "..data_tmp", config / "..data")  # the atomic swap
+        deployment.wait_for(lambda: ["a", "b"] in applied_tasks(deployment), 5, "swap")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
+def test_sighup_reloads_with_reloading_and_ready(deployment, notify_socket) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        proc.send_signal(signal.SIGHUP)
+        reloading = notify_socket.wait_for("RELOADING=1")
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading.splitlines())
+        notify_socket.wait_for("READY=1")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
+def test_sigterm_lets_the_running_transfer_finish_then_exits_0(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("slow", "8814001")
+    proc = start_daemon(deployment, notify_socket, "--now")
+    try:
+        notify_socket.wait_for("READY=1")
+        pipe = reader_waiting(folder)  # the transfer is running, blocked on its source
+        proc.send_signal(signal.SIGTERM)
+        notify_socket.wait_for("STOPPING=1")
+        assert proc.poll() is None  # still waiting for its transfer
+        release_fifo(folder, pipe)
+        code, out = stop_daemon(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out
+    types = [r["type"] for r in deployment.records()]
+    assert types.index("transfer-succeeded") < types.index("daemon-stopped")
+    delivered = list((deployment.la / "8814001" / "slow").glob("manual-*.jsonl"))
+    assert len(delivered) == 1
+
+
+def test_invalid_config_at_start_exits_78(deployment: Deployment) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001", time="6:00")
+    proc = start_daemon(deployment, None)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 78
+    problem = json.loads(next(line for line in out.splitlines() if "config-invalid" in line))
+    assert problem["rule"] == "time-format" and problem["file"] == "tasks/t.yaml"
+    assert "Traceback" not in out
+
+
+def test_logs_are_json_lines_with_utc_timestamps(deployment: Deployment) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = start_daemon(deployment, None, "--now")
+    deployment.wait_for(lambda: deployment.records("run-finished"), 15, "run-finished")
+    code, out = stop_daemon(proc)
+    assert code == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert all(e["timestamp"].endswith("Z") for e in events)
+    assert {"daemon-ready", "run-started", "daemon-stopped"} <= {e["event"] for e in events}
+    # No pupil data in the logs: none of the export's UPNs appear.
+    pupils = (deployment.schools / "8814001" / "pupils.jsonl").read_text().splitlines()
+    for line in pupils:
+        assert json.loads(line)["upn"] not in out
+
+
+def test_watchdog_pings_at_half_the_interval(deployment, notify_socket) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = start_daemon(deployment, notify_socket, env={"WATCHDOG_USEC": "400000"})
+    try:
+        notify_socket.wait_for("READY=1")
+        notify_socket.wait_for("WATCHDOG=1", timeout=5)
+        notify_socket.wait_for("WATCHDOG=1", timeout=5)
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
