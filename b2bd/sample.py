@@ -693,11 +693,14 @@ EXAMPLE_MARKS_FROM = dt.date(2026, 6, 1)
 
 
 def write_examples(root: Path) -> dict[str, Counts]:
-    """(Re)generate every example school under ``root`` (``examples/schools``)."""
+    """(Re)generate every example school under ``root`` (``examples/schools``), and the LA's
+    outbound changes for them beside it (``examples/la/outbound/<laestab>``), which the example
+    config's to-school task reads."""
     out = {}
     for spec in EXAMPLES:
         dated = dataclasses.replace(spec, marks_from=EXAMPLE_MARKS_FROM)
         out[spec.laestab] = write_export(root / spec.laestab, dated)
+        write_la_outbound(root.parent / "la", dated)
     return out
 
 

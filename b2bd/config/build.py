@@ -72,6 +72,8 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         if state
         else Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR)
     )
+    store = _resolve(root, doc["la_store"]["path"])
+    outbound = doc["la_store"].get("outbound")
     return Settings(
         la_code=doc["la"]["code"],
         la_name=doc["la"]["name"],
@@ -79,9 +81,10 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         timezone=ZoneInfo(doc.get("timezone", "Europe/London")),
         academic_year_start=(month, day),
         state_dir=state_dir,
-        la_store=Endpoint(type="directory", path=_resolve(root, doc["la_store"]["path"])),
+        la_store=Endpoint(type="directory", path=store),
         concurrency=int(doc.get("concurrency", 8)),
         defaults=build_policy(doc.get("defaults"), Policy()),
+        la_outbound=_resolve(root, outbound) if outbound else store / "outbound",
     )
 
 

@@ -184,6 +184,7 @@ class Settings:
     la_store: Endpoint
     concurrency: int
     defaults: Policy
+    la_outbound: Path | None = None  # the LA's changes for to-school tasks, one folder per base
 
 
 @dataclass(frozen=True)

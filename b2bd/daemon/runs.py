@@ -19,7 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
+from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine, RunContext, TransferResult
+
+log = get_logger("b2bd.daemon")
 
 Pair = tuple[str, str]  # (task id, base id)
 
@@ -114,6 +117,7 @@ class Runs:
                 if exc is None
                 else TransferResult(pair[0], base_id, "failed", reason="internal", message=str(exc))
             )
+            _log_result(run.context.run, run.results[base_id])
             run.outstanding.discard(base_id)
             queue = self._queued.get(pair)
             if queue:
@@ -126,9 +130,12 @@ class Runs:
             if not run.outstanding:
                 finished = self._runs.pop(run_id)
         if finished is not None:
-            ordered = [finished.results[b] for b in finished.context.bases]
-            self._engine.finish_run(finished.context, ordered)
+            self._finish(finished)
         self._wake()
+
+    def _finish(self, run: _Run) -> None:
+        result = self._engine.finish_run(run.context, [run.results[b] for b in run.context.bases])
+        log.info("run-finished", run=result.run, outcome=result.outcome)
 
     def drop_waiting(self, reason: str, task_id: str | None = None) -> None:
         """Skip transfers not yet handed to the pool (all, or one task's): stopping, or the
@@ -162,5 +169,14 @@ class Runs:
             if not run.outstanding:
                 finished = self._runs.pop(run_id)
         if finished is not None:
-            ordered = [finished.results[b] for b in finished.context.bases]
-            self._engine.finish_run(finished.context, ordered)
+            self._finish(finished)
+
+
+def _log_result(run: str, result: TransferResult) -> None:
+    """One line per transfer: counts and where it went, or why not (never pupil data)."""
+    if result.outcome == "succeeded":
+        log.info("transfer-succeeded", run=run, base=result.base, records=result.records,
+                 rejected=result.rejected, delivery=str(result.delivery))  # fmt: skip
+    else:
+        log.warning(f"transfer-{result.outcome}", run=run, base=result.base,
+                    reason=result.reason, message=result.message)  # fmt: skip

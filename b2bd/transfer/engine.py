@@ -463,7 +463,8 @@ class Engine:
     def _endpoints(self, task: Task, base: Base) -> tuple[Source, Path]:
         """The source to read and the folder the delivery goes into, per direction (DESIGN
         section 6): from-school reads the school, delivers to ``<la_store>/<base>/<task>/``;
-        to-school reads ``<la_store>/outbound/<base>/``, delivers to
+        to-school reads ``<la outbound>/<base>/`` (b2bd.yaml ``la_store.outbound``, default
+        ``<la_store>/outbound``), delivers to
         ``<school path>/inbound/<task>/``."""
         store = self.settings.la_store
         if store.type != "directory" or store.path is None:
@@ -484,7 +485,9 @@ class Engine:
             # receive the delivery on the local disk under its mount point.
             raise TransferFailure("unreachable", f"{endpoint.path}: no such folder")
         outbound = DirectorySource(
-            store.path / "outbound" / base.id, laestab=base.id, require_services_manager=False
+            (self.settings.la_outbound or store.path / "outbound") / base.id,
+            laestab=base.id,
+            require_services_manager=False,
         )
         return outbound, endpoint.path / "inbound" / task.id
 

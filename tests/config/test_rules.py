@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
-from conftest import BASES, SETTINGS, TASK, ConfigDir
+from config_dir import BASES, SETTINGS, TASK, ConfigDir
 
 
 @dataclass(frozen=True)

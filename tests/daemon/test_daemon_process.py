@@ -6,7 +6,7 @@ import json
 import os
 import signal
 
-from conftest import (
+from deployment import (
     Deployment,
     NotifySocket,
     reader_waiting,

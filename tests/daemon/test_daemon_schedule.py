@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import Deployment, release_fifo
+from deployment import Deployment, release_fifo
 
 from b2bd.daemon.clock import ManualClock
 from b2bd.daemon.loop import Daemon
