@@ -79,6 +79,7 @@ class Daemon:
         self.next_at: dict[str, dt.datetime] = {}
         self.rejected: tuple[Problem, ...] = ()
         self.applied_digests: dict[str, str] = {}
+        self.watcher = ConfigWatcher(root, self.wake)
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Daemon:
         with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
             state = replay(journal.records())
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
+            _close_interrupted_runs(journal, state)
             self.engine = Engine(
                 config,
                 journal,
@@ -114,7 +116,6 @@ class Daemon:
             self.runs = Runs(self.engine, pool, self.wake.set)
             self._apply(config, state, first=True)
             self._install_signals()
-            self.watcher = ConfigWatcher(self.root, self.wake)
             self.watcher.start()
             self.notifier.ready(self._status())
             log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
@@ -309,7 +310,11 @@ class Daemon:
         task_ids = sorted(config.tasks)
         if first or in_force != self.applied_digests or (old and sorted(old.tasks) != task_ids):
             self.journal.append(
-                "config-applied", files=in_force, commit=_git_commit(self.root), tasks=task_ids
+                "config-applied",
+                files=in_force,
+                commit=_git_commit(self.root),
+                tasks=task_ids,
+                problems=[_problem(p) for p in errors],
             )
             self.applied_digests = in_force
             log.info("config-applied", tasks=len(task_ids), problems=len(errors))
@@ -318,6 +323,11 @@ class Daemon:
         if state is not None:
             for task_id, decided in state.last_slot_decided.items():
                 self.cursor[task_id] = decided
+            # A task that was in force before this start but never reached a slot counts from
+            # the last config-applied that listed it: slots since then were missed while down.
+            previous = state.applied_config
+            for task_id in previous.tasks if previous else ():
+                self.cursor.setdefault(task_id, previous.when)  # type: ignore[union-attr]
         for task_id in [t for t in self.cursor if t not in config.tasks]:
             if old and task_id in old.tasks:
                 self.runs.drop_waiting("task removed", task_id)
@@ -336,6 +346,35 @@ class Daemon:
             f"{len(self.config.tasks)} tasks loaded, {len(self.rejected)} config problems; "
             f"next slot {nxt}"
         )
+
+
+def _close_interrupted_runs(journal: Journal, state: State) -> None:
+    """Runs a previous daemon started and never finished (it was killed): their transfers
+    without an outcome failed. The slot is not started again (it was decided); the watermark
+    did not move, so the next run of a changed-data task covers what was not delivered."""
+    for run in state.runs_in_progress.values():
+        outcomes = []
+        for base in run.bases:
+            last = state.last_outcome.get((run.task, base))
+            if last is not None and last.run == run.run:
+                outcomes.append(last.outcome)
+                continue
+            journal.append(
+                "transfer-failed",
+                run=run.run,
+                task=run.task,
+                base=base,
+                reason="internal",
+                attempts=0,
+                message="interrupted: the daemon stopped before the transfer ended",
+            )
+            outcomes.append("failed")
+        succeeded = outcomes.count("succeeded")
+        outcome = (
+            "succeeded" if succeeded == len(outcomes) else "partial" if succeeded else "failed"
+        )
+        journal.append("run-finished", run=run.run, task=run.task, outcome=outcome)
+        log.warning("run-interrupted", run=run.run, outcome=outcome)
 
 
 def _in_force_digests(config: Config, old: Config | None) -> dict[str, str]:

@@ -224,7 +224,7 @@ def test_a_dead_watcher_thread_is_restarted_and_changes_still_apply(
     deployment.add_school("8814001")
     deployment.add_task("t", "8814001")
     running = Running(deployment, ManualClock(SLOT_3 - dt.timedelta(hours=1)))
-    deployment.wait_for(lambda: deployment.records("config-applied"), what="applied")
+    deployment.wait_for(running.daemon.watcher.alive, what="the watcher")
     observer = running.daemon.watcher._observer
     assert observer is not None
     observer.stop()  # the watcher thread dies
@@ -236,3 +236,51 @@ def test_a_dead_watcher_thread_is_restarted_and_changes_still_apply(
         lambda: deployment.records("config-applied")[-1]["tasks"] == ["t", "u"], what="new task"
     )
     assert running.stop() == 0
+
+
+def test_a_task_applied_before_downtime_catches_up_its_first_slot(
+    deployment: Deployment,
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001", policy="policy: {catch_up: none}\n")
+    first = Running(deployment, ManualClock(SLOT_3 - dt.timedelta(hours=2)))
+    deployment.wait_for(lambda: deployment.records("config-applied"), what="applied")
+    assert first.stop() == 0  # down before the task ever reached a slot
+    second = Running(deployment, ManualClock(SLOT_3 + dt.timedelta(hours=2)))
+    deployment.wait_for(lambda: deployment.records("slot-missed"), what="slot-missed")
+    assert second.stop() == 0
+    assert slots_of(deployment, "slot-missed") == ["2026-12-03T06:00:00Z"]
+    assert deployment.records("run-started") == []
+
+
+def test_rejected_problems_stay_in_the_replayed_state(deployment: Deployment) -> None:
+    from b2bd.journal import read_journal, replay
+
+    deployment.add_school("8814001")
+    path = deployment.add_task("t", "8814001")
+    running = Running(deployment, ManualClock(SLOT_3 - dt.timedelta(hours=2)))
+    deployment.wait_for(lambda: deployment.records("config-applied"), what="applied")
+    path.write_text(path.read_text().replace("06:00", "6:00"))
+    running.daemon.request_reload()
+    deployment.wait_for(lambda: deployment.records("config-rejected"), what="rejected")
+    assert running.stop() == 0
+    state = replay(read_journal(deployment.state))
+    assert [(p.file, p.rule) for p in state.rejected_config] == [("tasks/t.yaml", "time-format")]
+
+
+def test_a_run_cut_short_by_a_crash_is_closed_at_the_next_start(deployment: Deployment) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    with Journal.open(deployment.state, clock=lambda: SLOT_2) as journal:
+        journal.append("config-applied", files={}, commit=None, tasks=["t"])
+        journal.append("run-started", run="t/20261202T060000Z", task="t", slot=SLOT_2,
+                       manual=False, bases=["8814001"])  # fmt: skip
+    running = Running(deployment, ManualClock(SLOT_2 + dt.timedelta(hours=1)))
+    deployment.wait_for(lambda: deployment.records("run-finished"), what="closed run")
+    assert running.stop() == 0
+    (failed,) = deployment.records("transfer-failed")
+    assert (failed["run"], failed["base"], failed["reason"]) == (
+        "t/20261202T060000Z", "8814001", "internal",
+    )  # fmt: skip
+    assert deployment.records("run-finished")[0]["outcome"] == "failed"
+    assert slots_of(deployment, "run-started") == ["2026-12-02T06:00:00Z"]  # not started again
