@@ -177,3 +177,20 @@ def test_unusable_settings_are_a_usage_error(deployment, capsys):
     (deployment / "config" / "b2bd.yaml").write_text("la: [\n")
     code, _, err = b2bd(deployment, "journal", "verify", capsys=capsys)
     assert code == 2 and "state dir is unknown" in err
+
+
+def test_a_torn_last_record_is_reported_by_verify_and_skipped_by_readers(deployment, capsys):
+    journal_a_run(deployment)
+    segment = next((state_dir(deployment) / JOURNAL_DIR).glob("*.log"))
+    data = segment.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    segment.write_bytes(data[: last + 20])  # as if the write of record 5 were in flight
+    code, out, _ = b2bd(deployment, "journal", "verify", capsys=capsys)
+    assert code == 1
+    assert f"segment {segment.name}, byte {last}: incomplete record" in out
+    assert "cuts it off and keeps its bytes in a .broken file" in out
+    code, out, _ = b2bd(deployment, "journal", "cat", capsys=capsys)
+    assert code == 0 and [json.loads(x)["seq"] for x in out.splitlines()] == [1, 2, 3, 4]
+    code, out, _ = b2bd(deployment, "status", capsys=capsys)
+    assert code == 0 and "in progress or interrupted" in out  # run-finished was the torn one
+    assert segment.read_bytes() == data[: last + 20]  # readers change nothing
