@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from b2bd.config.build import build_base, build_settings, build_task
 from b2bd.config.model import Base, Config, Policy, Problem, Settings, Task
 from b2bd.config.rules import (
+    BaseIndex,
     duplicate_ids,
     la_findings,
     registry_findings,
@@ -232,11 +233,12 @@ def _tasks(
     zone = settings.timezone if settings else DEFAULT_TIMEZONE
     defaults = settings.defaults if settings else Policy()
     built: dict[str, Task] = {}
+    index = BaseIndex(bases, settings)
     for file in files:
         if file.doc is None or file.has_errors:
             continue
         task = build_task(file.doc.data, file.name, zone, defaults)
-        resolution = resolve_bases(task, bases, settings)
+        resolution = resolve_bases(task, bases, settings, index)
         for finding in (*resolution.findings, *task_findings(task, settings, now)):
             file.add(finding)
         if not file.has_errors:
