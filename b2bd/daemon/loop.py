@@ -33,7 +33,7 @@ from b2bd.daemon.due import due
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.runs import Runs
 from b2bd.daemon.watcher import ConfigWatcher
-from b2bd.journal import Journal, JournalError, PupilKeyer, State, replay
+from b2bd.journal import Journal, JournalError, PupilKeyer, State
 from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine
 
@@ -101,7 +101,7 @@ class Daemon:
             log.error("journal-unusable", error=str(exc), state_dir=str(settings.state_dir))
             return EXIT_JOURNAL
         with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
-            state = replay(journal.records())
+            state = journal.state()
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
             _close_interrupted_runs(journal, state)
             self.engine = Engine(

@@ -194,9 +194,7 @@ class Engine:
         self._pool = pool
         self._lock = threading.Lock()
         if state is None:
-            from b2bd.journal import replay
-
-            state = replay(journal.records())  # type: ignore[attr-defined]
+            state = journal.state()  # type: ignore[attr-defined]
         self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
         self._leavers: dict[str, frozenset[str]] = {
             base: frozenset(keys) for base, keys in state.leavers.items()
