@@ -3,8 +3,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -85,36 +83,41 @@ def test_a_file_where_the_folder_should_be_is_unreachable(tmp_path):
     assert reason(DirectorySource(tmp_path / "school")) == "unreachable"
 
 
-_PROBE = """
-import sys
-from pathlib import Path
-from b2bd.connectors import ConnectorError
-from b2bd.connectors.directory import DirectorySource
-source = DirectorySource(Path(sys.argv[1]))
-try:
-    source.manifest()
-    print(sum(1 for _ in source.read("mark")))
-except ConnectorError as error:
-    print(error.reason)
-"""
-
-
 def read_as_unprivileged(folder):
-    """Run the reader in a real subprocess; as root (where permissions do not bite), drop
-    to uid/gid 65534 with setpriv so that an unreadable folder really is unreadable."""
-    command = [sys.executable, "-c", _PROBE, str(folder)]
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv")
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    return done.stdout.strip()
+    """Read the folder in a forked child. As root (where permissions do not bite) the child
+    first drops to uid/gid 65534, so an unreadable folder really is unreadable; the code is
+    already imported, so the child needs no access to the checkout or the venv."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            source = DirectorySource(folder)
+            try:
+                source.manifest()
+                out = str(sum(1 for _ in source.read("mark")))
+            except ConnectorError as error:
+                out = error.reason
+            os.write(write_end, out.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        out = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return out
 
 
 @pytest.fixture
 def open_tmp():
-    # Under /tmp with 0755 parents, so an unprivileged subprocess can reach it.
+    # Under /tmp with 0755 parents, so the unprivileged child can reach it.
     root = Path(tempfile.mkdtemp(prefix="b2bd-dir-"))
     root.chmod(0o755)
     yield root
