@@ -18,6 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
+from b2bd.fsync import fsync_dir
+
 KEY_FILE = "pupil.key"
 KEY_BYTES = 32
 
@@ -72,9 +74,5 @@ class PupilKeyer:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(directory)
         return key

@@ -60,6 +60,7 @@ from typing import Any, Self
 
 import msgspec
 
+from b2bd.fsync import fsync_dir
 from b2bd.journal.records import Codec, JournalRepaired, Record, build_record, to_json
 from b2bd.journal.state import State, replay, snapshot
 
@@ -392,14 +393,6 @@ def read_state(state_dir: Path) -> State:
 # -- file-system steps -----------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     if written == len(data):
@@ -421,7 +414,7 @@ def _create_durably(directory: Path, name: str, data: bytes, *, keep_open: bool)
         _write_all(fd, data)
         os.fsync(fd)
         os.rename(tmp, directory / name)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
@@ -544,7 +537,7 @@ class Journal:
         if not directory.is_dir():
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.mkdir(mode=0o700, exist_ok=True)
-            _fsync_dir(state_dir)
+            fsync_dir(state_dir)
         lock_fd = _lock(directory)
         try:
             for entry in os.scandir(directory):
@@ -565,7 +558,7 @@ class Journal:
                     keep_open=False,
                 )
             if scan.superseded:
-                _fsync_dir(directory)
+                fsync_dir(directory)
             cls._repair_tail(scan)
             journal = cls(directory, clock, segment_bytes, lock_fd, scan)
         except BaseException:
@@ -788,7 +781,7 @@ class Journal:
             for segment in old:  # oldest first: an interruption leaves a contiguous suffix
                 segment.path.unlink()
                 segment.path.with_name(segment.name + SEAL_SUFFIX).unlink(missing_ok=True)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             return Compaction(record, tuple(s.name for s in old))
 
     # closing -----------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from b2bd.connectors import FailureReason
+from b2bd.fsync import fsync_dir
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -101,15 +102,7 @@ def make_folders(folder: Path) -> None:
         except FileExistsError:
             continue  # a concurrent transfer made it
         os.chmod(path, DIR_MODE)
-        fsync_folder(path.parent)
-
-
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 class DeliveryWriter:
@@ -194,9 +187,9 @@ class DeliveryWriter:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(place.manifest_path)
             os.rename(place.data_temp, place.data_path)
-            fsync_folder(place.folder)
+            fsync_dir(place.folder)
             os.rename(place.manifest_temp, place.manifest_path)
-            fsync_folder(place.folder)
+            fsync_dir(place.folder)
         except OSError as error:
             self.abort()
             raise DeliveryError(f"{place.folder}: commit failed: {error.strerror}") from None
