@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 import yaml.constructor
@@ -154,10 +154,12 @@ class _Loader(yaml.cyaml.CParser, StrictConstructor, CoreResolver):  # type: ign
         CoreResolver.__init__(self)
 
 
-@dataclass(frozen=True)
-class Position:
-    line: int  # 1-based
-    column: int  # 1-based
+class Position(NamedTuple):
+    """1-based. A named tuple, not a dataclass: a config has a hundred thousand of them, built on
+    every load and, for a parallel load, pickled between processes."""
+
+    line: int
+    column: int
 
 
 @dataclass(frozen=True)
@@ -283,8 +285,10 @@ def parse(text: str, name: str, max_nodes: int = MAX_NODES) -> Loaded:
     plain: dict[str, str] = {}
     for pointer, key_node, value_node in _walk(node):
         if key_node is not None:
-            keys[pointer] = _pos(key_node)
-        values[pointer] = _pos(value_node)
+            mark = key_node.start_mark
+            keys[pointer] = Position(mark.line + 1, mark.column + 1)
+        mark = value_node.start_mark
+        values[pointer] = Position(mark.line + 1, mark.column + 1)
         if isinstance(value_node, ScalarNode) and not value_node.style:
             plain[pointer] = str(value_node.value)
     return Loaded(data, values, keys, plain)
@@ -296,10 +300,6 @@ def _syntax(exc: yaml.MarkedYAMLError) -> FileProblem:
     if mark is None:
         return FileProblem("yaml-syntax", problem, 1, 1)
     return FileProblem("yaml-syntax", problem, mark.line + 1, mark.column + 1)
-
-
-def _pos(node: Node) -> Position:
-    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _escape(key: str) -> str:
