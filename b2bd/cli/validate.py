@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ def register(sub: Any) -> None:
 
 def load(root: Path) -> Config:
     try:
-        return load_config(root)
+        # A one-shot process without threads: a large config may be parsed on every core.
+        return load_config(root, workers=_cores())
     except ConfigDirError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -121,3 +123,11 @@ def _record_schemas(root: Any) -> list[str]:
     if not records.is_dir():
         return []
     return sorted(f"records/{p.name}" for p in records.iterdir() if p.name.endswith(".json"))
+
+
+def _cores() -> int:
+    """The cores this process may run on (an affinity mask or cpuset can allow fewer than the
+    machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
