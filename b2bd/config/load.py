@@ -15,7 +15,8 @@ import datetime as dt
 import hashlib
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,8 @@ from b2bd.config.yamlfile import (
     read_bytes,
 )
 
+# Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
+_PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
 SETTINGS_FILE = "b2bd.yaml"
 BASES_FILE = "bases.yaml"
 TASKS_DIR = "tasks"
@@ -131,27 +134,27 @@ _Job = tuple[str, DocumentKind, bytes | None]  # file, kind, bytes (None: still 
 POOL_MIN_FILES = 200
 """A load with ``workers`` > 1 forks worker processes only when more files than this need
 parsing: below that, starting them costs more than it saves."""
-_CHUNK = 50  # files per piece of work handed to a worker process
+_CHUNK = 20  # files per piece of work handed to a worker process
 
 
 def _problem(name: str, exc: FileProblem) -> Problem:
     return Problem(name, exc.line, exc.column, exc.rule, "error", exc.message)
 
 
-def _read_raw(root: Path, name: str) -> bytes:
+def _read_raw(root: Path, real_root: Path, name: str) -> bytes:
     path = root / name
     if not path.exists() and not path.is_symlink():
         raise FileProblem("file-unreadable", "missing")
-    return read_bytes(path, root)
+    return read_bytes(path, real_root, root_resolved=True)
 
 
-def _examine(root: Path, job: _Job) -> Examined:
+def _examine(root: Path, real_root: Path, job: _Job) -> Examined:
     """Read (unless the job carries the bytes), parse and schema-check one file. Pure in what it
     returns: the same bytes give the same answer in any process."""
     name, kind, raw = job
     if raw is None:
         try:
-            raw = _read_raw(root, name)
+            raw = _read_raw(root, real_root, name)
         except FileProblem as exc:
             return "", None, (), (_problem(name, exc),)
     digest = hashlib.sha256(raw).hexdigest()
@@ -163,11 +166,11 @@ def _examine(root: Path, job: _Job) -> Examined:
     return digest, doc, tuple(check(kind, doc)), ()
 
 
-def _examine_chunk(root: Path, jobs: list[_Job]) -> list[Examined]:
-    return [_examine(root, job) for job in jobs]
+def _examine_chunk(root: Path, real_root: Path, jobs: list[_Job]) -> list[Examined]:
+    return [_examine(root, real_root, job) for job in jobs]
 
 
-def _examine_all(root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
+def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
     """Every job's answer, in the jobs' order, whichever process computed it.
 
     With ``workers`` > 1 and enough jobs, ``workers - 1`` forked processes take chunks from the
@@ -175,7 +178,7 @@ def _examine_all(root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
     so the work balances itself; a broken pool leaves its chunks to this process.
     """
     if workers < 2 or len(jobs) <= POOL_MIN_FILES:
-        return _examine_chunk(root, jobs)
+        return _examine_chunk(root, real_root, jobs)
     # Imported here: a tenth of b2bd.config's import time, and only large loads use them.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -189,16 +192,16 @@ def _examine_all(root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
         initializer=_worker_init,
     )
     try:
-        futures = [pool.submit(_examine_chunk, root, chunk) for chunk in chunks]
+        futures = [pool.submit(_examine_chunk, root, real_root, chunk) for chunk in chunks]
         for n in reversed(range(len(chunks))):
             if futures[n].cancel():
-                results[n] = _examine_chunk(root, chunks[n])
+                results[n] = _examine_chunk(root, real_root, chunks[n])
         for n, future in enumerate(futures):
             if results[n] is None:
                 try:
                     results[n] = future.result()
                 except BrokenProcessPool:
-                    results[n] = _examine_chunk(root, chunks[n])
+                    results[n] = _examine_chunk(root, real_root, chunks[n])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return [answer for chunk in results if chunk is not None for answer in chunk]
@@ -212,13 +215,14 @@ def _worker_init() -> None:
 def _read_files(root: Path, files: list[_File], cache: ParseCache | None, workers: int) -> None:
     """Fill in each file's digest, document, findings and problems; with a ``cache``, only the
     files whose bytes it has not seen are parsed."""
+    real_root = root.resolve()  # once, not per file: symlinks may lead anywhere inside it
     jobs: list[_Job] = []
     pending: list[_File] = []
     for file in files:
         raw = None
         if cache is not None:
             try:
-                raw = _read_raw(root, file.name)
+                raw = _read_raw(root, real_root, file.name)
             except FileProblem as exc:
                 file.problems.append(_problem(file.name, exc))
                 continue
@@ -232,7 +236,7 @@ def _read_files(root: Path, files: list[_File], cache: ParseCache | None, worker
         jobs.append((file.name, file.kind, raw))
         pending.append(file)
     for file, (digest, doc, findings, problems) in zip(
-        pending, _examine_all(root, jobs, workers), strict=True
+        pending, _examine_all(root, real_root, jobs, workers), strict=True
     ):
         file.digest, file.doc = digest, doc
         file.findings.extend(findings)
@@ -275,7 +279,7 @@ def load_config(
     tasks = _tasks(task_files, bases, settings, now, last_good)
 
     files = [settings_file, bases_file, *task_files]
-    problems = tuple(sorted(p for f in files for p in f.positioned()))
+    problems = tuple(sorted((p for f in files for p in f.positioned()), key=_PROBLEM_ORDER))
     digests = {f.name: f.digest for f in files if f.digest}
     return Config(root, settings, bases, tasks, problems, digests)
 

@@ -187,7 +187,7 @@ def resolve_bases(
         for i, tag in enumerate(task.bases.tags):
             for base_id in index.by_tag.get(tag, ()):
                 first_tag.setdefault(base_id, i)
-        targets.update(b for b in first_tag if b in eligible.usable)
+        targets.update(first_tag.keys() & eligible.usable)
     for base_id, problems in eligible.blocked:
         if base_id in by_id:
             continue

@@ -192,15 +192,16 @@ class FileProblem(Exception):
         self.column = column
 
 
-def read_bytes(path: Path, root: Path) -> bytes:
+def read_bytes(path: Path, root: Path, *, root_resolved: bool = False) -> bytes:
     """The bytes of a config file, or FileProblem(file-unreadable).
 
     Symlinks are followed only while they stay inside ``root`` (a ConfigMap's ``..data`` link
-    does; a link to /etc/shadow does not).
+    does; a link to /etc/shadow does not). ``root_resolved``: ``root`` is already free of
+    symlinks (a load of many files resolves it once).
     """
     try:
         real = path.resolve(strict=True)
-        if not real.is_relative_to(root.resolve()):
+        if not real.is_relative_to(root if root_resolved else root.resolve()):
             raise FileProblem("file-unreadable", "symlink leads outside the config dir")
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
