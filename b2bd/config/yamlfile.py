@@ -337,23 +337,34 @@ def _check_complexity(root: Node, max_nodes: int = MAX_NODES) -> None:
     but computed once per distinct node, so a billion-laughs document is refused in
     microseconds. The recursion is bounded: it never goes below MAX_DEPTH levels.
     """
-    counted: dict[int, tuple[int, int]] = {}  # id(collection) -> (expanded size, height)
-    active: set[int] = set()  # the collections on the path from the root
+    _Complexity(root, max_nodes).count(root, 1)
 
-    def count(node: Node, level: int) -> tuple[int, int]:
+
+class _Complexity:
+    """The state of one complexity check. A class rather than a recursive closure: a closure
+    that calls itself is a reference cycle, which would keep the node graph alive until the
+    cyclic garbage collector runs."""
+
+    def __init__(self, root: Node, max_nodes: int) -> None:
+        self.root = root
+        self.max_nodes = max_nodes
+        self.counted: dict[int, tuple[int, int]] = {}  # id(collection) -> (size, height)
+        self.active: set[int] = set()  # the collections on the path from the root
+
+    def count(self, node: Node, level: int) -> tuple[int, int]:
         if level > MAX_DEPTH:
             _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, ScalarNode):
             return 1, 1
         key = id(node)
-        known = counted.get(key)
+        known = self.counted.get(key)
         if known is not None:  # an alias of a collection counted before
             if level + known[1] - 1 > MAX_DEPTH:
                 _too_complex(node, f"nested deeper than {MAX_DEPTH} levels")
             return known
-        if key in active:
+        if key in self.active:
             _too_complex(node, "an alias refers to a node containing itself")
-        active.add(key)
+        self.active.add(key)
         children = (
             [n for pair in node.value for n in pair]
             if isinstance(node, MappingNode)
@@ -361,16 +372,14 @@ def _check_complexity(root: Node, max_nodes: int = MAX_NODES) -> None:
         )
         size, height = 1, 0
         for child in children:
-            child_size, child_height = count(child, level + 1)
+            child_size, child_height = self.count(child, level + 1)
             size += child_size
             height = max(height, child_height)
-        if size > max_nodes:
-            _too_complex(root, f"more than {max_nodes:,} nodes once aliases are expanded")
-        active.discard(key)
-        counted[key] = (size, height + 1)
+        if size > self.max_nodes:
+            _too_complex(self.root, f"more than {self.max_nodes:,} nodes once aliases are expanded")
+        self.active.discard(key)
+        self.counted[key] = (size, height + 1)
         return size, height + 1
-
-    count(root, 1)
 
 
 def _too_complex(node: Node, message: str) -> None:
