@@ -186,7 +186,10 @@ class Daemon:
             if self.flags.reload or quiet or mono - last_rescan >= RESCAN:
                 forced, self.flags.reload = self.flags.reload, False
                 self.watcher.clear(changed_at)
-                self._reload(forced=forced)
+                # After file events, load at once: the digest pre-check would read and hash
+                # every file a second time (load_config does it anyway); it is for the safety
+                # rescan, where nothing has usually changed.
+                self._reload(forced=forced or quiet)
                 last_rescan = time.monotonic()
             now = self.clock.now()
             self._start_due(now)
