@@ -19,7 +19,6 @@ import io
 import os
 import re
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,10 +37,33 @@ MAX_INT_DIGITS = 1000
 
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
+_DEFAULT_TAGS: dict[type[Node], str] = {
+    ScalarNode: _STR,
+    SequenceNode: "tag:yaml.org,2002:seq",
+    MappingNode: "tag:yaml.org,2002:map",
+}
 
 
 class CoreResolver(yaml.resolver.BaseResolver):
-    """YAML 1.2 core schema implicit types: no yes/no/on/off, no base-60, no timestamps."""
+    """YAML 1.2 core schema implicit types: no yes/no/on/off, no base-60, no timestamps.
+
+    The parser asks it about every node of every file, so it answers directly: no path
+    resolvers are registered (the bookkeeping for them is skipped) and none for any first
+    character (no wildcard list to append).
+    """
+
+    def descend_resolver(self, current_node: Node | None, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode and implicit[0]:
+            for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                if regexp.match(value):
+                    return tag
+        return _DEFAULT_TAGS[kind]
 
 
 for _tag, _pattern, _first in (
@@ -281,18 +303,7 @@ def parse(text: str, name: str, max_nodes: int = MAX_NODES) -> Loaded:
             raise FileProblem("yaml-syntax", f"bad value: {exc}", mark.line + 1, 1) from exc
     finally:
         loader.dispose()
-    values: dict[str, Position] = {}
-    keys: dict[str, Position] = {}
-    plain: dict[str, str] = {}
-    for pointer, key_node, value_node in _walk(node):
-        if key_node is not None:
-            mark = key_node.start_mark
-            keys[pointer] = Position(mark.line + 1, mark.column + 1)
-        mark = value_node.start_mark
-        values[pointer] = Position(mark.line + 1, mark.column + 1)
-        if isinstance(value_node, ScalarNode) and not value_node.style:
-            plain[pointer] = str(value_node.value)
-    return Loaded(data, values, keys, plain)
+    return Loaded(data, *_positions(node))
 
 
 def _syntax(exc: yaml.MarkedYAMLError) -> FileProblem:
@@ -307,27 +318,50 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _walk(root: Node) -> Iterator[tuple[str, Node | None, Node]]:
-    """(JSON pointer, key node, value node) for every node, iteratively.
+def _positions(
+    root: Node,
+) -> tuple[dict[str, Position], dict[str, Position], dict[str, str]]:
+    """Where every value and every key starts, by JSON pointer, and the source text of plain
+    scalars: one iterative pre-order walk, aliases expanded (bounded by MAX_DEPTH).
 
     After construction a mapping node may list a key twice (merged pairs first, then the local
     override); later pairs overwrite earlier ones in the result dicts, matching dict semantics.
     """
+    values: dict[str, Position] = {}
+    keys: dict[str, Position] = {}
+    plain: dict[str, str] = {}
     stack: list[tuple[str, Node | None, Node, int]] = [("", None, root, 0)]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        pointer, key_node, node, depth = stack.pop()
-        yield pointer, key_node, node
+        pointer, key_node, node, depth = pop()
+        if key_node is not None:
+            mark = key_node.start_mark
+            keys[pointer] = Position(mark.line + 1, mark.column + 1)
+        mark = node.start_mark
+        values[pointer] = Position(mark.line + 1, mark.column + 1)
+        if isinstance(node, ScalarNode):
+            if not node.style:
+                plain[pointer] = str(node.value)
+            continue
         if depth >= MAX_DEPTH:
             continue
-        children: list[tuple[str, Node | None, Node, int]] = []
+        depth += 1
         if isinstance(node, MappingNode):
-            for k, v in node.value:
-                if isinstance(k, ScalarNode) and k.tag != _MERGE:
-                    children.append((f"{pointer}/{_escape(str(k.value))}", k, v, depth + 1))
+            extend(
+                [
+                    (f"{pointer}/{_escape(str(k.value))}", k, v, depth)
+                    for k, v in reversed(node.value)
+                    if isinstance(k, ScalarNode) and k.tag != _MERGE
+                ]
+            )
         elif isinstance(node, SequenceNode):
-            for i, v in enumerate(node.value):
-                children.append((f"{pointer}/{i}", None, v, depth + 1))
-        stack.extend(reversed(children))
+            extend(
+                [
+                    (f"{pointer}/{i}", None, v, depth)
+                    for i, v in reversed(list(enumerate(node.value)))
+                ]
+            )
+    return values, keys, plain
 
 
 def _check_complexity(root: Node, max_nodes: int = MAX_NODES) -> None:
@@ -372,6 +406,10 @@ class _Complexity:
         )
         size, height = 1, 0
         for child in children:
+            if isinstance(child, ScalarNode) and level < MAX_DEPTH:
+                size += 1  # what count(child, level + 1) would say, without the call
+                height = max(height, 1)
+                continue
             child_size, child_height = self.count(child, level + 1)
             size += child_size
             height = max(height, child_height)
