@@ -1,0 +1,82 @@
+"""load_config: a parallel load (workers > 1) says exactly what a one-process load says."""
+
+from __future__ import annotations
+
+import os
+
+from config_dir import NOW, ConfigDir
+
+from b2bd.config import load_config
+from b2bd.config.load import POOL_MIN_FILES, ParseCache
+
+GOOD = """\
+id: task-{n}
+direction: from-school
+bases: {{{selector}}}
+data: {{type: {data}}}
+cohort: {{group: ncy}}
+schedule:
+  weekly: {{days: [mon], times: ["06:{minute:02d}"]}}
+"""
+
+BROKEN = {
+    "syntax": "id: [\n",
+    "not-a-mapping": "- 1\n",
+    "duplicate-key": "id: a\nid: b\n",
+    "schema": GOOD.format(n="s", selector="tags: [sec]", data="snapshot", minute=0).replace(
+        "from-school", "sideways"
+    ),
+    "unknown-base": GOOD.format(n="u", selector='ids: ["8819999"]', data="snapshot", minute=0),
+    # Same id as task-0.yaml: both reported, neither loaded.
+    "duplicate-id": GOOD.format(n=0, selector="all: true", data="changed", minute=1),
+}
+
+
+def many_files(cfg: ConfigDir, count: int) -> None:
+    """``count`` task files: by id, by tag (reaching a base that fails a prerequisite: a
+    warning) and all, plus every kind of broken file, spread through the listing."""
+    selectors = ('ids: ["8814001"]', "tags: [sec]", "all: true", "tags: [pri, sec]")
+    for n in range(count):
+        cfg.write(
+            f"tasks/task-{n}.yaml",
+            GOOD.format(
+                n=n, selector=selectors[n % 4], data=("snapshot", "changed")[n % 2], minute=n % 60
+            ),
+        )
+    for n, (name, text) in enumerate(BROKEN.items()):
+        cfg.write(f"tasks/task-{n * 37}-{name}.yaml", text)
+    cfg.write("tasks/task-77-binary.yaml", b"id: \xff\xfe\n")
+    os.symlink("/etc/passwd", cfg.root / "tasks" / "task-99-outside.yaml")
+
+
+def test_parallel_load_equals_one_process_load(cfg: ConfigDir) -> None:
+    many_files(cfg, POOL_MIN_FILES + 60)
+    alone = load_config(cfg.root, now=NOW)
+    rules = {p.rule for p in alone.problems}
+    assert {"yaml-syntax", "yaml-duplicate-key", "schema", "base-unknown", "id-duplicate"} <= rules
+    assert {"file-unreadable", "base-prerequisites", "base-lockdown"} <= rules
+    # The generated tasks and the fixture's t.yaml, but neither task-0 nor its twin.
+    assert len(alone.tasks) == POOL_MIN_FILES + 60 + 1 - 1
+
+    for workers in (2, 3):
+        assert load_config(cfg.root, now=NOW, workers=workers) == alone
+
+
+def test_parallel_load_with_a_cache_parses_only_what_changed(cfg: ConfigDir) -> None:
+    many_files(cfg, POOL_MIN_FILES + 10)
+    cache: ParseCache = {}
+    first = load_config(cfg.root, now=NOW, cache=cache, workers=2)
+    assert first == load_config(cfg.root, now=NOW)
+    cached = dict(cache)
+
+    cfg.write("tasks/task-5.yaml", "id: [\n")
+    second = load_config(cfg.root, now=NOW, cache=cache, workers=2, last_good=first)
+    assert second == load_config(cfg.root, now=NOW, last_good=first)
+    changed = [key for key in cache if key not in cached]
+    assert [name for name, _ in changed] == ["tasks/task-5.yaml"]
+    # Every other file's document is the very object the first load parsed.
+    assert all(cache[key][0] is cached[key][0] for key in cache if key in cached)
+
+
+def test_small_config_loads_the_same_with_workers(cfg: ConfigDir) -> None:
+    assert load_config(cfg.root, now=NOW, workers=2) == cfg.load()
