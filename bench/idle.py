@@ -12,9 +12,10 @@ measures ``--windows`` consecutive windows of ``--seconds`` each (default 3 x 60
   threads from /proc/<pid>/task/*/status, before/after, per second; the main thread (the
   daemon loop) alone; and per thread, so a polling thread shows up by its tid.
 
-The window includes whatever the daemon does on its own while idle (its 60 s safety rescan,
-the config watcher's threads). Prints each window, the median, and the ratio to the target
-(<= 0.5 % of one CPU), with /proc/loadavg before and after since the machine is shared.
+A 60 s window includes whatever the daemon does on its own while idle: one safety rescan
+(every config file read and hashed, b2bd.daemon.loop.RESCAN) and the config watcher's threads.
+Prints each window, the median, and the ratio to the target (<= 0.5 % of one CPU), with
+/proc/loadavg before and after since the machine is shared.
 
     .venv/bin/python bench/idle.py [--tasks 500] [--bases 20] [--seconds 60] [--windows 3]
 """
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _deployment import DaemonProcess, generate
+
+from b2bd.daemon.loop import RESCAN
 
 TARGET_PERCENT = 0.5
 TICK = os.sysconf("SC_CLK_TCK")
@@ -139,6 +142,12 @@ def main() -> int:
             f"measuring {args.windows} window(s) of {args.seconds:.0f} s idle "
             f"(loadavg before: {loadavg()}; {os.cpu_count()} CPUs)"
         )
+        if args.seconds < RESCAN:
+            print(
+                f"  note: windows shorter than the daemon's {RESCAN:.0f} s safety rescan "
+                "(b2bd.daemon.loop.RESCAN) can miss it, which is most of the idle cost: "
+                "use the default 60 s for the figure"
+            )
         windows: list[Window] = []
         for n in range(args.windows):
             if not daemon.alive():
