@@ -8,13 +8,15 @@ import threading
 import time
 from typing import Protocol
 
+from b2bd.daemon.wake import Waker
+
 
 class Clock(Protocol):
     def now(self) -> dt.datetime:
         """The current aware UTC time."""
         ...
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Waker, timeout: float) -> bool:
         """Block until ``event`` is set or ``timeout`` seconds pass; True when set."""
         ...
 
@@ -23,7 +25,7 @@ class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Waker, timeout: float) -> bool:
         return event.wait(max(timeout, 0.0))
 
 
@@ -58,7 +60,7 @@ class ManualClock:
         with self._lock:
             self._now += dt.timedelta(seconds=seconds)
 
-    def wait(self, event: threading.Event, timeout: float) -> bool:
+    def wait(self, event: Waker, timeout: float) -> bool:
         # Give worker threads a moment of real time to make progress, then jump ahead.
         if event.wait(0.01 if self.auto_advance else 0.05):
             return True

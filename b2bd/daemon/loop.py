@@ -32,6 +32,7 @@ from b2bd.daemon.clock import Clock, SystemClock
 from b2bd.daemon.due import due
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.runs import Runs
+from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
 from b2bd.journal import Journal, JournalError, PupilKeyer, State
 from b2bd.log import get_logger
@@ -71,7 +72,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.run_now = run_now
         self.grace = grace
-        self.wake = threading.Event()
+        self.wake = Waker()  # signal-safe, unlike threading.Event
         self.flags = _Flags()
         self.cache: ParseCache = {}
         self.config: Config | None = None

@@ -29,6 +29,9 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the loop: a receiver that stopped reading fills its queue, and a
+                # blocking send would then wait forever. A dropped notification is harmless.
+                sock.setblocking(False)
                 sock.connect(self._address)
                 sock.sendall("\n".join(lines).encode())
         except OSError:

@@ -33,6 +33,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from b2bd.daemon.wake import Waker
+
 CHANGES: list[type[FileSystemEvent]] = [
     FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent,
     DirMovedEvent, FileModifiedEvent, DirModifiedEvent, FileClosedEvent, FileAttribEvent,
@@ -61,7 +63,7 @@ class ConfigWatcher:
     loop reads it to wait for a quiet period before rescanning.
     """
 
-    def __init__(self, root: Path, wake: threading.Event) -> None:
+    def __init__(self, root: Path, wake: Waker) -> None:
         self.root = root
         self._wake = wake
         self._lock = threading.Lock()

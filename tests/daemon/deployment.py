@@ -191,5 +191,10 @@ def start_daemon(
 def stop_daemon(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
     if proc.poll() is None:
         proc.terminate()
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave a wedged daemon behind; the test fails
+        out, _ = proc.communicate()
+        raise AssertionError(f"the daemon did not stop on SIGTERM:\n{out}") from None
     return proc.returncode, out

@@ -170,3 +170,19 @@ def test_watchdog_pings_at_half_the_interval(deployment, notify_socket) -> None:
     finally:
         code, _ = stop_daemon(proc)
     assert code == 0
+
+
+def test_a_storm_of_signals_never_wedges_the_loop(deployment, notify_socket) -> None:
+    # Handlers only set flags and write to a pipe: a signal landing while the loop is inside
+    # its wait must not deadlock (a threading.Event set from a handler can).
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        for _ in range(300):
+            proc.send_signal(signal.SIGHUP)
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert deployment.records("daemon-stopped")
