@@ -381,13 +381,10 @@ def _tasks(
     if last_good:
         # An invalid file keeps its last good task, unless a valid file now claims that id.
         claimed = {t.id for t in built.values()}
+        previous = {t.file: t for t in last_good.tasks.values()}
         for file in files:
-            old = _task_from_file(last_good, file.name)
-            if file.has_errors and old and old.id not in claimed:
+            old = previous.get(file.name)
+            if old and file.has_errors and old.id not in claimed:
                 built[file.name] = old
                 claimed.add(old.id)
     return {task.id: task for task in built.values()}
-
-
-def _task_from_file(config: Config, name: str) -> Task | None:
-    return next((t for t in config.tasks.values() if t.file == name), None)
