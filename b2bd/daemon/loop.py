@@ -42,7 +42,7 @@ EXIT_OK = 0
 EXIT_JOURNAL = 1
 EXIT_CONFIG = 78
 
-QUIET = 0.2  # seconds without file events before a rescan
+QUIET = 0.1  # seconds without file events before a rescan (a git checkout is one burst)
 RESCAN = 60.0  # safety rescan: network filesystems, lost events
 FAR = dt.datetime.max.replace(tzinfo=dt.UTC)
 
