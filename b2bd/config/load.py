@@ -11,6 +11,7 @@ while every valid file applies.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from b2bd.config.build import build_base, build_settings, build_task
@@ -42,6 +44,9 @@ from b2bd.config.yamlfile import (
     parse,
     read_bytes,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
 _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
@@ -175,43 +180,76 @@ def _examine_chunk(root: Path, real_root: Path, jobs: list[_Job]) -> list[Examin
 def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
     """Every job's answer, in the jobs' order, whichever process computed it.
 
-    With ``workers`` > 1 and enough jobs, ``workers - 1`` forked processes take chunks from the
-    front while this process takes them from the back (cancelling chunks no worker has started),
-    so the work balances itself; a broken pool leaves its chunks to this process.
+    With ``workers`` > 1 and enough jobs, ``workers - 1`` forked processes and this one take
+    turns at claiming the next chunk of jobs, so the work balances itself. This process then
+    examines any chunk a worker claimed but did not return (it died, or failed): a failure
+    surfaces exactly as in a one-process load.
     """
     if workers < 2 or len(jobs) <= POOL_MIN_FILES:
         return _examine_chunk(root, real_root, jobs)
-    # Imported here: a tenth of b2bd.config's import time, and only large loads use them.
+    # Imported here: only large loads use it, and it is a tenth of b2bd.config's import time.
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
-    chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
-    results: list[list[Examined] | None] = [None] * len(chunks)
-    pool = ProcessPoolExecutor(
-        max_workers=workers - 1,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_worker_init,
+    ctx = multiprocessing.get_context("fork")
+    chunks = _SharedChunks(
+        root, real_root, [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)], ctx.Value("q")
     )
+    children: list[tuple[Any, Connection]] = []
+    finished = False
     try:
-        futures = [pool.submit(_examine_chunk, root, real_root, chunk) for chunk in chunks]
-        for n in reversed(range(len(chunks))):
-            if futures[n].cancel():
-                results[n] = _examine_chunk(root, real_root, chunks[n])
-        for n, future in enumerate(futures):
-            if results[n] is None:
-                try:
-                    results[n] = future.result()
-                except BrokenProcessPool:
-                    results[n] = _examine_chunk(root, real_root, chunks[n])
+        for _ in range(workers - 1):
+            receive, send = ctx.Pipe(duplex=False)
+            child = ctx.Process(target=_worker, args=(chunks, send), daemon=True)
+            child.start()
+            send.close()
+            children.append((child, receive))
+        done = chunks.work()
+        for _, receive in children:
+            # A worker that is gone sends nothing: its chunks are examined below.
+            with contextlib.suppress(EOFError, OSError):
+                done.update(receive.recv())
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return [answer for chunk in results if chunk is not None for answer in chunk]
+        for child, receive in children:
+            receive.close()
+            if not finished:
+                child.kill()
+            child.join()
+    for n, chunk in enumerate(chunks.chunks):
+        if n not in done:
+            done[n] = _examine_chunk(root, real_root, chunk)
+    return [answer for n in range(len(chunks.chunks)) for answer in done[n]]
 
 
-def _worker_init() -> None:
-    # Ctrl-C is the parent's to handle: it stops the pool; a worker would only print a traceback.
+@dataclass(frozen=True)
+class _SharedChunks:
+    """Chunks of jobs that forked processes take turns at: each claims the next unclaimed one
+    through a counter in shared memory (inherited by the fork)."""
+
+    root: Path
+    real_root: Path
+    chunks: list[list[_Job]]
+    claimed: Any  # multiprocessing.Value: how many chunks have been claimed
+
+    def work(self) -> dict[int, list[Examined]]:
+        """Examine chunks until none is left unclaimed: chunk number -> its answers."""
+        done: dict[int, list[Examined]] = {}
+        while True:
+            with self.claimed.get_lock():
+                n = self.claimed.value
+                if n >= len(self.chunks):
+                    return done
+                self.claimed.value = n + 1
+            done[n] = _examine_chunk(self.root, self.real_root, self.chunks[n])
+
+
+def _worker(chunks: _SharedChunks, send: Connection) -> None:
+    """A forked worker: its answers go back through ``send``, or nothing if it fails."""
+    # Ctrl-C is the parent's to handle (it stops the workers); a worker would only print a
+    # traceback. A failure is the parent's to raise: it examines what the worker did not return.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(BaseException), send:
+        send.send(chunks.work())
 
 
 def _read_files(root: Path, files: list[_File], cache: ParseCache | None, workers: int) -> None:
