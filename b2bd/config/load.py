@@ -16,7 +16,7 @@ import datetime as dt
 import gc
 import hashlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
@@ -181,7 +181,8 @@ def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) ->
     """Every job's answer, in the jobs' order, whichever process computed it.
 
     With ``workers`` > 1 and enough jobs, ``workers - 1`` forked processes and this one take
-    turns at claiming the next chunk of jobs, so the work balances itself. This process then
+    turns at claiming the next chunk of jobs, so the work balances itself. Workers send each
+    chunk's answers as they go; this process takes them in between its own chunks. It then
     examines any chunk a worker claimed but did not return (it died, or failed): a failure
     surfaces exactly as in a one-process load.
     """
@@ -194,7 +195,24 @@ def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) ->
     chunks = _SharedChunks(
         root, real_root, [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)], ctx.Value("q")
     )
+    done: dict[int, list[Examined]] = {}
     children: list[tuple[Any, Connection]] = []
+    open_pipes: list[Connection] = []
+
+    def take_answers(wait: bool) -> None:
+        """What the workers have sent so far; with ``wait``, everything until they close."""
+        for receive in list(open_pipes):
+            try:
+                while receive.poll(None if wait else 0):
+                    n, answers = receive.recv()
+                    done[n] = answers
+            except (EOFError, OSError):  # the worker finished, or is gone
+                open_pipes.remove(receive)
+
+    def keep(n: int, answers: list[Examined]) -> None:
+        done[n] = answers
+        take_answers(wait=False)
+
     finished = False
     try:
         for _ in range(workers - 1):
@@ -203,11 +221,9 @@ def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) ->
             child.start()
             send.close()
             children.append((child, receive))
-        done = chunks.work()
-        for _, receive in children:
-            # A worker that is gone sends nothing: its chunks are examined below.
-            with contextlib.suppress(EOFError, OSError):
-                done.update(receive.recv())
+            open_pipes.append(receive)
+        chunks.work(keep)
+        take_answers(wait=True)
         finished = True
     finally:
         for child, receive in children:
@@ -231,25 +247,24 @@ class _SharedChunks:
     chunks: list[list[_Job]]
     claimed: Any  # multiprocessing.Value: how many chunks have been claimed
 
-    def work(self) -> dict[int, list[Examined]]:
-        """Examine chunks until none is left unclaimed: chunk number -> its answers."""
-        done: dict[int, list[Examined]] = {}
+    def work(self, deliver: Callable[[int, list[Examined]], None]) -> None:
+        """Examine chunks until none is left unclaimed, delivering each chunk's answers."""
         while True:
             with self.claimed.get_lock():
                 n = self.claimed.value
                 if n >= len(self.chunks):
-                    return done
+                    return
                 self.claimed.value = n + 1
-            done[n] = _examine_chunk(self.root, self.real_root, self.chunks[n])
+            deliver(n, _examine_chunk(self.root, self.real_root, self.chunks[n]))
 
 
 def _worker(chunks: _SharedChunks, send: Connection) -> None:
-    """A forked worker: its answers go back through ``send``, or nothing if it fails."""
+    """A forked worker: each chunk's answers go back through ``send`` as (number, answers)."""
     # Ctrl-C is the parent's to handle (it stops the workers); a worker would only print a
     # traceback. A failure is the parent's to raise: it examines what the worker did not return.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(BaseException), send:
-        send.send(chunks.work())
+        chunks.work(lambda n, answers: send.send((n, answers)))
 
 
 def _read_files(root: Path, files: list[_File], cache: ParseCache | None, workers: int) -> None:
