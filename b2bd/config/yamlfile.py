@@ -202,6 +202,38 @@ class Loaded:
     def key_at(self, pointer: str) -> Position:
         return self.keys.get(pointer) or self.value_at(pointer)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A parallel load pickles thousands of documents between processes: positions travel
+        # as flat ints, which pickle in half the time of one named tuple each.
+        return _unpickle_loaded, (
+            self.data,
+            tuple(self.values),
+            tuple(n for position in self.values.values() for n in position),
+            tuple(self.keys),
+            tuple(n for position in self.keys.values() for n in position),
+            self.plain,
+        )
+
+
+def _unpickle_loaded(
+    data: Any,
+    value_pointers: tuple[str, ...],
+    value_positions: tuple[int, ...],
+    key_pointers: tuple[str, ...],
+    key_positions: tuple[int, ...],
+    plain: dict[str, str],
+) -> Loaded:
+    def positions(pointers: tuple[str, ...], flat: tuple[int, ...]) -> dict[str, Position]:
+        pairs = zip(pointers, flat[0::2], flat[1::2], strict=True)
+        return {pointer: Position(line, column) for pointer, line, column in pairs}
+
+    return Loaded(
+        data,
+        positions(value_pointers, value_positions),
+        positions(key_pointers, key_positions),
+        plain,
+    )
+
 
 class FileProblem(Exception):
     """The file cannot become a document: carries the rule id and a 1-based position."""
