@@ -140,7 +140,8 @@ _Job = tuple[str, DocumentKind, bytes | None]  # file, kind, bytes (None: still 
 
 POOL_MIN_FILES = 200
 """A load with ``workers`` > 1 forks worker processes only when more files than this need
-parsing: below that, starting them costs more than it saves."""
+parsing (below that, starting them costs more than it saves), and uses at most one process per
+this many files."""
 _CHUNK = 20  # files per piece of work handed to a worker process
 
 
@@ -186,7 +187,9 @@ def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) ->
     examines any chunk a worker claimed but did not return (it died, or failed): a failure
     surfaces exactly as in a one-process load.
     """
-    if workers < 2 or len(jobs) <= POOL_MIN_FILES:
+    # At most one process per POOL_MIN_FILES files: forking costs the parent a few ms each.
+    workers = min(workers, -(-len(jobs) // POOL_MIN_FILES))
+    if workers < 2:
         return _examine_chunk(root, real_root, jobs)
     # Imported here: only large loads use it, and it is a tenth of b2bd.config's import time.
     import multiprocessing

@@ -50,13 +50,14 @@ def many_files(cfg: ConfigDir, count: int) -> None:
 
 
 def test_parallel_load_equals_one_process_load(cfg: ConfigDir) -> None:
-    many_files(cfg, POOL_MIN_FILES + 60)
+    # Enough files for three processes (one per POOL_MIN_FILES files at most).
+    many_files(cfg, 2 * POOL_MIN_FILES + 60)
     alone = load_config(cfg.root, now=NOW)
     rules = {p.rule for p in alone.problems}
     assert {"yaml-syntax", "yaml-duplicate-key", "schema", "base-unknown", "id-duplicate"} <= rules
     assert {"file-unreadable", "base-prerequisites", "base-lockdown"} <= rules
     # The generated tasks and the fixture's t.yaml, but neither task-0 nor its twin.
-    assert len(alone.tasks) == POOL_MIN_FILES + 60 + 1 - 1
+    assert len(alone.tasks) == 2 * POOL_MIN_FILES + 60 + 1 - 1
 
     for workers in (2, 3):
         assert load_config(cfg.root, now=NOW, workers=workers) == alone
