@@ -338,7 +338,11 @@ class Daemon:
             del self.cursor[task_id]
             self.next_at.pop(task_id, None)
         for task in config.tasks.values():
-            # A task with no history has missed nothing: it starts counting from now.
+            # A task with no history has missed nothing: it starts counting from now. So does a
+            # suspended one: its slots are not missed, they were not wanted.
+            was = old.tasks.get(task.id) if old else None
+            if not task.enabled or (was is not None and not was.enabled):
+                self.cursor[task.id] = now
             self.cursor.setdefault(task.id, now)
             self._plan(task)
 

@@ -284,3 +284,25 @@ def test_a_run_cut_short_by_a_crash_is_closed_at_the_next_start(deployment: Depl
     )  # fmt: skip
     assert deployment.records("run-finished")[0]["outcome"] == "failed"
     assert slots_of(deployment, "run-started") == ["2026-12-02T06:00:00Z"]  # not started again
+
+
+def test_a_suspended_task_misses_nothing_and_resumes_at_its_next_slot(
+    deployment: Deployment,
+) -> None:
+    deployment.add_school("8814001")
+    path = deployment.add_task(
+        "t", "8814001", policy="policy: {catch_up: all, starting_deadline: 3d}\n"
+    )
+    path.write_text(path.read_text() + "enabled: false\n")
+    running = Running(deployment, ManualClock(SLOT_2 - dt.timedelta(hours=1)))
+    deployment.wait_for(running.daemon.watcher.alive, what="the watcher")
+    running.advance_to(SLOT_3 + dt.timedelta(hours=1))  # two slots pass while suspended
+    path.write_text(path.read_text().replace("enabled: false\n", "enabled: true\n"))
+    running.daemon.request_reload()
+    deployment.wait_for(lambda: len(deployment.records("config-applied")) == 2, what="resumed")
+    assert deployment.records("run-started") == [] and deployment.records("slot-missed") == []
+    running.advance_to(SLOT_4)
+    deployment.wait_for(lambda: deployment.records("run-finished"), what="the next slot")
+    assert running.stop() == 0
+    assert slots_of(deployment, "run-started") == ["2026-12-04T06:00:00Z"]
+    assert deployment.records("slot-missed") == []
