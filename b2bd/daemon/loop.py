@@ -177,8 +177,12 @@ class Daemon:
         last_rescan = time.monotonic()
         watchdog_every = self.notifier.watchdog_interval
         last_ping = time.monotonic()
-        while self.flags.stop is None:
+        while True:
+            # Clear first, then look at the flags: a signal that lands in between is seen now,
+            # one that lands later sets the waker again and ends this turn's wait.
             self.wake.clear()
+            if self.flags.stop is not None:
+                break
             mono = time.monotonic()
             if self.watcher.ensure_running():
                 log.warning("watcher-restarted", restarts=self.watcher.restarts)
