@@ -143,6 +143,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_reload)
+        signal.set_wakeup_fd(self.wake.write_fd, warn_on_full_buffer=False)
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
         """What SIGTERM does, for an embedding caller."""

@@ -39,6 +39,14 @@ class Waker:
         except BlockingIOError:
             pass
 
+    @property
+    def write_fd(self) -> int:
+        """For ``signal.set_wakeup_fd``: the C-level handler writes here at once, whichever
+        thread the kernel delivered the signal to. Without it a signal taken by another thread
+        leaves the main thread asleep in ``select`` until its timeout, and only then runs the
+        Python-level handler."""
+        return self._write
+
     def close(self) -> None:
         os.close(self._read)
         os.close(self._write)
