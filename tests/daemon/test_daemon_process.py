@@ -186,3 +186,18 @@ def test_a_storm_of_signals_never_wedges_the_loop(deployment, notify_socket) -> 
         code, out = stop_daemon(proc)
     assert code == 0, out
     assert deployment.records("daemon-stopped")
+
+
+def test_a_slot_inside_the_spring_forward_gap_runs_once_when_the_gap_ends(deployment) -> None:
+    # The daemon's clock starts two seconds before London's clocks go forward in 2027 (01:00
+    # UTC on 28 March); 01:30 local does not exist that day, so its slot is 01:00 UTC.
+    deployment.add_school("8814001")
+    path = deployment.add_task("t", "8814001", time="01:30")
+    path.write_text(path.read_text().replace("[mon, tue, wed, thu, fri, sat, sun]", "[sun]"))
+    proc = start_daemon(deployment, None, env={"B2BD_CLOCK_START": "2027-03-28T00:59:58Z"})
+    try:
+        deployment.wait_for(lambda: deployment.records("run-finished"), 20, "the gap's slot")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert [r["slot"] for r in deployment.records("run-started")] == ["2027-03-28T01:00:00Z"]
