@@ -102,6 +102,7 @@ class Daemon:
             log.error("journal-unusable", error=str(exc), state_dir=str(settings.state_dir))
             return EXIT_JOURNAL
         with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
+            self._install_signals()  # from here on a SIGTERM is a graceful stop
             state = journal.state()
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
             _close_interrupted_runs(journal, state)
@@ -116,7 +117,6 @@ class Daemon:
             self.journal = journal
             self.runs = Runs(self.engine, pool, self.wake.set)
             self._apply(config, state, first=True)
-            self._install_signals()
             self.watcher.start()
             self.notifier.ready(self._status())
             log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
