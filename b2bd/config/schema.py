@@ -142,12 +142,6 @@ def _pointer(parts: Any) -> str:
 
 
 def _findings(error: ValidationError, doc: Loaded) -> Iterator[Finding]:
-    if error.validator in ("oneOf", "anyOf") and not _message_for(error):
-        # Without a message of our own, the most specific branch explains best.
-        best = jsonschema.exceptions.best_match(error.context or [])
-        if best is not None:
-            yield from _findings(best, doc)
-            return
     pointer = _pointer(error.absolute_path)
     sub = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):

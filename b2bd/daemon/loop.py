@@ -36,7 +36,7 @@ from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
 from b2bd.journal import Journal, JournalError, PupilKeyer, State
 from b2bd.log import get_logger
-from b2bd.transfer.engine import Engine
+from b2bd.transfer.engine import Engine, outcome_of
 
 EXIT_OK = 0
 EXIT_JOURNAL = 1
@@ -382,10 +382,7 @@ def _close_interrupted_runs(journal: Journal, state: State) -> None:
                 message="interrupted: the daemon stopped before the transfer ended",
             )
             outcomes.append("failed")
-        succeeded = outcomes.count("succeeded")
-        outcome = (
-            "succeeded" if succeeded == len(outcomes) else "partial" if succeeded else "failed"
-        )
+        outcome = outcome_of(outcomes)
         journal.append("run-finished", run=run.run, task=run.task, outcome=outcome)
         log.warning("run-interrupted", run=run.run, outcome=outcome)
 

@@ -46,7 +46,3 @@ class Waker:
         leaves the main thread asleep in ``select`` until its timeout, and only then runs the
         Python-level handler."""
         return self._write
-
-    def close(self) -> None:
-        os.close(self._read)
-        os.close(self._write)

@@ -142,9 +142,13 @@ OnProgress = Callable[[Progress], None]
 
 
 def run_outcome(results: Iterable[TransferResult]) -> RunOutcome:
+    return outcome_of(r.outcome for r in results)
+
+
+def outcome_of(outcomes: Iterable[str]) -> RunOutcome:
     """``succeeded`` when every transfer that ran succeeded (skipped ones do not count, and a
     run with nothing to do has failed nothing), ``failed`` when none did, else ``partial``."""
-    ran = [r.outcome for r in results if r.outcome != "skipped"]
+    ran = [o for o in outcomes if o != "skipped"]
     if all(o == "succeeded" for o in ran):
         return "succeeded"
     if any(o == "succeeded" for o in ran):

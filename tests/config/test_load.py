@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from config_dir import NOW, ConfigDir
+from config_dir import NOW, SETTINGS, ConfigDir
 
 from b2bd.config import load_config
 from b2bd.config.load import POOL_MIN_FILES, ParseCache
@@ -81,3 +81,13 @@ def test_parallel_load_with_a_cache_parses_only_what_changed(cfg: ConfigDir) -> 
 
 def test_small_config_loads_the_same_with_workers(cfg: ConfigDir) -> None:
     assert load_config(cfg.root, now=NOW, workers=2) == cfg.load()
+
+
+def test_la_outbound_defaults_beside_the_store_and_resolves_against_the_config_dir(
+    cfg: ConfigDir,
+) -> None:
+    settings = cfg.load().settings
+    assert settings is not None and settings.la_outbound == cfg.root / "la" / "outbound"
+    cfg.write("b2bd.yaml", SETTINGS.replace("path: la}", "path: la, outbound: ../changes}"))
+    settings = cfg.load().settings
+    assert settings is not None and settings.la_outbound == cfg.root.parent / "changes"
