@@ -724,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m b2bd.sample",
         description="Write deterministic fictional school export folders.",
+        allow_abbrev=False,
     )
     parser.add_argument("out_dir", type=Path, help="folder to write (created)")
     parser.add_argument("--laestab", type=_laestab, default="8814001")

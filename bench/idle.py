@@ -117,7 +117,7 @@ def loadavg() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--bases", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of one window")

@@ -159,7 +159,7 @@ def reload_once(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--bases", type=int, default=20)
     parser.add_argument("--changes", type=int, default=7)

@@ -279,7 +279,7 @@ def check_jsonschema() -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--bases", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)

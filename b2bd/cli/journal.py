@@ -1,9 +1,11 @@
 """``b2bd journal verify|compact|cat``, ``b2bd history`` and ``b2bd status``.
 
-All of them find the journal through ``state_dir`` in b2bd.yaml. ``verify``, ``cat``, ``history``
-and ``status`` only read (safe while the daemon runs: a record being written at that moment is
-left out rather than reported); ``compact`` takes the journal's lock, so it refuses while the
-daemon runs. Exit codes: 0 fine, 1 the journal is damaged (or in use, for ``compact``), 2 usage.
+All of them find the journal through ``state_dir`` in b2bd.yaml. ``cat``, ``history`` and
+``status`` only read (safe while the daemon runs: a record being written at that moment is left
+out rather than reported). ``verify`` reads too, and when the journal is intact acknowledges the
+repairs ``status`` shows (a ``repairs-acknowledged`` record). ``compact`` takes the journal's
+lock, so it refuses while the daemon runs. Exit codes: 0 fine, 1 the journal is damaged (or in
+use, for ``compact``; for ``status``: something needs attention, see :mod:`b2bd.report`), 2 usage.
 
 Times are shown in UTC (``...Z``); ``--format json`` prints the same facts for scripts.
 """
@@ -12,21 +14,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import json
 import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from b2bd.cli import UsageError
 from b2bd.config import ConfigDirError, load_config
-from b2bd.config.model import Config, Settings, Task
+from b2bd.config.model import Config, Settings
 from b2bd.journal import Journal, JournalError, State
-from b2bd.journal.history import RunHistory, run_history
-from b2bd.journal.log import JOURNAL_DIR, JournalDamaged, read_journal, read_state, scan_journal
-from b2bd.journal.records import Codec, Outcome
+from b2bd.journal.log import (
+    JOURNAL_DIR,
+    JournalDamaged,
+    read_journal,
+    read_state,
+    scan_journal,
+    verify_history,
+)
+from b2bd.journal.records import Codec, Repair
+from b2bd.report import history_report, iso, status_exit, status_report
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
@@ -94,12 +101,6 @@ def _config(args: argparse.Namespace) -> tuple[Config, Settings]:
     return config, config.settings
 
 
-def _iso(when: dt.datetime | None) -> str | None:
-    if when is None:
-        return None
-    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def _damaged(exc: JournalDamaged) -> int:
     print(f"b2bd: {exc}", file=sys.stderr)
     return EXIT_DAMAGED
@@ -115,8 +116,11 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"no journal yet in {directory}")
         return EXIT_OK
     scan = scan_journal(directory, deep=True)
-    for damage in scan.damage:
-        print(f"damaged: segment {damage.segment}, byte {damage.offset}: {damage.what}")
+    damage = [*scan.damage]
+    if (history := verify_history(directory)) is not None:
+        damage.append(history)
+    for d in damage:
+        print(f"damaged: segment {d.segment}, byte {d.offset}: {d.what}")
     if scan.tail is not None:
         t = scan.tail
         print(
@@ -124,21 +128,45 @@ def run_verify(args: argparse.Namespace) -> int:
             "opening the journal for writing cuts it off and keeps its bytes in a .broken file; "
             "if the daemon is running, it may be a record being written)"
         )
-    if not scan.intact:
+    if damage or scan.tail is not None:
         return EXIT_DAMAGED
     first = scan.segments[0].first_seq if scan.segments else 0
     print(
         f"journal intact: records {first}..{scan.next_seq - 1} in {len(scan.segments)} "
         f"segment(s) under {directory}"
     )
+    repairs = read_state(settings.state_dir).repairs
+    if repairs:
+        _acknowledge(settings, repairs)
     return EXIT_OK
+
+
+def _acknowledge(settings: Settings, repairs: tuple[Repair, ...]) -> None:
+    """Show the repairs ``status`` has been showing and journal that they were seen."""
+    for r in repairs:
+        print(f"repaired on {iso(r.when)}: {_repair_text(r)}")
+    up_to = max(r.seq for r in repairs)
+    try:
+        with Journal.open(settings.state_dir) as journal:
+            journal.append("repairs-acknowledged", up_to=up_to)
+    except (JournalError, OSError) as exc:
+        print(f"b2bd: repairs not acknowledged: {exc}", file=sys.stderr)
+        return
+    print(f"acknowledged {len(repairs)} repair(s): status no longer shows them")
+
+
+def _repair_text(r: Repair) -> str:
+    return (
+        f"segment {r.segment} cut at byte {r.offset}, {r.length} damaged byte(s) kept in "
+        f"{r.broken_file}"
+    )
 
 
 def run_compact(args: argparse.Namespace) -> int:
     _, settings = _config(args)
     try:
         with Journal.open(settings.state_dir) as journal:
-            result = journal.compact()
+            result = journal.compact(history_days=settings.history_days)
     except JournalDamaged as exc:
         return _damaged(exc)
     except JournalError as exc:
@@ -148,7 +176,8 @@ def run_compact(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot open the journal in {settings.state_dir}: {exc}") from exc
     print(
         f"compacted: checkpoint is record {result.checkpoint.seq}; "
-        f"removed {len(result.removed)} older segment(s)"
+        f"removed {len(result.removed)} older segment(s); history keeps {result.history} "
+        f"record(s) of the last {settings.history_days} day(s)"
     )
     return EXIT_OK
 
@@ -157,7 +186,7 @@ def run_cat(args: argparse.Namespace) -> int:
     _, settings = _config(args)
     wanted = frozenset(args.types) if args.types else None
     try:
-        records = read_journal(settings.state_dir)
+        records = _records(settings.state_dir)
         out = sys.stdout.buffer
         encode = Codec.encoder.encode
         for record in records:
@@ -173,96 +202,74 @@ def run_cat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _records(state_dir: Path) -> Any:
+    """Every record kept: the compactions' history, then the live journal."""
+    if not (state_dir / JOURNAL_DIR).is_dir():
+        return ()
+    return read_journal(state_dir, with_history=True)
+
+
 # -- history ---------------------------------------------------------------------------------------
 
 
 def run_history_command(args: argparse.Namespace) -> int:
-    _, settings = _config(args)
+    config, settings = _config(args)
     try:
-        runs = run_history(_records(settings.state_dir), args.task, args.limit)
+        runs = history_report(_records(settings.state_dir), args.task, args.limit)
     except JournalDamaged as exc:
         return _damaged(exc)
-    if args.format == "json":
-        print(json.dumps([_run_json(r) for r in runs], indent=2))
-        return EXIT_OK
-    if not runs:
-        print("no runs in the journal" + (f" for task {args.task}" if args.task else ""))
-    for r in runs:
-        for line in _run_text(r):
-            print(line)
+    if args.task and not runs and args.task not in config.tasks:
+        raise UsageError(unknown_task(args.task, config))
+    print_history(runs, args.task, args.format)
     return EXIT_OK
 
 
-def _records(state_dir: Path) -> Iterable[Any]:
-    if not (state_dir / JOURNAL_DIR).is_dir():
-        return ()
-    return read_journal(state_dir)
+def unknown_task(task: str, config: Config) -> str:
+    """The message for a task id that is neither in the config nor in the journal."""
+    close = difflib.get_close_matches(task, list(config.tasks), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    known = ", ".join(sorted(config.tasks)) or "none"
+    return f"no task {task!r} in the config or the journal{hint} (tasks: {known})"
 
 
-def _run_json(r: RunHistory) -> dict[str, Any]:
-    return {
-        "run": r.run,
-        "task": r.task,
-        "slot": _iso(r.slot),
-        "manual": r.manual,
-        "started": _iso(r.started),
-        "finished": _iso(r.finished),
-        "outcome": r.outcome,
-        "bases": [
-            {
-                "base": base,
-                "outcome": t.outcome if (t := r.transfers.get(base)) else None,
-                "reason": t.reason if t else None,
-                "message": t.message if t else None,
-                "attempts": t.attempts if t else None,
-                "counts": t.counts if t else {},
-                "rejected": t.rejected if t else 0,
-                "missing": t.missing if t else 0,
-                "when": _iso(t.when) if t else None,
-            }
-            for base in _bases(r)
-        ],
-    }
+def print_history(runs: list[dict[str, Any]], task: str | None, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(runs, indent=2))
+        return
+    if not runs:
+        print("no runs in the journal" + (f" for task {task}" if task else ""))
+    for r in runs:
+        for line in _run_text(r):
+            print(line)
 
 
-def _bases(r: RunHistory) -> list[str]:
-    return list(dict.fromkeys([*r.bases, *r.transfers]))
-
-
-def _run_text(r: RunHistory) -> list[str]:
-    outcome = r.outcome or ("in progress or interrupted")
-    finished = f", finished {_iso(r.finished)}" if r.finished else ""
-    lines = [f"{r.run}  {outcome}  (started {_iso(r.started)}{finished})"]
-    for base in _bases(r):
-        t = r.transfers.get(base)
-        if t is None:
+def _run_text(r: dict[str, Any]) -> list[str]:
+    outcome = r["outcome"] or "in progress or interrupted"
+    finished = f", finished {r['finished']}" if r["finished"] else ""
+    lines = [f"{r['run']}  {outcome}  (started {r['started']}{finished})"]
+    for b in r["bases"]:
+        base = b["base"]
+        if b["outcome"] is None:
             lines.append(f"  {base}  no outcome")
-        elif t.outcome == "succeeded":
-            counts = " ".join(f"{k}={v}" for k, v in sorted(t.counts.items())) or "nothing new"
+        elif b["outcome"] == "succeeded":
+            counts = " ".join(f"{k}={v}" for k, v in sorted(b["counts"].items())) or "nothing new"
             extra = "".join(
                 f", {n} {label}"
-                for n, label in ((t.rejected, "rejected"), (t.missing, "missing"))
+                for n, label in ((b["rejected"], "rejected"), (b["missing"], "missing"))
                 if n
             )
             lines.append(f"  {base}  succeeded  {counts}{extra}")
-        elif t.outcome == "failed":
+        elif b["outcome"] == "failed":
             lines.append(
-                f"  {base}  failed  {t.reason}: {t.message} (after {t.attempts} attempt(s))"
+                f"  {base}  failed  {b['reason']}: {b['message']} "
+                f"(after {b['attempts']} attempt(s))"
             )
         else:
-            lines.append(f"  {base}  skipped  {t.reason}")
+            lines.append(f"  {base}  skipped  {b['reason']}")
     return lines
 
 
 # -- status ----------------------------------------------------------------------------------------
-
-
-def _next_slot_finder() -> Callable[[Task, dt.datetime], dt.datetime | None] | None:
-    try:
-        from b2bd.calendar import next_slot  # optional: the calendar may not be there
-    except ImportError:
-        return None
-    return lambda task, now: next_slot(task.schedule, now)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -276,61 +283,17 @@ def run_status(args: argparse.Namespace) -> int:
         )
     except JournalDamaged as exc:
         return _damaged(exc)
-    report = status_report(config, state, now, _next_slot_finder())
-    if args.format == "json":
+    report = status_report(config, state, now)
+    print_status(report, args.format)
+    return status_exit(report)
+
+
+def print_status(report: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
         print(json.dumps(report, indent=2))
     else:
         for line in _status_text(report):
             print(line)
-    return EXIT_OK
-
-
-def status_report(
-    config: Config,
-    state: State,
-    now: dt.datetime,
-    next_slot: Callable[[Task, dt.datetime], dt.datetime | None] | None,
-) -> dict[str, Any]:
-    """What ``status`` shows, as JSON-ready data (pure: ``now`` and the calendar are given)."""
-    tasks = []
-    for task_id, task in sorted(config.tasks.items()):
-        last = state.last_run.get(task_id)
-        nxt: str | None = None
-        if next_slot is not None and task.enabled:
-            try:
-                nxt = _iso(next_slot(task, now))
-            except Exception:  # the calendar is someone else's code; status must still print
-                nxt = None
-        failing = state.failing(task_id)
-        tasks.append(
-            {
-                "task": task_id,
-                "enabled": task.enabled,
-                "next_slot": nxt if next_slot is not None else "-",
-                "last_run": None
-                if last is None
-                else {
-                    "run": last.run,
-                    "outcome": last.outcome,
-                    "started": _iso(last.started),
-                    "finished": _iso(last.finished),
-                },
-                "failing": [_failing_json(base, o) for base, o in failing.items()],
-                "in_progress": sorted(
-                    run for run, p in state.runs_in_progress.items() if p.task == task_id
-                ),
-            }
-        )
-    return {
-        "now": _iso(now),
-        "tasks": tasks,
-        "config_problems": [msgspec.to_builtins(p) for p in state.rejected_config],
-        "config_errors_on_disk": sum(p.severity == "error" for p in config.problems),
-    }
-
-
-def _failing_json(base: str, o: Outcome) -> dict[str, Any]:
-    return {"base": base, "reason": o.reason, "message": o.message, "since": _iso(o.when)}
 
 
 def _status_text(report: dict[str, Any]) -> list[str]:
@@ -338,22 +301,7 @@ def _status_text(report: dict[str, Any]) -> list[str]:
     if not report["tasks"]:
         lines.append("no valid tasks in the config dir")
     for t in report["tasks"]:
-        last = t["last_run"]
-        if last is None:
-            last_text = "never run"
-        else:
-            outcome = last["outcome"] or "in progress or interrupted"
-            last_text = f"{last['run']} {outcome}"
-        enabled = "enabled" if t["enabled"] else "disabled"
-        nxt = t["next_slot"] or "none"
-        lines.append(f"{t['task']}  {enabled}  next {nxt}  last {last_text}")
-        for f in t["failing"]:
-            lines.append(
-                f"  failing {f['base']}: {f['reason']}: {f['message']} (since {f['since']})"
-            )
-        for run in t["in_progress"]:
-            if last is None or run != last["run"]:
-                lines.append(f"  unfinished run {run}")
+        lines.extend(_task_text(t))
     if report["config_problems"]:
         lines.append("config problems in force (the last good version of these files is used):")
         for p in report["config_problems"]:
@@ -363,4 +311,41 @@ def _status_text(report: dict[str, Any]) -> list[str]:
             f"the config dir has {report['config_errors_on_disk']} error(s) now "
             "(see `b2bd validate`)"
         )
+    if report["repairs"]:
+        lines.append("journal repairs (`b2bd journal verify` checks the journal and acknowledges):")
+        for r in report["repairs"]:
+            lines.append(
+                f"  {r['when']}: segment {r['segment']} cut at byte {r['offset']}, "
+                f"{r['length']} damaged byte(s) kept in {r['broken_file']}"
+            )
+    return lines
+
+
+def _task_text(t: dict[str, Any]) -> list[str]:
+    last = t["last_run"]
+    if last is None:
+        last_text = "never run"
+    else:
+        last_text = f"{last['run']} {last['outcome'] or 'in progress or interrupted'}"
+    enabled = "enabled" if t["enabled"] else "disabled"
+    lines = [f"{t['task']}  {enabled}  next {t['next_slot'] or 'none'}  last {last_text}"]
+    failing = {f["base"]: f for f in t["failing"]}
+    for b in t["bases"]:
+        success = b["last_success"] or "never"
+        if b["base"] in failing:
+            f = failing[b["base"]]
+            lines.append(
+                f"  failing {f['base']}: {f['reason']}: {f['message']} "
+                f"(since {f['since']}; last success {success})"
+            )
+        elif b["outcome"] is None:
+            lines.append(f"  {b['base']}  no transfer yet")
+        else:
+            lines.append(f"  {b['base']}  {b['outcome']}  last success {success}")
+    for run in t["in_progress"]:
+        if last is None or run != last["run"]:
+            lines.append(f"  unfinished run {run}")
+    for r in t["running"] or ():
+        bases = ", ".join(f"{base} {what}" for base, what in r["bases"].items())
+        lines.append(f"  running now: {r['run']} ({bases})")
     return lines

@@ -14,6 +14,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from b2bd.config.model import (
+    DEFAULT_HISTORY_DAYS,
     Base,
     BaseSelector,
     Cohort,
@@ -74,6 +75,7 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
     )
     store = _resolve(root, doc["la_store"]["path"])
     outbound = doc["la_store"].get("outbound")
+    control = doc.get("control_socket")
     return Settings(
         la_code=doc["la"]["code"],
         la_name=doc["la"]["name"],
@@ -85,6 +87,8 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         concurrency=int(doc.get("concurrency", 8)),
         defaults=build_policy(doc.get("defaults"), Policy()),
         la_outbound=_resolve(root, outbound) if outbound else store / "outbound",
+        control_socket=_resolve(root, control) if control else None,
+        history_days=int((doc.get("journal") or {}).get("history_days", DEFAULT_HISTORY_DAYS)),
     )
 
 

@@ -29,6 +29,8 @@ Overlap = Literal["skip", "queue"]
 Mis = Literal["sims", "sims-primary"]
 EndpointType = Literal["directory", "wonde"]
 
+DEFAULT_HISTORY_DAYS = 400  # DESIGN section 7: run history kept across compaction, at least
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -185,6 +187,8 @@ class Settings:
     concurrency: int
     defaults: Policy
     la_outbound: Path | None = None  # the LA's changes for to-school tasks, one folder per base
+    control_socket: Path | None = None  # as set in b2bd.yaml; None: the default places
+    history_days: int = DEFAULT_HISTORY_DAYS  # days of run history compaction keeps
 
 
 @dataclass(frozen=True)

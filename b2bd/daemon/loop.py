@@ -79,6 +79,7 @@ class Daemon:
         self.cursor: dict[str, dt.datetime] = {}
         self.next_at: dict[str, dt.datetime] = {}
         self.rejected: tuple[Problem, ...] = ()
+        self.warned: frozenset[Problem] = frozenset()
         self.applied_digests: dict[str, str] = {}
         self.watcher = ConfigWatcher(root, self.wake)
 
@@ -269,6 +270,10 @@ class Daemon:
         for task in self.config.tasks.values():
             if task.enabled:
                 self._start(task, now, manual=True)
+        for task_id, task in sorted(self.config.tasks.items()):
+            upcoming = self.next_at.get(task_id)
+            log.info("next-slot", task=task_id, enabled=task.enabled,
+                     slot=upcoming.isoformat() if upcoming else None)  # fmt: skip
 
     def _plan(self, task: Task) -> None:
         """When the loop next has to look at this task (its next slot after the cursor)."""
@@ -315,6 +320,7 @@ class Daemon:
                     log.error("config-rejected", file=p.file, line=p.line, column=p.column,
                               rule=p.rule, message=p.message)  # fmt: skip
             self.rejected = errors
+        self._log_warnings(config)
         in_force = _in_force_digests(config, old)
         task_ids = sorted(config.tasks)
         if first or in_force != self.applied_digests or (old and sorted(old.tasks) != task_ids):
@@ -350,6 +356,15 @@ class Daemon:
                 self.cursor[task.id] = now
             self.cursor.setdefault(task.id, now)
             self._plan(task)
+
+    def _log_warnings(self, config: Config) -> None:
+        """Config warnings (excluded bases, expired schedules...) once each: all of them at
+        start, then the ones a reload brings."""
+        warnings = frozenset(p for p in config.problems if p.severity == "warning")
+        for p in sorted(warnings - self.warned):
+            log.warning("config-warning", file=p.file, line=p.line, column=p.column,
+                        rule=p.rule, message=p.message)  # fmt: skip
+        self.warned = warnings
 
     def _status(self) -> str:
         assert self.config is not None

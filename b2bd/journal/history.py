@@ -1,8 +1,15 @@
-"""Runs as the journal tells them: a pure fold of records into one entry per run.
+"""Runs as the journal tells them: a pure fold of records into one entry per run, and what of
+the journal compaction keeps as history.
 
 A run is known from its ``run-started`` record; the transfer records and ``run-finished`` with the
-same run id fill it in. Records for a run whose start is not in the records given (it was
-compacted away) are ignored. Runs come out newest first (by their ``run-started`` position).
+same run id fill it in. Records for a run whose start is not in the records given (it fell out of
+the kept history) are ignored. Runs come out newest first (by their ``run-started`` position).
+
+History kept across compaction (DESIGN section 7): :class:`HistoryKeeper` chooses, from the
+records a compaction drops, the runs started at or after a cutoff (``run-started``, its
+transfers' outcomes, ``run-finished``) and the slots missed or skipped since then; a
+``transfer-succeeded`` loses its pupil digests (the checkpoint holds the leavers memory). Ids,
+times, counts, reasons and messages stay, so ``history`` reads the same before and after.
 """
 
 from __future__ import annotations
@@ -11,14 +18,21 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
+from b2bd.config.model import DEFAULT_HISTORY_DAYS
 from b2bd.journal.records import (
     Record,
     RunFinished,
     RunStarted,
+    SlotMissed,
+    SlotSkipped,
     TransferFailed,
     TransferSkipped,
     TransferSucceeded,
 )
+
+__all__ = ["DEFAULT_HISTORY_DAYS", "HistoryKeeper", "RunHistory", "TransferResult", "run_history"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +114,32 @@ def run_history(
                 entry.transfers[result.base] = result
     newest = sorted(runs.values(), key=lambda r: r.seq, reverse=True)
     return newest if limit is None else newest[:limit]
+
+
+class HistoryKeeper:
+    """Chooses the records compaction keeps as history; feed it records in journal order.
+
+    Pure and stateful: it remembers the runs it kept, so a run's outcomes are kept exactly when
+    its start is.
+    """
+
+    def __init__(self, cutoff: dt.datetime) -> None:
+        self.cutoff = cutoff
+        self._runs: set[str] = set()
+
+    def keep(self, record: Record) -> Record | None:
+        """The record as history keeps it, or None when history drops it."""
+        if isinstance(record, RunStarted):
+            if record.ts < self.cutoff:
+                return None
+            self._runs.add(record.run)
+            return record
+        if isinstance(record, TransferSucceeded):
+            if record.run not in self._runs:
+                return None
+            return msgspec.structs.replace(record, pupils=()) if record.pupils else record
+        if isinstance(record, RunFinished | TransferFailed | TransferSkipped):
+            return record if record.run in self._runs else None
+        if isinstance(record, SlotMissed | SlotSkipped):
+            return record if record.ts >= self.cutoff else None
+        return None

@@ -41,6 +41,14 @@ Compaction writes a ``checkpoint`` record (the replayed state) as the first reco
 segment, made durable as above, and only then deletes the older segments, oldest first. If that
 is interrupted, the next open finishes it: segments before the newest segment that begins with a
 checkpoint are superseded and removed.
+
+History. Before the checkpoint, compaction rewrites ``history.jsonl`` (framed like a segment,
+the whole file replaced durably): the run and transfer outcomes of the runs started in the last
+``history_days`` (:class:`~b2bd.journal.history.HistoryKeeper`: no pupil digests), taken from
+the previous history file and the segments about to be dropped. Its records keep their sequence
+numbers (with gaps); only those below the live journal's first record count as history, so a
+compaction interrupted before its checkpoint leaves nothing counted twice. Replay (start-up)
+never reads it; ``history``, ``journal cat`` and ``journal verify`` do.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import os
 import re
 import threading
@@ -61,12 +70,14 @@ from typing import Any, Self
 import msgspec
 
 from b2bd.fsync import fsync_dir
+from b2bd.journal.history import DEFAULT_HISTORY_DAYS, HistoryKeeper
 from b2bd.journal.records import Codec, JournalRepaired, Record, build_record, to_json
 from b2bd.journal.state import State, replay, snapshot
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
+HISTORY_FILE = "history.jsonl"
 _SEGMENT_RE = re.compile(r"^(\d{16})\.log$")
 _BROKEN_RE = re.compile(r"^(\d{16}\.log)\.(\d+)(?:\.\d+)?\.broken$")
 _CRC_SUFFIX = b',"crc":"%08x"}'
@@ -371,14 +382,70 @@ def read_segments(
         yield from records
 
 
-def read_journal(state_dir: Path) -> Iterator[Record]:
+def read_journal(state_dir: Path, *, with_history: bool = False) -> Iterator[Record]:
     """Every record of the journal under ``state_dir``, read-only and without taking the lock
     (safe while the daemon runs). A damaged last record, which may be a write in flight, is
-    left out; any other damage raises :class:`JournalDamaged` before a record is yielded."""
-    scan = scan_journal(state_dir / JOURNAL_DIR)
+    left out; any other damage raises :class:`JournalDamaged` before a record is yielded.
+
+    ``with_history``: first the history kept by compactions (:func:`read_history`; damage in
+    it raises :class:`JournalDamaged` when reached)."""
+    directory = state_dir / JOURNAL_DIR
+    scan = scan_journal(directory)
     if scan.damage:
         raise scan.damage[0].error()
-    return read_segments(scan.segments)
+    live = read_segments(scan.segments)
+    if not with_history:
+        return live
+    first = scan.segments[0].first_seq if scan.segments else scan.next_seq
+    return itertools.chain(read_history(directory, first), live)
+
+
+def read_history(directory: Path, before: int) -> Iterator[Record]:
+    """The records of the journal dir's history file with sequence numbers below ``before``
+    (the live journal's first record; see the module docstring). Each line's checksum is
+    checked as it is read: damage raises :class:`JournalDamaged` naming the file and offset."""
+    path = directory / HISTORY_FILE
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        offset = 0
+        last = 0
+        for line in f:
+            record, what = _history_record(line, last)
+            if record is None:
+                raise JournalDamaged(HISTORY_FILE, offset, what)
+            if record.seq >= before:
+                return
+            yield record
+            last = record.seq
+            offset += len(line)
+
+
+def _history_record(line: bytes, last_seq: int) -> tuple[Record | None, str]:
+    if not line.endswith(b"\n"):
+        return None, "incomplete record (the line has no end)"
+    line = line[:-1]
+    if not _line_ok(line):
+        return None, _what_is_wrong(line, last=False)
+    try:
+        record = Codec.decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        return None, f"record does not decode: {exc}"
+    if record.seq <= last_seq:
+        return None, f"record has sequence number {record.seq}, not above {last_seq}"
+    return record, ""
+
+
+def verify_history(directory: Path) -> Damage | None:
+    """The first damage in the history file, if any (for ``journal verify``)."""
+    try:
+        for _ in read_history(directory, before=2**63):
+            pass
+    except JournalDamaged as exc:
+        return Damage(exc.segment, exc.offset, exc.what)
+    return None
 
 
 def read_state(state_dir: Path) -> State:
@@ -424,6 +491,43 @@ def _create_durably(directory: Path, name: str, data: bytes, *, keep_open: bool)
         return fd
     os.close(fd)
     return None
+
+
+class _DurableFile:
+    """A file written in one go under a temporary name and put in place like a segment (fsync,
+    rename over any older version, fsync the directory), or not at all."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.tmp = directory / f".{name}.tmp"
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.file = os.fdopen(fd, "wb")
+        self.count = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.count += 1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+        finally:
+            self.file.close()
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            os.rename(self.tmp, self.directory / self.name)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.directory)
 
 
 def _keep_broken(directory: Path, segment: str, offset: int, data: bytes) -> str:
@@ -484,6 +588,7 @@ class Compaction:
 
     checkpoint: Record
     removed: tuple[str, ...]
+    history: int = 0  # records now in the history file
 
 
 class Journal:
@@ -751,18 +856,22 @@ class Journal:
 
     # compaction --------------------------------------------------------------
 
-    def compact(self) -> Compaction:
-        """Write a checkpoint of the replayed state as the first record of a new segment and
-        delete every older segment. Appends wait while it runs."""
+    def compact(self, *, history_days: int = DEFAULT_HISTORY_DAYS) -> Compaction:
+        """Write the history file (runs of the last ``history_days``), then a checkpoint of the
+        replayed state as the first record of a new segment, and delete every older segment.
+        Appends wait while it runs. Damage in the history file raises :class:`JournalDamaged`
+        and changes nothing; failing to write it raises :class:`JournalError` likewise."""
         with self._lock:
             self._check_usable()
             self._wait_idle()  # when no batch is in flight, nothing is pending either
             old = self._durable_segments()
-            state = replay(read_segments(old))
             seq = self._next_seq
-            record = build_record(
-                "checkpoint", seq, self._clock().astimezone(dt.UTC), {"state": snapshot(state)}
-            )
+            now = self._clock().astimezone(dt.UTC)
+            try:
+                state, kept = self._write_history(old, now - dt.timedelta(days=history_days))
+            except OSError as exc:
+                raise JournalError(f"cannot write {self.directory / HISTORY_FILE}: {exc}") from None
+            record = build_record("checkpoint", seq, now, {"state": snapshot(state)})
             data = frame(record)
             try:
                 fd = _create_durably(self.directory, segment_name(seq), data, keep_open=True)
@@ -782,7 +891,26 @@ class Journal:
                 segment.path.unlink()
                 segment.path.with_name(segment.name + SEAL_SUFFIX).unlink(missing_ok=True)
             fsync_dir(self.directory)
-            return Compaction(record, tuple(s.name for s in old))
+            return Compaction(record, tuple(s.name for s in old), kept)
+
+    def _write_history(self, old: tuple[Segment, ...], cutoff: dt.datetime) -> tuple[State, int]:
+        """Rewrite the history file from the previous one and the segments ``old`` (read once,
+        for the history and the replayed state, which is returned with the records kept)."""
+        keeper = HistoryKeeper(cutoff)
+        first = old[0].first_seq if old else self._next_seq
+        with _DurableFile(self.directory, HISTORY_FILE) as out:
+            for record in read_history(self.directory, first):
+                if (kept := keeper.keep(record)) is not None:
+                    out.write(frame(kept))
+
+            def tee() -> Iterator[Record]:
+                for record in read_segments(old):
+                    if (kept := keeper.keep(record)) is not None:
+                        out.write(frame(kept))
+                    yield record
+
+            state = replay(tee())
+        return state, out.count
 
     # closing -----------------------------------------------------------------
 

@@ -81,6 +81,26 @@ class Outcome(msgspec.Struct, frozen=True, gc=False):
     message: str | None = None
 
 
+class LastSuccess(msgspec.Struct, frozen=True, gc=False):
+    """The newest ``transfer-succeeded`` of one (task, base): when, and in which run."""
+
+    run: str
+    when: UtcTime
+
+
+class Repair(msgspec.Struct, frozen=True, gc=False):
+    """A ``journal-repaired`` not yet acknowledged by ``b2bd journal verify``: where the tail
+    was cut (``segment``, byte ``offset``), how many bytes, the file keeping them, and the
+    repair record's own ``seq`` and time."""
+
+    seq: int
+    when: UtcTime
+    segment: str
+    offset: int
+    length: int
+    broken_file: str
+
+
 class RunInProgress(msgspec.Struct, frozen=True, gc=False):
     """A run with a ``run-started`` and no ``run-finished`` yet."""
 
@@ -107,6 +127,12 @@ class OutcomeEntry(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
+class SuccessEntry(msgspec.Struct, frozen=True, gc=False):
+    task: str
+    base: str
+    success: LastSuccess
+
+
 class WatermarkEntry(msgspec.Struct, frozen=True, gc=False):
     task: str
     base: str
@@ -128,6 +154,10 @@ class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
     rejected_config: tuple[ConfigProblem, ...] = ()
     applied_config: AppliedConfig | None = None
     runs_in_progress: dict[str, RunInProgress] = {}
+    # Added later: a checkpoint written before them restores them as empty (last successes
+    # are then taken from ``last_outcome`` where that is a success).
+    last_success: tuple[SuccessEntry, ...] = ()
+    repairs: tuple[Repair, ...] = ()
 
 
 # -- the record types ------------------------------------------------------------------------------
@@ -228,6 +258,13 @@ class JournalRepaired(_Typed, frozen=True, tag="journal-repaired", gc=False):
     broken_file: str
 
 
+class RepairsAcknowledged(_Typed, frozen=True, tag="repairs-acknowledged", gc=False):
+    """``b2bd journal verify`` found the journal intact and showed the repairs up to and
+    including the ``journal-repaired`` record ``up_to``: ``status`` stops showing them."""
+
+    up_to: int
+
+
 class Checkpoint(_Typed, frozen=True, tag="checkpoint", gc=False):
     """The whole replayed state so far; always the first record of its segment."""
 
@@ -247,6 +284,7 @@ AnyRecord = (
     | SlotSkipped
     | RunFinished
     | JournalRepaired
+    | RepairsAcknowledged
     | Checkpoint
 )
 

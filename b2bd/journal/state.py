@@ -7,9 +7,10 @@
 - ``run-finished``: the run is no longer in progress; if it is the task's last run, that run
   gets its outcome and end time.
 - ``transfer-succeeded`` / ``-failed`` / ``-skipped``: the latest outcome of (task, base), with the
-  failure's reason class and message. Only ``transfer-succeeded`` touches the watermark (set to
-  the record's watermark; a ``null`` watermark keeps the previous one) and the leavers memory
-  (its ``pupils`` digests are added to the base's set; nothing ever removes them).
+  failure's reason class and message. Only ``transfer-succeeded`` touches the last success of
+  (task, base), the watermark (set to the record's watermark; a ``null`` watermark keeps the
+  previous one) and the leavers memory (its ``pupils`` digests are added to the base's set;
+  nothing ever removes them).
 - ``slot-missed``, ``slot-skipped`` and ``run-started`` (not manual) move the task's last slot
   decided: catch-up after a restart starts after it, so a missed slot is journaled once.
 - ``config-rejected``: its problems are the config problems in force. ``config-applied``
@@ -18,7 +19,9 @@
   ``config-applied`` first, then ``config-rejected``, or puts the problems on ``config-applied``.
 - ``checkpoint``: the state is replaced by the one it carries (which was the replay of every
   record before it, so replaying from the start or from the checkpoint gives the same state).
-- ``daemon-started``, ``daemon-stopped``, ``journal-repaired``: no state.
+- ``journal-repaired``: a repair to show until acknowledged; ``repairs-acknowledged`` drops the
+  repairs up to its ``up_to`` sequence number.
+- ``daemon-started``, ``daemon-stopped``: no state.
 
 A run started and never finished (the daemon died) stays in ``runs_in_progress`` until a
 ``run-finished`` closes it; the daemon decides what to do about it at start-up.
@@ -40,15 +43,19 @@ from b2bd.journal.records import (
     DaemonStopped,
     JournalRepaired,
     LastRun,
+    LastSuccess,
     Outcome,
     OutcomeEntry,
     Record,
+    Repair,
+    RepairsAcknowledged,
     RunFinished,
     RunInProgress,
     RunStarted,
     SlotMissed,
     SlotSkipped,
     StateSnapshot,
+    SuccessEntry,
     TransferFailed,
     TransferSkipped,
     TransferSucceeded,
@@ -72,6 +79,8 @@ class State:
     rejected_config: tuple[ConfigProblem, ...] = ()
     applied_config: AppliedConfig | None = None
     runs_in_progress: Mapping[str, RunInProgress] = field(default_factory=dict)
+    last_success: Mapping[TaskBase, LastSuccess] = field(default_factory=dict)
+    repairs: tuple[Repair, ...] = ()
 
     def failing(self, task: str) -> dict[str, Outcome]:
         """The task's bases whose latest transfer failed, by base id."""
@@ -93,7 +102,9 @@ class _Replay:
         "leavers",
         "outcome",
         "rejected",
+        "repairs",
         "started",
+        "success",
         "watermark",
     )
 
@@ -107,6 +118,8 @@ class _Replay:
         self.rejected = state.rejected_config
         self.applied = state.applied_config
         self.in_progress = dict(state.runs_in_progress)
+        self.success = dict(state.last_success)
+        self.repairs = state.repairs
 
     def state(self) -> State:
         return State(
@@ -119,6 +132,8 @@ class _Replay:
             rejected_config=self.rejected,
             applied_config=self.applied,
             runs_in_progress=self.in_progress,
+            last_success=self.success,
+            repairs=self.repairs,
         )
 
     def _decided(self, task: str, slot: dt.datetime) -> None:
@@ -145,6 +160,7 @@ class _Replay:
     def succeeded(self, r: TransferSucceeded | TransferSucceededBrief) -> None:
         key = (r.task, r.base)
         self.outcome[key] = Outcome("succeeded", r.ts, r.run)
+        self.success[key] = LastSuccess(r.run, r.ts)
         if r.watermark is not None or key not in self.watermark:
             self.watermark[key] = r.watermark
         if r.pupils:
@@ -173,6 +189,13 @@ class _Replay:
     def config_rejected(self, r: ConfigRejected) -> None:
         self.rejected = r.problems
 
+    def repaired(self, r: JournalRepaired) -> None:
+        repair = Repair(r.seq, r.ts, r.segment, r.offset, r.length, r.broken_file)
+        self.repairs = (*self.repairs, repair)
+
+    def acknowledged(self, r: RepairsAcknowledged) -> None:
+        self.repairs = tuple(x for x in self.repairs if x.seq > r.up_to)
+
     def checkpoint(self, r: Checkpoint) -> None:
         _Replay.__init__(self, restore(r.state))
 
@@ -194,7 +217,8 @@ _APPLY: dict[type[Record], Callable[[_Replay, Record], None]] = {
     Checkpoint: _Replay.checkpoint,  # type: ignore[dict-item]
     DaemonStarted: _Replay.nothing,
     DaemonStopped: _Replay.nothing,
-    JournalRepaired: _Replay.nothing,
+    JournalRepaired: _Replay.repaired,  # type: ignore[dict-item]
+    RepairsAcknowledged: _Replay.acknowledged,  # type: ignore[dict-item]
 }
 
 
@@ -225,19 +249,33 @@ def snapshot(state: State) -> StateSnapshot:
         rejected_config=state.rejected_config,
         applied_config=state.applied_config,
         runs_in_progress=dict(sorted(state.runs_in_progress.items())),
+        last_success=tuple(
+            SuccessEntry(task, base, success)
+            for (task, base), success in sorted(state.last_success.items())
+        ),
+        repairs=state.repairs,
     )
 
 
 def restore(snap: StateSnapshot) -> State:
-    """The inverse of :func:`snapshot`."""
+    """The inverse of :func:`snapshot`. A checkpoint from before last successes were kept gives
+    the latest outcomes that are successes."""
+    last_outcome = {(e.task, e.base): e.outcome for e in snap.last_outcome}
+    last_success = {(e.task, e.base): e.success for e in snap.last_success} or {
+        key: LastSuccess(o.run, o.when)
+        for key, o in last_outcome.items()
+        if o.outcome == "succeeded"
+    }
     return State(
         last_slot_started=dict(snap.last_slot_started),
         last_slot_decided=dict(snap.last_slot_decided),
         last_run=dict(snap.last_run),
-        last_outcome={(e.task, e.base): e.outcome for e in snap.last_outcome},
+        last_outcome=last_outcome,
         watermark={(e.task, e.base): e.watermark for e in snap.watermark},
         leavers={base: frozenset(keys) for base, keys in snap.leavers.items()},
         rejected_config=snap.rejected_config,
         applied_config=snap.applied_config,
         runs_in_progress=dict(snap.runs_in_progress),
+        last_success=last_success,
+        repairs=snap.repairs,
     )

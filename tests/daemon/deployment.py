@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,8 @@ BASE = """\
     endpoint: {{type: directory, path: {path}}}
 """
 
+REPO = Path(__file__).resolve().parents[2]
+
 TASK = """\
 id: {id}
 direction: from-school
@@ -58,6 +61,18 @@ class Deployment:
         (self.config / "tasks").mkdir(parents=True)
         self.config.joinpath("b2bd.yaml").write_text(SETTINGS.format(state=self.state, la=self.la))
         self.bases: list[str] = []
+
+    @classmethod
+    def example(cls, root: Path) -> Deployment:
+        """A copy of the shipped example (config/ and examples/), as README's first command
+        runs it: state in ``root/var/state``, deliveries in ``root/var/la``."""
+        for name in ("config", "examples"):
+            shutil.copytree(REPO / name, root / name)
+        d = cls.__new__(cls)
+        d.root, d.config, d.schools = root, root / "config", root / "examples" / "schools"
+        d.state, d.la = root / "var" / "state", root / "var" / "la"
+        d.bases = []
+        return d
 
     def add_school(self, laestab: str, *, fifo: bool = False) -> Path:
         """A tiny generated export; with ``fifo`` its pupils file is a named pipe, so a transfer

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
+import subprocess
+import sys
 
 from deployment import (
     Deployment,
@@ -201,3 +204,43 @@ def test_a_slot_inside_the_spring_forward_gap_runs_once_when_the_gap_ends(deploy
         code, out = stop_daemon(proc)
     assert code == 0, out
     assert [r["slot"] for r in deployment.records("run-started")] == ["2027-03-28T01:00:00Z"]
+
+
+def test_run_now_on_the_example_logs_its_warnings_and_each_tasks_next_slot(tmp_path) -> None:
+    """README's first command on a copy of the shipped example: the deliberate warnings of the
+    example config are logged at start, and --now logs when each task runs next."""
+    d = Deployment.example(tmp_path)
+    expected = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "b2bd", "validate", "--config", str(tmp_path / "config"),
+             "--format", "json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    warnings = {(p["file"], p["line"], p["rule"]) for p in expected["problems"]}
+    assert len(warnings) == 4  # the example's deliberate ones (README, "Validation")
+    proc = start_daemon(d, None, "--now")
+    try:
+        d.wait_for(lambda: len(d.records("run-finished")) == expected["tasks"], 60, "--now runs")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    events = [json.loads(line) for line in out.splitlines()]
+    logged = {(e["file"], e["line"], e["rule"]) for e in events if e["event"] == "config-warning"}
+    assert logged == warnings
+    assert all(e["level"] == "warning" for e in events if e["event"] == "config-warning")
+    nxt = {e["task"]: e["slot"] for e in events if e["event"] == "next-slot"}
+    assert len(nxt) == expected["tasks"]
+    plan = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "b2bd", "--config", str(tmp_path / "config"), "plan",
+             "--format", "json", "--count", "500"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    first = {}
+    for slot in plan:
+        first.setdefault(slot["task"], slot["slot"])
+    assert {t: dt.datetime.fromisoformat(s) for t, s in nxt.items()} == {
+        t: dt.datetime.fromisoformat(s) for t, s in first.items()
+    }

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,6 +122,32 @@ def test_config_problems_in_force():
     assert cleared.rejected_config == ()
 
 
+def test_last_success_survives_later_failures_and_repairs_until_acknowledged():
+    repaired = {"segment": "0000000000000001.log", "offset": 10, "length": 5,
+                "broken_file": "0000000000000001.log.10.broken"}  # fmt: skip
+    state = replay(
+        records(
+            started("t/1", "t", T0),
+            succeeded("t/1", "t", "8814001", None),
+            ("journal-repaired", repaired),
+            started("t/2", "t", T0 + H),
+            failed("t/2", "t", "8814001"),
+            ("journal-repaired", {**repaired, "offset": 20}),
+        )
+    )
+    assert state.last_outcome[("t", "8814001")].outcome == "failed"
+    assert state.last_success[("t", "8814001")].run == "t/1"
+    assert [(r.seq, r.offset) for r in state.repairs] == [(3, 10), (6, 20)]
+    acknowledged = replay(records(("repairs-acknowledged", {"up_to": 3})), state)
+    assert [r.offset for r in acknowledged.repairs] == [20]
+
+
+def test_a_checkpoint_without_last_successes_takes_them_from_the_latest_outcomes():
+    state = replay(records(started("t/1", "t", T0), succeeded("t/1", "t", "8814001", None)))
+    old = msgspec.structs.replace(snapshot(state), last_success=())
+    assert restore(old).last_success == state.last_success
+
+
 # -- property: replay equals replay of the compacted journal ---------------------------------------
 
 TASKS = st.sampled_from(["t", "u", "v"])
@@ -169,6 +196,19 @@ RECORD = st.one_of(
         st.sampled_from([[], [PROBLEM]]),
     ),
     st.just(("daemon-started", {"pid": 1, "version": "0.1.0"})),
+    st.builds(
+        lambda offset: (
+            "journal-repaired",
+            {
+                "segment": "0000000000000001.log",
+                "offset": offset,
+                "length": 7,
+                "broken_file": f"0000000000000001.log.{offset}.broken",
+            },
+        ),
+        st.integers(0, 999),
+    ),
+    st.builds(lambda up_to: ("repairs-acknowledged", {"up_to": up_to}), st.integers(0, 40)),
 )
 
 
@@ -219,6 +259,9 @@ def test_journal_state_equals_pure_replay_across_compaction(before, after):
     assert got.last_slot_started == expected.last_slot_started
     assert got.last_slot_decided == expected.last_slot_decided
     assert got.rejected_config == expected.rejected_config
+    assert {k: v.run for k, v in got.last_success.items()} == {
+        k: v.run for k, v in expected.last_success.items()
+    }
     assert {k: v.outcome for k, v in got.last_outcome.items()} == {
         k: v.outcome for k, v in expected.last_outcome.items()
     }
