@@ -52,6 +52,7 @@ CHECK_FOR_REASON: dict[FailureReason, str] = {
     "auth": "reachable",
     "bad-data": "manifest",
     "prerequisite": "services-manager",
+    "local": "connector",
     "internal": "connector",
 }
 """Which live check a connector's refusal belongs to, by its reason class."""
@@ -144,17 +145,20 @@ def _attainment_one(settings: Settings) -> list[str]:
 def manifest_checks(base: Base, manifest: Manifest) -> list[Check]:
     """What an accepted manifest says, compared with bases.yaml (pure)."""
     checks = [Check("services-manager", "pass", manifest.services_manager or "not applicable")]
+    # Values from the export are never quoted (DESIGN section 5, "nothing echoed"): a school's
+    # manifest may hold anything. Only bases.yaml's values, which the LA wrote, are shown.
     if manifest.mis != base.mis:
         checks.append(
             Check(
                 "mis",
                 "fail",
-                f"export says {manifest.mis}, bases.yaml says {base.mis}: correct bases.yaml",
+                f"the export's MIS is not bases.yaml's {base.mis}: check the school's MIS and "
+                "correct bases.yaml",
                 "prerequisite",
             )
         )
     else:
-        checks.append(Check("mis", "pass", manifest.mis))
+        checks.append(Check("mis", "pass", base.mis))
     checks.append(_sims_version_check(base, manifest.sims_version))
     return checks
 
@@ -165,16 +169,18 @@ def _sims_version_check(base: Base, reported: str | None) -> Check:
     try:
         agrees = version_tuple(reported) == version_tuple(base.sims_version)
     except ValueError:
-        return Check("sims-version", "fail", f"export reports {reported!r}", "bad-data")
+        return Check(
+            "sims-version", "fail", "the export's sims_version is not a version number", "bad-data"
+        )
     if not agrees:
         return Check(
             "sims-version",
             "fail",
-            f"export says SIMS {reported}, bases.yaml says {base.sims_version}: "
-            "correct bases.yaml, then run preflight again",
+            f"the export's SIMS version is not bases.yaml's {base.sims_version}: check the "
+            "school's SIMS release (manifest.json), correct bases.yaml, then run preflight again",
             "prerequisite",
         )
-    return Check("sims-version", "pass", reported)
+    return Check("sims-version", "pass", base.sims_version)
 
 
 # ---- live (I/O through the connector) ---------------------------------------------------------

@@ -19,6 +19,9 @@ benchmarks exercise the same paths real data would:
 - bulk-deleted leavers: some leavers' pupil record, marks and results are gone and
   ``deletions.jsonl`` says so; others kept their pupil record but lost their marks.
 
+Every manifest lists its data files with their record counts and sha256 (``files``), so the
+directory connector checks that what it reads is what was exported (DESIGN section 5).
+
 Output is byte-identical for the same arguments (every pupil draws from its own
 ``random.Random`` seeded by ``(seed, laestab, index)``); nothing reads the clock. Large mark
 files for benchmarks are streamed (:func:`write_bench_export`), never held in memory.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -153,12 +157,20 @@ class SamplePupil:
 
 @dataclass
 class Counts:
-    """Records written per file."""
+    """Records written per file, and each file's ``{"records": N, "sha256": H}`` for the
+    manifest (by file name)."""
 
     pupils: int = 0
     marks: int = 0
     results: int = 0
     deletions: int = 0
+    files: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
+
+    def write(self, path: Path, lines: Iterator[bytes]) -> int:
+        """Write ``path`` (:func:`_write_atomic_lines`), remembering its facts."""
+        count, digest = _write_atomic_lines(path, lines)
+        self.files[path.name] = {"records": count, "sha256": digest}
+        return count
 
 
 # -- the school calendar ------------------------------------------------------------------
@@ -506,19 +518,22 @@ def _results_for(spec: SchoolSpec, sample: SamplePupil) -> Iterator[Result]:
 # -- writing --------------------------------------------------------------------------------
 
 
-def _write_atomic_lines(path: Path, lines: Iterator[bytes]) -> int:
-    """Write lines to ``path`` via a temporary file and rename; return the line count."""
+def _write_atomic_lines(path: Path, lines: Iterator[bytes]) -> tuple[int, str]:
+    """Write lines to ``path`` via a temporary file and rename; return the line count and the
+    file's sha256."""
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
+    digest = hashlib.sha256()
     with tmp.open("wb", buffering=1 << 20) as handle:
         for line in lines:
             handle.write(line)
+            digest.update(line)
             count += 1
     os.replace(tmp, path)
-    return count
+    return count, digest.hexdigest()
 
 
-def _manifest(spec: SchoolSpec, *, outbound: bool = False) -> bytes:
+def _manifest(spec: SchoolSpec, counts: Counts, *, outbound: bool = False) -> bytes:
     doc: dict[str, object] = {
         "mis": "one" if outbound else spec.mis,
         "exported_at": spec.exported_at,
@@ -527,6 +542,7 @@ def _manifest(spec: SchoolSpec, *, outbound: bool = False) -> bytes:
     if not outbound:
         doc["sims_version"] = spec.sims_version
         doc["services_manager"] = spec.services_manager
+    doc["files"] = dict(sorted(counts.files.items()))
     return json.dumps(doc, indent=2).encode() + b"\n"
 
 
@@ -536,17 +552,17 @@ def write_export(out_dir: Path, spec: SchoolSpec) -> Counts:
     encoder = msgspec.json.Encoder()
     pupils = generate_pupils(spec)
     counts = Counts()
-    counts.pupils = _write_atomic_lines(
+    counts.pupils = counts.write(
         out_dir / "pupils.jsonl",
         (encoder.encode(p.record) + b"\n" for p in pupils if not p.pupil_deleted),
     )
     days = school_days(spec.first_mark_day, spec.marks_until)
     deletions = _deletions(spec, pupils, days)
     removed = frozenset(d.key for d in deletions if d.record == "mark")
-    counts.marks = _write_atomic_lines(
+    counts.marks = counts.write(
         out_dir / "attendance.jsonl", iter_mark_lines(spec, pupils, days, removed)
     )
-    counts.results = _write_atomic_lines(
+    counts.results = counts.write(
         out_dir / "results.jsonl",
         (
             encoder.encode(r) + b"\n"
@@ -555,11 +571,11 @@ def write_export(out_dir: Path, spec: SchoolSpec) -> Counts:
             for r in _results_for(spec, p)
         ),
     )
-    counts.deletions = _write_atomic_lines(
+    counts.deletions = counts.write(
         out_dir / "deletions.jsonl",
         (encoder.encode(d) + b"\n" for d in deletions),
     )
-    (out_dir / "manifest.json").write_bytes(_manifest(spec))
+    (out_dir / "manifest.json").write_bytes(_manifest(spec, counts))
     return counts
 
 
@@ -614,17 +630,17 @@ def write_la_outbound(la_store: Path, spec: SchoolSpec, changes: int = 20) -> Co
             )
         )
     counts = Counts()
-    counts.pupils = _write_atomic_lines(
+    counts.pupils = counts.write(
         out_dir / "pupils.jsonl", (encoder.encode(r) + b"\n" for r in records)
     )
     deletions = []
     if len(pupils) > changes:
         gone = pupils[rng.randrange(len(pupils))].record
         deletions.append(Deletion(record="pupil", key=gone.upn, deleted_at=spec.exported_at))
-    counts.deletions = _write_atomic_lines(
+    counts.deletions = counts.write(
         out_dir / "deletions.jsonl", (encoder.encode(d) + b"\n" for d in deletions)
     )
-    (out_dir / "manifest.json").write_bytes(_manifest(spec, outbound=True))
+    (out_dir / "manifest.json").write_bytes(_manifest(spec, counts, outbound=True))
     return counts
 
 
@@ -656,19 +672,17 @@ def write_bench_export(
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = msgspec.json.Encoder()
     counts = Counts()
-    counts.pupils = _write_atomic_lines(
+    counts.pupils = counts.write(
         out_dir / "pupils.jsonl",
         (encoder.encode(p.record) + b"\n" for p in pupils if not p.pupil_deleted),
     )
     marks = iter_mark_lines(spec, pupils, days)
-    counts.marks = _write_atomic_lines(
-        out_dir / "attendance.jsonl", itertools.islice(marks, n_marks)
-    )
+    counts.marks = counts.write(out_dir / "attendance.jsonl", itertools.islice(marks, n_marks))
     if counts.marks < n_marks:
         raise RuntimeError(f"generated only {counts.marks} of {n_marks} marks")
-    for name in ("results.jsonl", "deletions.jsonl"):
-        (out_dir / name).write_bytes(b"")
-    (out_dir / "manifest.json").write_bytes(_manifest(spec))
+    counts.write(out_dir / "results.jsonl", iter(()))
+    counts.write(out_dir / "deletions.jsonl", iter(()))
+    (out_dir / "manifest.json").write_bytes(_manifest(spec, counts))
     return counts
 
 
@@ -676,7 +690,7 @@ def write_marks(path: Path, n_marks: int, seed: int = 1, laestab: str = "8814001
     """Just an ``attendance.jsonl`` of exactly ``n_marks`` lines at ``path`` (streamed)."""
     spec, pupils, days = _bench_school(n_marks, seed, laestab)
     marks = iter_mark_lines(spec, pupils, days)
-    return _write_atomic_lines(path, itertools.islice(marks, n_marks))
+    return _write_atomic_lines(path, itertools.islice(marks, n_marks))[0]
 
 
 # -- the shipped examples -------------------------------------------------------------------

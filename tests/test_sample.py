@@ -37,9 +37,14 @@ def digest(folder):
 
 
 def read_all(folder, **kw):
+    """Every record of every file the folder has (the manifest's ``files`` are checked)."""
     source = DirectorySource(folder, **kw)
     source.manifest()
-    return {kind: [record for _, record in source.read(kind)] for kind in FILES}
+    return {
+        kind: [record for _, record in source.read(kind)]
+        for kind, name in FILES.items()
+        if (folder / name).exists()
+    }
 
 
 SPEC = SchoolSpec("8814001", "secondary", pupils=60, seed=7, marks_from=dt.date(2026, 5, 1))

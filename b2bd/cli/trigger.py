@@ -104,6 +104,8 @@ def transfer_json(t: TransferResult) -> dict[str, Any]:
         "counts": t.counts,
         "rejected": t.rejected,
         "rejected_by_reason": t.rejected_by_reason,
+        "dropped": t.dropped,
+        "read": t.read,
         "missing": t.missing,
         "watermark": t.watermark,
         "delivery": str(t.delivery) if t.delivery else None,
@@ -130,7 +132,9 @@ def run_text(result: RunResult) -> list[str]:
     for t in result.transfers:
         if t.outcome == "succeeded":
             counts = " ".join(f"{kind}={n}" for kind, n in t.counts.items()) or "nothing"
-            extra = f"rejected={t.rejected} missing={t.missing}"
+            extra = f"read={t.read} rejected={t.rejected} missing={t.missing}"
+            if t.rejected_by_reason:
+                extra += " (" + ", ".join(f"{r}={n}" for r, n in t.rejected_by_reason.items()) + ")"
             lines.append(f"  {t.base}  succeeded  {counts}  {extra}  -> {t.delivery}")
         else:
             tries = f" after {t.attempts} attempts" if t.attempts > 1 else ""

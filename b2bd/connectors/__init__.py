@@ -5,15 +5,23 @@ The read side of a connector is a :class:`Source`:
 - ``manifest() -> Manifest``: what the endpoint says about itself (MIS, versions, whether SIMS
   Services Manager is running, export time). Raises :class:`ConnectorError` when the endpoint
   cannot be used at all.
-- ``read(kind) -> Iterator[tuple[bytes, Record | Rejection]]``: every record of one kind,
-  streamed in source order, each with its raw JSON line (no newline). A rejected line comes
-  with its :class:`~b2bd.records.check.Rejection` and must be counted, never passed on. An
+- ``read(kind, *, deadline) -> Iterator[tuple[bytes, Record | Rejection]]``: every record of
+  one kind, streamed in source order, each with its raw JSON line (no newline). A rejected line
+  comes with its :class:`~b2bd.records.check.Rejection` and must be counted, never passed on
+  (a line over :data:`LINE_LIMIT` bytes comes as ``(b"", TOO_LONG)``: it is never held). An
   accepted line's bytes may be written to a delivery as they are (see
-  :func:`b2bd.records.model.tagged_line`), which is the fast path. A kind the endpoint has no
-  data for yields nothing.
+  :func:`b2bd.records.model.tagged_line`), which is the fast path. ``deadline`` is called as
+  bytes arrive (at least once per MiB or per network response) and raises when the transfer's
+  time is up. A kind the data type needs but the endpoint cannot provide is ``bad-data``
+  (DESIGN section 5, integrity), except deletions: none is an empty list. The iterator ends
+  normally only when the kind's data was read completely (and matched any counts or checksum
+  the export declared); otherwise it raises.
 
 Failures are :class:`ConnectorError` with one of DESIGN section 5's reason classes; only
-``unreachable`` and ``timeout`` are transient (worth a retry).
+``unreachable`` and ``timeout`` are transient (worth a retry). ``local`` is the LA's own side
+(the LA store, state dir or a delivery folder: permission, read-only, full, a symlink where our
+folder should be): never retried per transfer. A message names files, fields, lines and rules,
+never a value read from the endpoint (:func:`b2bd.records.check.redact` for anything else).
 
 :func:`open_source` maps a base's :class:`~b2bd.config.model.Endpoint` to its Source through
 ``SOURCES``, a table keyed by endpoint type; a new connector adds one entry.
@@ -31,9 +39,24 @@ from b2bd.records.model import Record, RecordKind
 if TYPE_CHECKING:
     from b2bd.config.model import Endpoint
 
-FailureReason = Literal["unreachable", "timeout", "auth", "bad-data", "prerequisite", "internal"]
+FailureReason = Literal[
+    "unreachable", "timeout", "auth", "bad-data", "prerequisite", "local", "internal"
+]
 TRANSIENT: frozenset[FailureReason] = frozenset({"unreachable", "timeout"})
 """Reason classes a retry may cure."""
+
+LINE_LIMIT = 64 * 1024
+"""Bytes in one record line (without its newline) beyond which it is rejected ``too-long``."""
+
+TOO_LONG = Rejection("too-long")
+"""What :meth:`Source.read` yields (with ``b""``) for a line over :data:`LINE_LIMIT`."""
+
+Deadline = Callable[[], None]
+"""Raises when the transfer's time is up; sources call it as bytes arrive."""
+
+
+def no_deadline() -> None:
+    """A :data:`Deadline` that never expires."""
 
 
 class ConnectorError(Exception):
@@ -70,7 +93,9 @@ class Source(Protocol):
 
     def manifest(self) -> Manifest: ...
 
-    def read(self, kind: RecordKind) -> Iterator[tuple[bytes, Record | Rejection]]: ...
+    def read(
+        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+    ) -> Iterator[tuple[bytes, Record | Rejection]]: ...
 
 
 def _directory_source(endpoint: Endpoint, laestab: str | None) -> Source:

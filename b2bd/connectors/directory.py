@@ -1,32 +1,53 @@
-"""The ``directory`` connector, read side: a school's export folder (DESIGN section 6).
+"""The ``directory`` connector, read side: a school's export folder (DESIGN sections 5 and 6).
 
-Layout of an export folder (a school's, or the LA's ``<la_store>/outbound/<base>/``)::
+Layout of an export folder (a school's, or the LA's ``<la_outbound>/<base>/``)::
 
     manifest.json      {"mis": "sims", "sims_version": "7.214", "services_manager": "running",
-                        "exported_at": "2026-11-27T18:00:00Z", "laestab": "8814001"}
-    pupils.jsonl       one pupil record per line      (kind "pupil")
-    attendance.jsonl   one session mark per line      (kind "mark")
-    results.jsonl      one result per line            (kind "result")
-    deletions.jsonl    one deletion per line          (kind "deletion")
+                        "exported_at": "2026-11-27T18:00:00Z", "laestab": "8814001",
+                        "files": {"pupils.jsonl": {"records": 812, "sha256": "..."}, ...}}
+    pupils.jsonl       one pupil record per line      (kind "pupil")       required
+    attendance.jsonl   one session mark per line      (kind "mark")        required to read marks
+    results.jsonl      one result per line            (kind "result")      required to read results
+    deletions.jsonl    one deletion per line          (kind "deletion")    optional (none = empty)
 
-Every data file is optional: a missing one means "no records of that kind". Files are read
-line by line through a buffered binary reader, so memory does not grow with the file.
+The folder is untrusted (DESIGN section 6): everything is opened through
+:class:`b2bd.confined.Folder` (no symlink followed below the configured path, regular files
+only, opened non-blocking so a FIFO is refused rather than waited on). Files are read in 1 MiB
+chunks; the transfer's deadline is checked per chunk; a line over
+:data:`~b2bd.connectors.LINE_LIMIT` is rejected ``too-long`` and skipped to its newline without
+being held; a UTF-8 BOM at the start of a file is dropped; blank lines are not records.
+
+Integrity (DESIGN section 5): a file the data type needs is ``bad-data`` when missing or not a
+regular file; when the manifest lists a file under ``files`` with ``records`` (non-blank lines)
+and/or ``sha256`` (of the file's bytes), the file is checked against them once read to the end,
+and a mismatch (a truncated or replaced file) is ``bad-data`` before the transfer can succeed. A
+file listed there must exist.
 
 Failure classes: folder missing, not a folder or unreadable -> ``unreachable`` (transient: a
 share may come back); manifest missing, not JSON or malformed, or naming another LAESTAB ->
-``bad-data``; services_manager ``stopped`` (or absent where required) -> ``prerequisite``.
+``bad-data``; services_manager ``stopped`` (or absent where required) -> ``prerequisite``. No
+message quotes a value from the manifest or the files: they name the file, field, line and rule.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from b2bd.connectors import ConnectorError, Manifest
+from b2bd.confined import ConfinedError, Folder, Kind
+from b2bd.connectors import (
+    LINE_LIMIT,
+    TOO_LONG,
+    ConnectorError,
+    Deadline,
+    FailureReason,
+    Manifest,
+    no_deadline,
+)
 from b2bd.records.check import RecordDecoder, Rejection, is_utc_time
 from b2bd.records.model import Record, RecordKind
 
@@ -38,75 +59,94 @@ FILES: dict[RecordKind, str] = {
     "deletion": "deletions.jsonl",
 }
 """Record kind -> its file name in an export folder."""
+OPTIONAL: frozenset[RecordKind] = frozenset({"deletion"})
+"""Kinds whose file may be absent (meaning: none)."""
 
-_READ_BUFFER = 1 << 20
+READ_REASON: dict[Kind, FailureReason] = {
+    "missing": "bad-data",
+    "not-ours": "bad-data",
+    "denied": "bad-data",
+    "read-only": "unreachable",
+    "full": "unreachable",
+    "unreachable": "unreachable",
+    "failed": "unreachable",
+}
+"""Reason class of a file in the export that cannot be read, by what is wrong with it."""
+BELOW_REASON: dict[Kind, FailureReason] = {
+    **dict.fromkeys(READ_REASON, "unreachable"),
+    "not-ours": "bad-data",
+}
+"""... of a folder below the configured path (a symlink there is never followed: ``bad-data``).
+The configured folder itself that cannot be opened is ``unreachable`` (a share not mounted)."""
+
 _MAX_MANIFEST = 1 << 16
+_BOM = b"\xef\xbb\xbf"
+_NL = b"\n"
+_SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class _FileFacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    records: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    sha256: Annotated[str, msgspec.Meta(pattern=_SHA256_HEX)] | None = None
 
 
 class _ManifestDoc(msgspec.Struct, frozen=True):
     # Unknown fields are allowed: an export tool may add its own, and none of them matter here.
-    mis: str
+    mis: Annotated[str, msgspec.Meta(max_length=64)]
     exported_at: str
     services_manager: Literal["running", "stopped"] | None = None
-    sims_version: str | None = None
+    sims_version: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     laestab: str | None = None
+    files: dict[str, _FileFacts] | None = None
+
+
+def _manifest_problem(error: msgspec.DecodeError) -> str:
+    """A fixed description of what is wrong with a manifest: msgspec's message may quote the
+    offending value, so only the field path it names is kept."""
+    text = str(error)
+    if isinstance(error, msgspec.ValidationError):
+        if "Object missing required field" in text:
+            return "a required field (mis, exported_at) is missing"
+        at = text.rfind("- at `$")
+        where = text[at + 6 : text.index("`", at + 6)] if at >= 0 else "$"
+        field = where.split("[")[0].split(".")
+        name = ".".join(part for part in field[1:] if part) or "the document"
+        if name == "files":
+            return "files: every entry must be {records: N, sha256: 64 hex digits}"
+        return f"field {name[:40]}: wrong type or value"
+    return "not a JSON object"
 
 
 class DirectorySource:
     """Reads one export folder.
 
-    ``laestab``: when given, the manifest's ``laestab`` (if it has one) must equal it, so a
-    base whose path points at another school's folder fails as ``bad-data`` instead of
-    delivering the wrong children's data. ``require_services_manager``: a school export must
-    say SIMS Services Manager is ``running``; the LA's own outbound store passes False.
+    ``path`` is the configured folder (it may itself be a symlink set by the LA); ``below``
+    names sub-folders of it to read instead (the LA outbound store's ``<base>``), reached
+    without following symlinks. ``laestab``: when given, the manifest's ``laestab`` (if it has
+    one) must equal it, so a base whose path points at another school's folder fails as
+    ``bad-data`` instead of delivering the wrong children's data. ``require_services_manager``:
+    a school export must say SIMS Services Manager is ``running``; the LA's own outbound store
+    passes False.
     """
 
     def __init__(
         self,
         path: Path,
         *,
+        below: tuple[str, ...] = (),
         laestab: str | None = None,
         require_services_manager: bool = True,
     ) -> None:
-        self.path = Path(path)
+        self.root = Path(path)
+        self.below = below
+        self.path = self.root.joinpath(*below)
         self.laestab = laestab
         self.require_services_manager = require_services_manager
+        self._doc: _ManifestDoc | None = None
 
     def manifest(self) -> Manifest:
         """The folder's manifest, checked (see the module docstring for the failure classes)."""
-        self._check_folder()
-        manifest_path = self.path / MANIFEST_FILE
-        try:
-            with manifest_path.open("rb") as handle:
-                data = handle.read(_MAX_MANIFEST + 1)
-        except FileNotFoundError:
-            raise ConnectorError("bad-data", f"{manifest_path}: no manifest") from None
-        except IsADirectoryError:
-            raise ConnectorError("bad-data", f"{manifest_path}: not a file") from None
-        except OSError as error:
-            raise ConnectorError(
-                "unreachable", f"{manifest_path}: {error.strerror or error}"
-            ) from None
-        if len(data) > _MAX_MANIFEST:
-            raise ConnectorError("bad-data", f"{manifest_path}: larger than 64 KiB")
-        try:
-            doc = msgspec.json.decode(data, type=_ManifestDoc)
-        except msgspec.DecodeError as error:
-            raise ConnectorError("bad-data", f"{manifest_path}: {error}") from None
-        if not is_utc_time(doc.exported_at):
-            raise ConnectorError(
-                "bad-data", f"{manifest_path}: exported_at is not YYYY-MM-DDTHH:MM:SSZ"
-            )
-        if self.laestab is not None and doc.laestab is not None and doc.laestab != self.laestab:
-            raise ConnectorError(
-                "bad-data",
-                f"{manifest_path}: export is for {doc.laestab}, expected {self.laestab}",
-            )
-        if self.require_services_manager and doc.services_manager != "running":
-            state = doc.services_manager or "not reported"
-            raise ConnectorError(
-                "prerequisite", f"{manifest_path}: SIMS Services Manager is {state}"
-            )
+        doc = self._manifest_doc()
         return Manifest(
             mis=doc.mis,
             exported_at=doc.exported_at,
@@ -115,41 +155,168 @@ class DirectorySource:
             laestab=doc.laestab,
         )
 
-    def read(self, kind: RecordKind) -> Iterator[tuple[bytes, Record | Rejection]]:
-        """Stream every line of ``kind``'s file as (raw line without newline, record or
-        rejection). Blank lines are skipped. A missing file yields nothing; a folder or file
-        that cannot be read raises ConnectorError("unreachable") (also mid-file)."""
+    def _manifest_doc(self) -> _ManifestDoc:
+        with self._folder() as folder:
+            try:
+                data = folder.read_small(MANIFEST_FILE, _MAX_MANIFEST)
+            except ConfinedError as error:
+                if error.kind == "missing":
+                    raise ConnectorError("bad-data", f"{error.path}: no manifest") from None
+                raise ConnectorError(READ_REASON[error.kind], str(error)) from None
+        manifest_path = self.path / MANIFEST_FILE
+        try:
+            doc = msgspec.json.decode(data, type=_ManifestDoc)
+        except msgspec.DecodeError as error:
+            problem = _manifest_problem(error)
+            raise ConnectorError("bad-data", f"{manifest_path}: {problem}") from None
+        if not is_utc_time(doc.exported_at):
+            raise ConnectorError(
+                "bad-data", f"{manifest_path}: exported_at is not YYYY-MM-DDTHH:MM:SSZ"
+            )
+        if self.laestab is not None and doc.laestab is not None and doc.laestab != self.laestab:
+            # The export's own LAESTAB is not quoted: it is a value from the school's file.
+            raise ConnectorError(
+                "bad-data",
+                f"{manifest_path}: laestab is not this base's ({self.laestab}): "
+                "the endpoint path may point at another school's export",
+            )
+        if self.require_services_manager and doc.services_manager != "running":
+            state = doc.services_manager or "not reported"
+            raise ConnectorError(
+                "prerequisite", f"{manifest_path}: SIMS Services Manager is {state}"
+            )
+        self._doc = doc
+        return doc
+
+    def read(
+        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+    ) -> Iterator[tuple[bytes, Record | Rejection]]:
+        """Stream every record line of ``kind``'s file as (raw line without newline, record or
+        rejection); see :class:`b2bd.connectors.Source` and the module docstring."""
         decode = RecordDecoder(kind).decode
-        for line in self.lines(kind):
-            yield line, decode(line)
+        too_long = TOO_LONG
+        for lines, skipped in self.batches(kind, deadline=deadline):
+            for line in lines:
+                yield line, decode(line)
+            for _ in range(skipped):
+                yield b"", too_long
 
     def lines(self, kind: RecordKind) -> Iterator[bytes]:
-        """The raw non-blank lines of ``kind``'s file, without line endings (no checks)."""
-        self._check_folder()
-        path = self.path / FILES[kind]
-        try:
-            handle = path.open("rb", buffering=_READ_BUFFER)
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            raise ConnectorError("unreachable", f"{path}: {error.strerror or error}") from None
-        with handle:
-            try:
-                for raw in handle:
-                    line = raw.rstrip(b"\r\n")
-                    if line:
-                        yield line
-            except OSError as error:
-                raise ConnectorError("unreachable", f"{path}: {error.strerror or error}") from None
+        """The raw non-blank lines of ``kind``'s file (no checks; too-long lines left out)."""
+        for lines, _skipped in self.batches(kind):
+            yield from lines
 
-    def _check_folder(self) -> None:
+    def batches(
+        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+    ) -> Iterator[tuple[list[bytes], int]]:
+        """``kind``'s file as (complete non-blank lines of one chunk, how many too-long lines
+        ended in it), checked against the manifest's ``files`` entry at the end."""
+        doc = self._doc if self._doc is not None else self._manifest_doc()
+        name = FILES[kind]
+        facts = (doc.files or {}).get(name)
+        with self._folder() as folder:
+            try:
+                reader = folder.open_read(name)
+            except ConfinedError as error:
+                if error.kind == "missing" and kind in OPTIONAL and facts is None:
+                    return
+                what = "missing (the export must have it)" if error.kind == "missing" else None
+                message = f"{error.path}: {what}" if what else str(error)
+                raise ConnectorError(READ_REASON[error.kind], message) from None
+        path = reader.path
+        hasher = hashlib.sha256() if facts is not None and facts.sha256 is not None else None
+        records = 0
         try:
-            if not self.path.is_dir():
-                raise ConnectorError("unreachable", f"{self.path}: no such folder")
-            # is_dir() succeeds on a folder we may not list; opening it finds that out.
-            with os.scandir(self.path):
-                pass
-        except PermissionError as error:
-            raise ConnectorError("unreachable", f"{self.path}: {error.strerror}") from None
-        except OSError as error:
-            raise ConnectorError("unreachable", f"{self.path}: {error.strerror or error}") from None
+            with reader:
+                for lines, skipped in _split(reader.chunks(), deadline, hasher):
+                    records += len(lines) + skipped
+                    yield lines, skipped
+        except ConfinedError as error:
+            raise ConnectorError(READ_REASON[error.kind], str(error)) from None
+        if facts is not None:
+            if facts.records is not None and records != facts.records:
+                raise ConnectorError(
+                    "bad-data",
+                    f"{path}: {records} records read, the manifest says {facts.records} "
+                    "(truncated or replaced while exported?)",
+                )
+            if hasher is not None and hasher.hexdigest() != facts.sha256:
+                raise ConnectorError(
+                    "bad-data", f"{path}: sha256 differs from the manifest's (changed or truncated)"
+                )
+
+    def _folder(self) -> Folder:
+        try:
+            root = Folder.open(self.root)
+        except ConfinedError as error:
+            if error.kind == "missing":
+                raise ConnectorError("unreachable", f"{self.root}: no such folder") from None
+            raise ConnectorError("unreachable", str(error)) from None
+        if not self.below:
+            return root
+        try:
+            return root.descend(*self.below)
+        except ConfinedError as error:
+            if error.kind == "missing":
+                raise ConnectorError("unreachable", f"{error.path}: no such folder") from None
+            raise ConnectorError(BELOW_REASON[error.kind], str(error)) from None
+        finally:
+            root.close()
+
+
+def _split(
+    chunks: Iterator[bytes], deadline: Deadline, hasher: hashlib._Hash | None
+) -> Iterator[tuple[list[bytes], int]]:
+    """Cut chunks into lines: (complete non-blank lines, too-long lines ended) per chunk.
+
+    Never holds more than one line limit plus one chunk: a partial line longer than the limit
+    is dropped and the rest of it skipped up to its newline. ``\\r\\n`` endings and a BOM at
+    the very start are tolerated. The common case (no CR, no blank or long line in the chunk)
+    is one ``split`` and one ``max`` in C.
+    """
+    limit = LINE_LIMIT
+    carry = b""
+    skipping = False
+    first = True
+    for chunk in chunks:
+        deadline()
+        if hasher is not None:
+            hasher.update(chunk)
+        if skipping:
+            end = chunk.find(_NL)
+            if end < 0:
+                continue
+            chunk = chunk[end + 1 :]
+            skipping = False
+        data = carry + chunk if carry else chunk
+        if first:
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                carry = data
+                continue
+            first = False
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+        lines = data.split(_NL)
+        carry = lines.pop()
+        skipped = 0
+        if len(carry) > limit:
+            carry = b""
+            skipping = True
+            skipped = 1
+        if lines:
+            if b"\r" in data:
+                lines = [line.rstrip(b"\r") for line in lines]
+            if b"" in lines:
+                lines = [line for line in lines if line]
+            if lines and max(map(len, lines)) > limit:
+                kept = [line for line in lines if len(line) <= limit]
+                skipped += len(lines) - len(kept)
+                lines = kept
+        if lines or skipped:
+            yield lines, skipped
+    deadline()
+    if first and carry.startswith(_BOM):
+        carry = carry[len(_BOM) :]
+    carry = carry.rstrip(b"\r")
+    if carry:
+        yield [carry], 0

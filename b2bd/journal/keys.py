@@ -11,14 +11,13 @@ matches, so it belongs in the state dir's backups.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
-from b2bd.fsync import fsync_dir
+from b2bd.confined import ConfinedError, Folder
 
 KEY_FILE = "pupil.key"
 KEY_BYTES = 32
@@ -56,23 +55,16 @@ class PupilKeyer:
         return key
 
     def _create(self) -> bytes:
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_bytes(KEY_BYTES)
-        tmp = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            key = self.path.read_bytes()  # another process won the race; use its key
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        fsync_dir(directory)
+        with (
+            Folder.open(self.path.parent, create=True, mode=0o700) as folder,
+            folder.create_temp(KEY_FILE, mode=0o600) as temp,
+        ):
+            temp.write(key)
+            try:
+                temp.commit(replace=False)  # an exclusive create: never replaces a key
+            except ConfinedError as error:
+                if error.errno != errno.EEXIST:
+                    raise
+                key = self.path.read_bytes()  # another process won the race; use its key
         return key

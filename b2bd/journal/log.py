@@ -53,7 +53,6 @@ never reads it; ``history``, ``journal cat`` and ``journal verify`` do.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -69,7 +68,7 @@ from typing import Any, Self
 
 import msgspec
 
-from b2bd.fsync import fsync_dir
+from b2bd.confined import Folder, fsync_dir
 from b2bd.journal.history import DEFAULT_HISTORY_DAYS, HistoryKeeper
 from b2bd.journal.records import Codec, JournalRepaired, Record, build_record, to_json
 from b2bd.journal.state import State, replay, snapshot
@@ -475,34 +474,27 @@ def _create_durably(directory: Path, name: str, data: bytes, *, keep_open: bool)
 
     Returns a write descriptor (O_APPEND) on the new file when ``keep_open``.
     """
-    tmp = directory / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-        os.rename(tmp, directory / name)
-        fsync_dir(directory)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if keep_open:
-        return fd
-    os.close(fd)
-    return None
+    with (
+        Folder.open(directory) as folder,
+        folder.create_temp(name, mode=0o600, append=True) as temp,
+    ):
+        temp.write(data)
+        return temp.commit(keep_open=keep_open)
 
 
 class _DurableFile:
     """A file written in one go under a temporary name and put in place like a segment (fsync,
-    rename over any older version, fsync the directory), or not at all."""
+    rename over any older version, fsync the directory: :mod:`b2bd.confined`), or not at all."""
 
     def __init__(self, directory: Path, name: str) -> None:
-        self.directory = directory
-        self.name = name
-        self.tmp = directory / f".{name}.tmp"
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self.file = os.fdopen(fd, "wb")
+        self.folder = Folder.open(directory)
+        try:
+            self.temp = self.folder.create_temp(name, mode=0o600)
+        except BaseException:
+            self.folder.close()
+            raise
+        assert self.temp.fd is not None
+        self.file = os.fdopen(self.temp.fd, "wb", closefd=False)
         self.count = 0
 
     def write(self, data: bytes) -> None:
@@ -514,20 +506,14 @@ class _DurableFile:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:
-            if exc_type is None:
-                self.file.flush()
-                os.fsync(self.file.fileno())
+            try:
+                self.file.close()  # flushes into the temporary file (its descriptor stays open)
+            finally:
+                if exc_type is None:
+                    self.temp.commit()
         finally:
-            self.file.close()
-        if exc_type is not None:
-            self.tmp.unlink(missing_ok=True)
-            return
-        try:
-            os.rename(self.tmp, self.directory / self.name)
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.directory)
+            self.temp.abort()  # no-op once committed
+            self.folder.close()
 
 
 def _keep_broken(directory: Path, segment: str, offset: int, data: bytes) -> str:

@@ -23,7 +23,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import msgspec
 
 UtcTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
-ReasonClass = Literal["unreachable", "timeout", "auth", "bad-data", "prerequisite", "internal"]
+ReasonClass = Literal[
+    "unreachable", "timeout", "auth", "bad-data", "prerequisite", "local", "internal"
+]
 RunOutcome = Literal["succeeded", "partial", "failed"]
 TransferOutcome = Literal["succeeded", "failed", "skipped"]
 
@@ -199,7 +201,9 @@ class RunStarted(_Typed, frozen=True, tag="run-started", gc=False):
 
 class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False):
     """``pupils``: keyed digests (:class:`b2bd.journal.keys.PupilKeyer`) of the pupils this
-    transfer delivered any record about; only non-leavers from-school transfers carry them."""
+    transfer delivered any record about; only non-leavers from-school transfers carry them.
+    ``read`` lines were read; each was delivered (``counts`` per kind), rejected
+    (``rejected_by_reason``, total ``rejected``) or dropped (``dropped``, by reason)."""
 
     run: str
     task: str
@@ -212,6 +216,9 @@ class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False)
     missing: int = 0
     watermark: str | None = None
     pupils: tuple[str, ...] = ()
+    read: int = 0
+    rejected_by_reason: dict[str, int] = {}
+    dropped: dict[str, int] = {}
 
 
 class TransferFailed(_Typed, frozen=True, tag="transfer-failed", gc=False):

@@ -44,6 +44,10 @@ Reason = Literal[
     "attendance-code",
     "date",
     "key",
+    "control-character",
+    "too-long",
+    "future-timestamp",
+    "duplicate-key",
 ]
 
 REASONS: dict[Reason, str] = {
@@ -55,6 +59,12 @@ REASONS: dict[Reason, str] = {
     "attendance-code": "an attendance code not in the DfE table, or not valid on the mark's date",
     "date": "a date or time that is malformed or not on the calendar",
     "key": "a deletion's key is not a record key of its kind",
+    "control-character": "a text field holds a control character (raw or escaped, e.g. \\u0000)",
+    "too-long": "the line is longer than 64 KiB (skipped without being held in memory)",
+    "future-timestamp": "updated_at/deleted_at later than the export's exported_at (or the "
+    "run's start) plus 5 minutes",
+    "duplicate-key": "two different pupil records with one UPN in one export (both rejected), "
+    "or a repeated identical one (delivered once)",
 }
 """Every rejection reason class, with what it means (for manifests and documentation)."""
 
@@ -83,6 +93,8 @@ _FIELD_REASON: dict[str, Reason] = {
     "updated_at": "date",
     "deleted_at": "date",
 }
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Characters no name or result text has any business holding (C0, DEL, C1, line separators)."""
 _KEY_PARTS: dict[str, int] = {"pupil": 1, "mark": 3, "result": 5}
 _MAX_CACHE: Final = 200_000
 _UNSEEN: Final = object()
@@ -190,6 +202,9 @@ class RecordDecoder:
             value = getattr(pupil, name)
             if value is not None and not self._date(value):
                 return _REJECT_DATE[name]
+        for name in ("surname", "forename"):
+            if _CONTROL.search(getattr(pupil, name)):
+                return _REJECT_CONTROL[name]
         if pupil.care_authority is not None and not (
             len(pupil.care_authority) == 3 and pupil.care_authority.isdigit()
         ):
@@ -204,6 +219,10 @@ class RecordDecoder:
             problem = self._upn(result.upn)
         if problem is not None:
             return _REJECT_UPN[problem]  # type: ignore[index]
+        for name in ("stage", "subject", "method", "component", "result"):
+            value = getattr(result, name)
+            if value is not None and _CONTROL.search(value):
+                return _REJECT_CONTROL[name]
         if not self._date(result.result_date):
             return _REJECT_DATE["result_date"]
         if not self._time(result.updated_at):
@@ -253,6 +272,10 @@ class RecordDecoder:
 _REJECT_JSON = Rejection("json")
 _REJECT_CODE = Rejection("attendance-code", "code")
 _REJECT_KEY = Rejection("key", "key")
+_REJECT_CONTROL: dict[str, Rejection] = {
+    name: Rejection("control-character", name)
+    for name in ("surname", "forename", "stage", "subject", "method", "component", "result")
+}
 _REJECT_UPN: dict[Reason, Rejection] = {
     "upn-format": Rejection("upn-format", "upn"),
     "upn-check-letter": Rejection("upn-check-letter", "upn"),

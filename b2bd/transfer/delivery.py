@@ -1,23 +1,29 @@
-"""Delivery files: streamed, atomic, deterministic (DESIGN section 6).
+"""Delivery files: streamed, atomic, confined (DESIGN section 6).
 
 A delivery is ``<folder>/<name>.jsonl`` (one record per line, each with ``"kind"``) plus
-``<folder>/<name>.manifest.json``; ``<name>`` is the slot's ``YYYYMMDDTHHMMSSZ`` or
-``manual-YYYYMMDDTHHMMSSZ``. Guarantees:
+``<folder>/<name>.manifest.json``, where ``<folder>`` is a configured root (the LA store, a
+school's folder) plus sub-folders (``<base>/<task>``, ``inbound/<task>``) and ``<name>`` the
+run's delivery name. Guarantees:
 
-- **Atomic**: data is written to ``.<name>.jsonl.tmp`` (a leading dot: readers globbing
+- **Confined**: everything below the configured root is reached through
+  :class:`b2bd.confined.Folder` (no symlink followed; a symlink, file or FIFO where one of our
+  folders should be is refused as ``local``; temporary files are created ``O_EXCL`` under
+  unpredictable names), so a school that plants symlinks in its folder cannot make us write
+  anywhere else.
+- **Atomic**: data goes to ``.<name>.jsonl.<random>.tmp`` (a leading dot: readers globbing
   ``*.jsonl`` never see it), fsynced, then renamed; the manifest likewise, *after* the data
   file; then the folder is fsynced. A reader that sees a manifest sees the complete data file
   it describes (``sha256``, ``bytes``, ``counts``). A crash (even SIGKILL) at any point leaves
-  either the previous complete delivery of that name or none, plus at most a hidden temp file
-  that the next attempt at the same name truncates and reuses.
-- **Replaces, never duplicates**: a rerun of the same slot writes the same names. A previous
-  manifest of that name is removed before the new data file is renamed in, so a manifest never
-  describes other bytes than the data file beside it.
-- **One writer per name**: the temp file is locked (``flock``) while written; a second writer of
-  the same delivery fails at once instead of interleaving.
+  either the previous complete delivery of that name or none, plus at most a hidden temporary
+  file, which the next delivery into that folder removes before it writes.
+- **Replaces, never duplicates**: a rerun of the same name replaces it. A previous manifest of
+  that name is removed before the new data file is renamed in, so a manifest never describes
+  other bytes than the data file beside it.
+- **One writer per folder**: the folder is locked (``flock`` on its descriptor) while a delivery
+  is written into it; a second writer fails at once instead of interleaving.
 - **Streamed**: memory does not grow with the records; the sha256 is computed as chunks pass.
-- **Private**: files 0640 and new folders 0750 exactly, whatever the process umask (set by
-  ``fchmod``/``chmod`` after creation); existing folders are left as they are.
+- **Private**: files 0640 and new folders 0750 exactly, whatever the process umask; existing
+  folders are left as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,30 +40,52 @@ from typing import Any
 
 import msgspec
 
+from b2bd.confined import ConfinedError, Folder, Kind, TempFile
 from b2bd.connectors import FailureReason
-from b2bd.fsync import fsync_dir
 
-FILE_MODE = 0o640
-DIR_MODE = 0o750
-_CHUNK = 1 << 20
+WRITE_REASON: dict[Kind, FailureReason] = {
+    "missing": "unreachable",  # the configured folder itself (a school share not mounted)
+    "not-ours": "local",
+    "denied": "local",
+    "read-only": "local",
+    "full": "local",
+    "unreachable": "unreachable",
+    "failed": "local",
+}
+"""Reason class of a delivery that cannot be written, by what is wrong (DESIGN section 5:
+the LA's own side is ``local``, reported with its path and never retried per transfer)."""
+
+_LEGACY_TEMP = re.compile(r"^\.(manual-)?\d{8}T\d{6}Z(-\d+)?\.(jsonl|manifest\.json)\.tmp$")
+"""Temporary names of earlier versions (deterministic), removed like today's."""
 
 
 class DeliveryError(Exception):
     """The delivery could not be written. ``str()`` names paths, never record content.
-    ``reason`` is a DESIGN reason class: ``unreachable`` when the target folder cannot be
-    written (a share that may come back), ``internal`` for a second writer of one delivery."""
+    ``reason`` is a DESIGN reason class (:data:`WRITE_REASON`; ``internal`` for a second writer
+    of one folder)."""
 
-    def __init__(self, message: str, reason: FailureReason = "unreachable") -> None:
+    def __init__(self, message: str, reason: FailureReason = "local") -> None:
         super().__init__(message)
         self.reason: FailureReason = reason
 
 
+def _failed(error: ConfinedError) -> DeliveryError:
+    return DeliveryError(str(error), WRITE_REASON[error.kind])
+
+
 @dataclass(frozen=True)
 class DeliveryPlace:
-    """Where one delivery goes: ``folder`` and the slot-derived ``name``."""
+    """Where one delivery goes: ``root`` (configured: followed if a symlink; created when
+    ``create_root``), ``below`` (sub-folders, created 0750, never followed) and ``name``."""
 
-    folder: Path
+    root: Path
+    below: tuple[str, ...]
     name: str
+    create_root: bool = True
+
+    @property
+    def folder(self) -> Path:
+        return self.root.joinpath(*self.below)
 
     @property
     def data_path(self) -> Path:
@@ -66,14 +94,6 @@ class DeliveryPlace:
     @property
     def manifest_path(self) -> Path:
         return self.folder / f"{self.name}.manifest.json"
-
-    @property
-    def data_temp(self) -> Path:
-        return self.folder / f".{self.name}.jsonl.tmp"
-
-    @property
-    def manifest_temp(self) -> Path:
-        return self.folder / f".{self.name}.manifest.json.tmp"
 
 
 @dataclass(frozen=True)
@@ -86,28 +106,9 @@ class Delivered:
     bytes: int
 
 
-def make_folders(folder: Path) -> None:
-    """Create ``folder`` and any missing parents with mode 0750 (umask-proof), fsyncing each
-    new entry's parent so the folder survives a crash once a file in it has been fsynced."""
-    missing: list[Path] = []
-    probe = folder
-    while not probe.exists():
-        missing.append(probe)
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, DIR_MODE)
-        except FileExistsError:
-            continue  # a concurrent transfer made it
-        os.chmod(path, DIR_MODE)
-        fsync_dir(path.parent)
-
-
 class DeliveryWriter:
     """Writes one delivery. Use as a context manager: leaving it without :meth:`commit`
-    (an exception, a timeout) removes the temp file.
+    (an exception, a timeout) removes the temporary file.
 
     :meth:`write` takes bytes holding whole lines, each ending in ``\\n`` (callers batch many
     lines per call: that is the fast path). :meth:`commit` finishes the data file and writes the
@@ -118,25 +119,29 @@ class DeliveryWriter:
         self.place = place
         self._hash = hashlib.sha256()
         self._size = 0
-        self._fd: int | None = None
+        self._folder: Folder | None = None
+        self._temp: TempFile | None = None
         try:
-            make_folders(place.folder)
-            fd = os.open(place.data_temp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        except OSError as error:
-            raise DeliveryError(f"{place.folder}: cannot write: {error.strerror}") from None
+            with Folder.open(place.root, create=place.create_root) as root:
+                folder = root.descend(*place.below, create=True)
+        except ConfinedError as error:
+            raise _failed(error) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            os.close(fd)
+            folder.close()
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise DeliveryError(
-                    f"{place.data_temp}: another transfer is writing this delivery", "internal"
+                    f"{place.folder}: another transfer is writing into this folder", "internal"
                 ) from None
-            raise DeliveryError(f"{place.data_temp}: {error.strerror}") from None
-        # Locked: a stale temp of a killed attempt is ours to reuse from byte 0.
-        os.ftruncate(fd, 0)
-        os.fchmod(fd, FILE_MODE)
-        self._fd = fd
+            raise DeliveryError(f"{place.folder}: {error.strerror}") from None
+        try:
+            folder.remove_leftovers(also=_LEGACY_TEMP)
+            self._temp = folder.create_temp(f"{place.name}.jsonl")
+        except ConfinedError as error:
+            folder.close()
+            raise _failed(error) from None
+        self._folder = folder
 
     def __enter__(self) -> DeliveryWriter:
         return self
@@ -147,24 +152,24 @@ class DeliveryWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._fd is not None:
+        if self._temp is not None:
             self.abort()
 
+    @property
+    def temp_path(self) -> Path | None:
+        """The data file's temporary path while it is written."""
+        return None if self._temp is None else self._temp.path
+
     def write(self, lines: bytes) -> None:
-        fd = self._fd
-        if fd is None:
-            raise DeliveryError("delivery already closed")
+        temp = self._temp
+        if temp is None:
+            raise DeliveryError("delivery already closed", "internal")
         self._hash.update(lines)
         self._size += len(lines)
-        view = memoryview(lines)
-        while view:
-            try:
-                written = os.write(fd, view)
-            except OSError as error:
-                raise DeliveryError(
-                    f"{self.place.data_temp}: write failed: {error.strerror}"
-                ) from None
-            view = view[written:]
+        try:
+            temp.write(lines)
+        except ConfinedError as error:
+            raise _failed(error) from None
 
     @property
     def size(self) -> int:
@@ -172,49 +177,41 @@ class DeliveryWriter:
 
     def commit(self, manifest: dict[str, Any]) -> Delivered:
         """Make the delivery visible: data file, then manifest, then the folder fsync."""
-        fd = self._fd
-        if fd is None:
-            raise DeliveryError("delivery already closed")
+        temp, folder = self._temp, self._folder
+        if temp is None or folder is None:
+            raise DeliveryError("delivery already closed", "internal")
         place = self.place
         digest = self._hash.hexdigest()
         doc = dict(manifest)
         doc.update(data_file=place.data_path.name, sha256=digest, bytes=self._size)
+        manifest_name = place.manifest_path.name
         try:
-            os.fsync(fd)
-            _write_file(place.manifest_temp, msgspec.json.format(msgspec.json.encode(doc)) + b"\n")
-            # Old manifest first: from here until the new one lands, a reader sees a data file
-            # without a manifest ("in progress"), never a manifest describing other bytes.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(place.manifest_path)
-            os.rename(place.data_temp, place.data_path)
-            fsync_dir(place.folder)
-            os.rename(place.manifest_temp, place.manifest_path)
-            fsync_dir(place.folder)
-        except OSError as error:
+            temp.sync()
+            with folder.create_temp(manifest_name) as side:
+                side.write(msgspec.json.format(msgspec.json.encode(doc)) + b"\n")
+                side.sync()
+                # Old manifest first: from here until the new one lands, a reader sees a data
+                # file without a manifest ("in progress"), never a manifest describing other
+                # bytes.
+                folder.unlink(manifest_name)
+                temp.commit()
+                side.commit()
+        except ConfinedError as error:
             self.abort()
-            raise DeliveryError(f"{place.folder}: commit failed: {error.strerror}") from None
-        os.close(fd)  # releases the lock, after the rename
-        self._fd = None
+            raise _failed(error) from None
+        self._temp = None
+        self._close()
         return Delivered(place.data_path, place.manifest_path, digest, self._size)
 
     def abort(self) -> None:
-        """Drop the temp files (nothing visible changes)."""
-        fd, self._fd = self._fd, None
-        for path in (self.place.data_temp, self.place.manifest_temp):
-            # Best effort: the next attempt at this name truncates a leftover anyway.
+        """Drop the temporary file (nothing visible changes)."""
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            temp.abort()
+        self._close()
+
+    def _close(self) -> None:
+        folder, self._folder = self._folder, None
+        if folder is not None:
             with contextlib.suppress(OSError):
-                os.unlink(path)
-        if fd is not None:
-            os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+                folder.close()  # releases the lock

@@ -25,9 +25,12 @@ Guarantees:
 - **Retries**: only transient reasons (``unreachable``, ``timeout``) are retried, up to the
   task's ``policy.retries`` more attempts, waiting ``retry_backoff * 2**(n-1)`` before retry n.
   The wait is interruptible (``stop`` event): a stopping daemon does not sit out a backoff.
-- **Timeout**: each attempt has ``policy.timeout``; it is checked between batches of records
-  (cooperative: a read that blocks forever inside the OS cannot be interrupted by a thread —
-  the daemon's grace period is the backstop).
+- **Timeout**: each attempt has ``policy.timeout``; the connector checks it as bytes arrive
+  (per MiB read, per response) and the filters between batches. A read that blocks forever
+  inside the OS (a network share that stopped answering) cannot be interrupted by a thread: the
+  daemon's grace period is the backstop, after which it exits regardless.
+- **Local failures** (``local``: the LA store, the state dir or a delivery folder refusing a
+  write, a symlink where our folder should be) fail at once with the path, never retried.
 - **Durability order**: delivery committed (files fsynced, renamed, folder fsynced) *before*
   ``transfer-succeeded`` is journaled; the watermark and leavers memory advance only from that
   record. A crash in between re-delivers the same slot next time (at-least-once), never skips.
@@ -50,16 +53,23 @@ from typing import Any, Literal, Protocol
 from b2bd.calendar import slot_name
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.config.rules import prerequisite_failures
-from b2bd.connectors import SOURCES, ConnectorError, FailureReason, Source, open_source
+from b2bd.connectors import (
+    SOURCES,
+    TRANSIENT,
+    ConnectorError,
+    FailureReason,
+    Manifest,
+    Source,
+    open_source,
+)
 from b2bd.connectors.directory import DirectorySource
 from b2bd.records.ncy import NCY_CODES
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
-from b2bd.transfer.extract import Tally, extract
+from b2bd.transfer.extract import Tally, extract, future_horizon
 from b2bd.transfer.query import Query, advance_watermark, build_query, reference_date
 
 TransferOutcome = Literal["succeeded", "failed", "skipped"]
 RunOutcome = Literal["succeeded", "partial", "failed"]
-TRANSIENT: frozenset[str] = frozenset({"unreachable", "timeout"})
 PROGRESS_EVERY = 1 << 16
 
 
@@ -94,6 +104,8 @@ class TransferResult:
     counts: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    read: int = 0
     missing: int = 0
     watermark: str | None = None
     delivery: Path | None = None
@@ -388,10 +400,13 @@ class Engine:
             notify(Progress(context.run, base_id, "records", records))
 
         try:
-            source, folder = self._endpoints(task, base)
-            self._check_live(base, source, task)
+            source, root, below = self._endpoints(task, base)
+            manifest = self._check_live(base, source, task)
+            not_after = future_horizon(manifest.exported_at, context.slot)
             deadline()
-            place = DeliveryPlace(folder, context.name)
+            place = DeliveryPlace(
+                root, below, context.name, create_root=task.direction == "from-school"
+            )
             with DeliveryWriter(place) as writer:
                 tally = extract(
                     source,
@@ -400,6 +415,7 @@ class Engine:
                     self.keyer.digest,
                     deadline=deadline,
                     progress=progress,
+                    not_after=not_after,
                 )
                 new_watermark = advance_watermark(query.watermark, tally.high or None)
                 delivered = writer.commit(self._manifest(context, query, tally, new_watermark))
@@ -439,6 +455,9 @@ class Engine:
             cohort_group=task.cohort.group,
             counts=dict(tally.counts),
             rejected=tally.rejected_total,
+            rejected_by_reason=dict(sorted(tally.rejected.items())),
+            dropped=dict(sorted(tally.dropped.items())),
+            read=tally.read,
             missing=tally.missing,
             watermark=watermark,
             pupils=added,
@@ -454,7 +473,9 @@ class Engine:
             attempts=attempt,
             counts=dict(tally.counts),
             rejected=tally.rejected_total,
-            rejected_by_reason=dict(tally.rejected),
+            rejected_by_reason=dict(sorted(tally.rejected.items())),
+            dropped=dict(sorted(tally.dropped.items())),
+            read=tally.read,
             missing=tally.missing,
             watermark=watermark,
             delivery=delivery,
@@ -462,12 +483,13 @@ class Engine:
 
     # -- endpoints and prerequisites ---------------------------------------------------------
 
-    def _endpoints(self, task: Task, base: Base) -> tuple[Source, Path]:
-        """The source to read and the folder the delivery goes into, per direction (DESIGN
-        section 6): from-school reads the school, delivers to ``<la_store>/<base>/<task>/``;
-        to-school reads ``<la outbound>/<base>/`` (b2bd.yaml ``la_store.outbound``, default
-        ``<la_store>/outbound``), delivers to
-        ``<school path>/inbound/<task>/``."""
+    def _endpoints(self, task: Task, base: Base) -> tuple[Source, Path, tuple[str, ...]]:
+        """The source to read and where the delivery goes (a configured root and the folders
+        below it), per direction (DESIGN section 6): from-school reads the school, delivers to
+        ``<la_store>/<base>/<task>/``; to-school reads ``<la outbound>/<base>/`` (b2bd.yaml
+        ``la_store.outbound``, default ``<la_store>/outbound``), delivers to
+        ``<school path>/inbound/<task>/``. Nothing below a configured path is followed if it
+        is a symlink."""
         store = self.settings.la_store
         if store.type != "directory" or store.path is None:
             raise TransferFailure("internal", f"LA store type {store.type!r} is not supported")
@@ -477,7 +499,7 @@ class Engine:
                 "internal", f"{endpoint.type} connector not available in this build"
             )
         if task.direction == "from-school":
-            return open_source(endpoint, base.id), store.path / base.id / task.id
+            return open_source(endpoint, base.id), store.path, (base.id, task.id)
         if endpoint.type != "directory" or endpoint.path is None:
             raise TransferFailure(
                 "internal", f"to-school delivery to a {endpoint.type} endpoint is not supported"
@@ -486,14 +508,21 @@ class Engine:
             # Never create a school's folder: a share that is not mounted would otherwise
             # receive the delivery on the local disk under its mount point.
             raise TransferFailure("unreachable", f"{endpoint.path}: no such folder")
-        outbound = DirectorySource(
-            (self.settings.la_outbound or store.path / "outbound") / base.id,
-            laestab=base.id,
-            require_services_manager=False,
-        )
-        return outbound, endpoint.path / "inbound" / task.id
+        if self.settings.la_outbound is not None:
+            outbound = DirectorySource(
+                self.settings.la_outbound,
+                below=(base.id,),
+                laestab=base.id,
+                require_services_manager=False,
+            )
+        else:
+            outbound = DirectorySource(
+                store.path, below=("outbound", base.id), laestab=base.id,
+                require_services_manager=False,
+            )  # fmt: skip
+        return outbound, endpoint.path, ("inbound", task.id)
 
-    def _check_live(self, base: Base, source: Source, task: Task) -> None:
+    def _check_live(self, base: Base, source: Source, task: Task) -> Manifest:
         """Prerequisites before reading: the registry's (bases.yaml) and the live manifest's:
         SIMS Services Manager running (checked by the connector) and the SIMS version the
         export reports meeting the same minimums. A live version that differs from bases.yaml
@@ -505,13 +534,19 @@ class Engine:
         if task.direction == "from-school" and manifest.sims_version is not None:
             live = dataclasses.replace(base, sims_version=manifest.sims_version)
             try:
-                reasons = prerequisite_failures(live, self.settings, task.data.type)
+                failing = bool(prerequisite_failures(live, self.settings, task.data.type))
             except ValueError:
-                reasons = [f"unreadable SIMS version {manifest.sims_version!r} in the export"]
-            if reasons:
                 raise TransferFailure(
-                    "prerequisite", f"base {base.id} (live export): " + "; ".join(reasons)
+                    "bad-data", f"base {base.id}: the export's sims_version is not a version number"
+                ) from None
+            if failing:
+                # The export's own version is not quoted: it is a value from the school's file.
+                raise TransferFailure(
+                    "prerequisite",
+                    f"base {base.id}: the SIMS version the export reports does not meet the "
+                    f"minimums for {task.data.type} (see `b2bd preflight`)",
                 )
+        return manifest
 
     def _manifest(
         self, context: RunContext, query: Query, tally: Tally, watermark: str | None
@@ -540,6 +575,7 @@ class Engine:
             "counts": dict(tally.counts),
             "rejected": tally.rejected_total,
             "rejected_by_reason": dict(sorted(tally.rejected.items())),
+            "dropped": dict(sorted(tally.dropped.items())),
             "missing": tally.missing,
             "read": tally.read,
             "watermark": watermark,

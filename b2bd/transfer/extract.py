@@ -4,49 +4,85 @@ Two passes over the source, both streamed:
 
 1. **Pupils** (small: hundreds to a few thousand per base): decide the cohort, a set of UPNs;
    also the set of every UPN the source still has (deletions of pupils the source no longer
-   holds, and leavers missing at the source, are decided with it).
+   holds, and leavers missing at the source, are decided with it). Two different records with
+   one UPN are both rejected (``duplicate-key``; an identical repeat is delivered once), which
+   needs the whole pass before anything is delivered: the pass holds at most
+   :data:`PUPIL_BYTES` of pupil lines (far more than any school has), beyond that the export is
+   ``bad-data``.
 2. **Marks / results / deletions** (marks run to millions): each accepted line whose pupil is
    in the cohort and which passes the kind's filters is written *as its raw bytes* with
    ``"kind"`` spliced in front (:func:`b2bd.records.model.tagged_line`), never re-encoded.
 
-Rejected lines (:class:`~b2bd.records.check.Rejection`) are counted per reason and dropped,
-whichever pupil they concern: a line that fails its checks cannot be trusted to say whose it is.
+**Every line read is accounted for** (:class:`Tally`): it is delivered (``counts``), rejected
+(``rejected``: the record is bad, whichever pupil it concerns; a line that fails its checks
+cannot be trusted to say whose it is) or dropped (``dropped``: a good record this transfer does
+not deliver), each by reason, so ``read == delivered + rejected + dropped``.
 
-The watermark candidate (``high``) is the largest change time among the records of the kinds
-the transfer delivers, read *before* cohort filtering (DESIGN section 5): a change to a pupil
-outside the cohort must not be re-read forever, and a change that is later seen by another
-task's watermark is not this task's business.
+**Timestamps from the future** (DESIGN section 5): a change time later than ``not_after`` (the
+export's ``exported_at``, or the run's start, plus 5 minutes: :func:`future_horizon`) is
+rejected ``future-timestamp`` and never reaches the watermark.
+
+The watermark candidate (``high``) is the largest change time among the accepted records of the
+kinds the transfer delivers, read *before* cohort filtering (DESIGN section 5): a change to a
+pupil outside the cohort must not be re-read forever. It only matters when the transfer
+succeeds, which needs every file read to its end and matching any counts the export declared.
 
 Nothing here writes pupil data anywhere but the delivery; counts and reasons only.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from b2bd.connectors import Source
+from b2bd.connectors import ConnectorError, Deadline, Source
 from b2bd.records.check import Rejection
 from b2bd.records.model import Deletion, Pupil, Record, Result, SessionMark, tagged_line
 from b2bd.transfer.query import Query, in_cohort
 
 BATCH = 8192
-"""Lines joined into one write; the deadline and progress are checked once per batch read."""
+"""Lines joined into one write; progress is reported about every 65,536 lines read."""
 
-Deadline = Callable[[], None]
-"""Raises (a timeout) when the transfer's time is up; called between batches."""
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+"""How far past the export's time a change time may be before it counts as from the future."""
+
+PUPIL_BYTES = 32 << 20
+"""Pupil lines the pupils pass may hold (a 4,000-pupil school needs about 2 MB)."""
+
+DROPPED: dict[str, str] = {
+    "not-in-cohort": "the record's pupil is not in the task's cohort at the reference date",
+    "unchanged": "changed before the watermark (changed-data types)",
+    "outside-window": "dated outside the task's academic year or months window",
+    "code-not-selected": "a mark whose code is not in the task's attendance category",
+    "kind-not-selected": "a deletion of a record kind this data type does not deliver",
+    "cohort-only": "a pupil record read to decide the cohort of a data type that delivers none",
+}
+"""Why a good record was not delivered (``Tally.dropped``), with what it means."""
+
 Progress = Callable[[int], None]
 """Told the number of records read so far, between batches."""
 
 
+def future_horizon(exported_at: str | None, run_start: dt.datetime) -> str:
+    """The latest acceptable change time, as ``YYYY-MM-DDTHH:MM:SSZ``: the export's own time
+    (or, when the source has none, the run's start) plus :data:`FUTURE_TOLERANCE`."""
+    base = run_start
+    if exported_at:
+        base = dt.datetime.strptime(exported_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return (base.astimezone(dt.UTC) + FUTURE_TOLERANCE).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass
 class Tally:
-    """What a transfer read and delivered: counts per delivered kind, rejections per reason,
-    ``missing`` (remembered pupils the source no longer has), ``high`` (watermark candidate,
+    """What a transfer read and did with it: ``read`` lines; ``counts`` delivered per kind;
+    ``rejected`` and ``dropped`` per reason (their sum with the deliveries is ``read``);
+    ``missing`` (remembered pupils the source no longer has); ``high`` (watermark candidate,
     ``""`` when nothing was read) and the UPNs of pupils the delivery is about."""
 
     counts: dict[str, int]
     rejected: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
     missing: int = 0
     high: str = ""
     read: int = 0
@@ -56,14 +92,30 @@ class Tally:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
-    def reject(self, rejection: Rejection) -> None:
-        self.rejected[rejection.reason] = self.rejected.get(rejection.reason, 0) + 1
+    @property
+    def accounted(self) -> int:
+        """Lines delivered, rejected or dropped: equals ``read`` once a transfer is done."""
+        return sum(self.counts.values()) + self.rejected_total + sum(self.dropped.values())
+
+    def reject(self, rejection: Rejection, n: int = 1) -> None:
+        self.rejected[rejection.reason] = self.rejected.get(rejection.reason, 0) + n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
 
 
 Write = Callable[[bytes], None]
 
 _NL = b"\n"
 _PREFIX: dict[str, bytes] = {kind: b'{"kind":"%s",' % kind.encode() for kind in ("pupil", "mark")}
+_FUTURE = Rejection("future-timestamp", "updated_at")
+_FUTURE_DELETION = Rejection("future-timestamp", "deleted_at")
+_DUPLICATE = Rejection("duplicate-key", "upn")
+
+
+def _no_deadline() -> None:
+    pass
 
 
 def extract(
@@ -72,27 +124,30 @@ def extract(
     write: Write,
     digest: Callable[[str], str],
     *,
-    deadline: Deadline,
+    deadline: Deadline = _no_deadline,
     progress: Progress | None = None,
+    not_after: str = "9999-12-31T23:59:59Z",
 ) -> Tally:
     """Run both passes of ``query`` over ``source``, writing delivery lines through ``write``
-    (bytes of whole ``\\n``-terminated lines). Raises whatever the source, ``write`` or
-    ``deadline`` raise; the caller then discards the partial delivery."""
+    (bytes of whole ``\\n``-terminated lines). ``not_after``: the :func:`future_horizon`.
+    Raises whatever the source, ``write`` or ``deadline`` raise; the caller then discards the
+    partial delivery."""
     tally = Tally(counts={kind: 0 for kind in query.kinds_delivered})
     tick = progress or _no_progress
-    cohort, known = _pupils(source, query, write, digest, tally, deadline)
+    cohort, known = _pupils(source, query, write, digest, tally, deadline, not_after)
     tick(tally.read)
     if query.cohort_group == "leavers" and query.direction == "from-school":
         held = {digest(upn) for upn in known}
         tally.missing = len(query.leavers - held)
     for kind in query.kinds_read[1:]:
-        records = source.read(kind)
+        records = source.read(kind, deadline=deadline)
         if kind == "mark":
-            _marks(records, query, cohort, write, tally, deadline, tick)
+            _marks(records, query, cohort, write, tally, deadline, tick, not_after)
         elif kind == "result":
-            _results(records, cohort, write, tally, deadline, tick)
+            _results(records, cohort, write, tally, deadline, tick, not_after)
         elif kind == "deletion":
-            _deletions(records, query, cohort, known, write, digest, tally, deadline, tick)
+            _deletions(records, query, cohort, known, write, digest, tally, deadline, tick,
+                       not_after)  # fmt: skip
         tick(tally.read)
     return tally
 
@@ -108,37 +163,74 @@ def _pupils(
     digest: Callable[[str], str],
     tally: Tally,
     deadline: Deadline,
+    not_after: str,
 ) -> tuple[set[str], set[str]]:
+    """The cohort and every UPN the source holds; delivers the cohort's changed pupils."""
+    first: dict[str, tuple[bytes, Pupil]] = {}
+    conflicts: dict[str, int] = {}  # UPN -> copies of two or more different records
+    held = 0
+    for line, record in source.read("pupil", deadline=deadline):
+        tally.read += 1
+        if record.__class__ is not Pupil:
+            tally.reject(record)  # type: ignore[arg-type]
+            continue
+        pupil: Pupil = record  # type: ignore[assignment]
+        if pupil.updated_at > not_after:
+            tally.reject(_FUTURE)
+            continue
+        upn = pupil.upn
+        seen = first.get(upn)
+        if seen is not None or upn in conflicts:
+            if seen is not None and seen[0] == line:
+                tally.reject(_DUPLICATE)  # the same record again: delivered once
+            else:
+                conflicts[upn] = conflicts.get(upn, 1 if seen is None else 2) + (seen is None)
+                if seen is not None:
+                    del first[upn]
+            continue
+        held += len(line)
+        if held > PUPIL_BYTES:
+            raise ConnectorError(
+                "bad-data",
+                f"pupils: more than {PUPIL_BYTES >> 20} MiB of pupil records, "
+                "more than any one school's export holds",
+            )
+        first[upn] = (line, pupil)
+    for copies in conflicts.values():
+        tally.reject(_DUPLICATE, copies)
     cohort: set[str] = set()
-    known: set[str] = set()
+    known: set[str] = set(first) | set(conflicts)
     deliver = "pupil" in query.kinds_delivered
     since = query.since
     high = tally.high
     out: list[bytes] = []
-    delivered = 0
-    for line, record in source.read("pupil"):
-        tally.read += 1
-        if not isinstance(record, Pupil):
-            tally.reject(record)  # type: ignore[arg-type]
+    delivered = outside = unchanged = 0
+    for upn, (line, pupil) in first.items():
+        if deliver and pupil.updated_at > high:
+            high = pupil.updated_at
+        if not in_cohort(query, pupil, digest):
+            outside += 1
             continue
-        known.add(record.upn)
-        if deliver and record.updated_at > high:
-            high = record.updated_at
-        if not in_cohort(query, record, digest):
+        cohort.add(upn)
+        if not deliver:
             continue
-        cohort.add(record.upn)
-        if deliver and (since is None or record.updated_at >= since):
-            out.append(tagged_line("pupil", line) + _NL)
-            tally.pupils.add(record.upn)
-            delivered += 1
-            if len(out) >= BATCH:
-                write(b"".join(out))
-                out.clear()
-                deadline()
+        if since is not None and pupil.updated_at < since:
+            unchanged += 1
+            continue
+        out.append(tagged_line("pupil", line) + _NL)
+        tally.pupils.add(upn)
+        delivered += 1
+        if len(out) >= BATCH:
+            write(b"".join(out))
+            out.clear()
     if out:
         write(b"".join(out))
     if deliver:
         tally.counts["pupil"] = delivered
+        tally.drop("not-in-cohort", outside)
+        tally.drop("unchanged", unchanged)
+    else:
+        tally.drop("cohort-only", len(first))
     tally.high = high
     deadline()
     return cohort, known
@@ -152,23 +244,24 @@ def _marks(
     tally: Tally,
     deadline: Deadline,
     tick: Progress,
+    not_after: str,
 ) -> None:
-    """The hot loop (DESIGN section 9: >= 300,000 marks/s): locals only, one isinstance, string
-    comparisons on ISO dates/times, raw bytes out."""
+    """The hot loop (DESIGN section 9: >= 300,000 marks/s): locals only, one class check,
+    string comparisons on ISO dates/times, raw bytes out, one local counter per outcome."""
     codes = query.codes
     dates = query.dates
     first = (dates.first if dates else None) or ""
     last = (dates.last if dates else None) or "9999-12-31"
     since = query.since or ""
     high = tally.high
+    horizon = not_after
     prefix = _PREFIX["mark"]
     nl = _NL
     mark_type = SessionMark
     pupils = tally.pupils
     out: list[bytes] = []
     append = out.append
-    delivered = 0
-    read = 0
+    delivered = read = future = outside = unchanged = window = other_code = 0
     last_upn = ""
     for line, mark in records:
         read += 1
@@ -177,14 +270,25 @@ def _marks(
             continue
         changed = mark.updated_at  # type: ignore[union-attr]
         if changed > high:
+            # high never passes the horizon, so a future time is always above high: the
+            # check costs nothing on the common path.
+            if changed > horizon:
+                future += 1
+                continue
             high = changed
         upn = mark.upn  # type: ignore[union-attr]
-        if upn not in cohort or changed < since:
+        if upn not in cohort:
+            outside += 1
+            continue
+        if changed < since:
+            unchanged += 1
             continue
         day = mark.date  # type: ignore[union-attr]
         if day < first or day > last:
+            window += 1
             continue
         if codes is not None and mark.code not in codes:  # type: ignore[union-attr]
+            other_code += 1
             continue
         if upn != last_upn:
             pupils.add(upn)
@@ -204,6 +308,12 @@ def _marks(
     tally.read += read
     tally.high = high
     tally.counts["mark"] = tally.counts.get("mark", 0) + delivered
+    if future:
+        tally.reject(_FUTURE, future)
+    tally.drop("not-in-cohort", outside)
+    tally.drop("unchanged", unchanged)
+    tally.drop("outside-window", window)
+    tally.drop("code-not-selected", other_code)
     deadline()
 
 
@@ -214,32 +324,39 @@ def _results(
     tally: Tally,
     deadline: Deadline,
     tick: Progress,
+    not_after: str,
 ) -> None:
     out: list[bytes] = []
-    delivered = 0
+    delivered = outside = 0
     high = tally.high
     for line, result in records:
         tally.read += 1
-        if not isinstance(result, Result):
+        if result.__class__ is not Result:
             tally.reject(result)  # type: ignore[arg-type]
             continue
-        if result.updated_at > high:
-            high = result.updated_at
-        if result.upn not in cohort:
+        changed = result.updated_at  # type: ignore[union-attr]
+        if changed > not_after:
+            tally.reject(_FUTURE)
             continue
-        tally.pupils.add(result.upn)
+        if changed > high:
+            high = changed
+        upn = result.upn  # type: ignore[union-attr]
+        if upn not in cohort:
+            outside += 1
+            continue
+        tally.pupils.add(upn)
         out.append(tagged_line("result", line) + _NL)
         if len(out) >= BATCH:
             delivered += len(out)
             write(b"".join(out))
             out.clear()
-            deadline()
             tick(tally.read)
     if out:
         delivered += len(out)
         write(b"".join(out))
     tally.high = high
     tally.counts["result"] = tally.counts.get("result", 0) + delivered
+    tally.drop("not-in-cohort", outside)
     deadline()
 
 
@@ -253,6 +370,7 @@ def _deletions(
     tally: Tally,
     deadline: Deadline,
     tick: Progress,
+    not_after: str,
 ) -> None:
     """Deletions changed since the watermark, of the record kinds the query names, about a
     cohort pupil or about a pupil the source no longer holds whom the LA was sent before
@@ -263,22 +381,30 @@ def _deletions(
     high = tally.high
     for line, deletion in records:
         tally.read += 1
-        if not isinstance(deletion, Deletion):
+        if deletion.__class__ is not Deletion:
             tally.reject(deletion)  # type: ignore[arg-type]
             continue
-        if deletion.deleted_at > high:
-            high = deletion.deleted_at
-        if deletion.record not in query.deleted_kinds or deletion.deleted_at < since:
+        changed = deletion.deleted_at  # type: ignore[union-attr]
+        if changed > not_after:
+            tally.reject(_FUTURE_DELETION)
             continue
-        upn = deletion.key[:13]
+        if changed > high:
+            high = changed
+        if deletion.record not in query.deleted_kinds:  # type: ignore[union-attr]
+            tally.drop("kind-not-selected")
+            continue
+        if changed < since:
+            tally.drop("unchanged")
+            continue
+        upn = deletion.key[:13]  # type: ignore[union-attr]
         if upn not in cohort and (upn in known or digest(upn) not in query.leavers):
+            tally.drop("not-in-cohort")
             continue
         out.append(tagged_line("deletion", line) + _NL)
         delivered += 1
         if len(out) >= BATCH:
             write(b"".join(out))
             out.clear()
-            deadline()
             tick(tally.read)
     if out:
         write(b"".join(out))

@@ -63,10 +63,14 @@ def test_reads_manifest_and_streams_records_with_raw_lines(tmp_path):
     assert json.loads(tagged_line("mark", got[0][0]))["kind"] == "mark"
 
 
-def test_missing_data_files_yield_nothing(tmp_path):
+def test_missing_data_files_are_bad_data_except_deletions(tmp_path):
     source = DirectorySource(export(tmp_path))
-    for kind in FILES:
-        assert list(source.read(kind)) == []
+    assert list(source.read("deletion")) == []  # none deleted
+    for kind in ("pupil", "mark", "result"):
+        with pytest.raises(ConnectorError) as caught:
+            list(source.read(kind))
+        assert caught.value.reason == "bad-data"
+        assert f"{FILES[kind]}: missing" in str(caught.value)
 
 
 def test_missing_folder_is_unreachable(tmp_path):
@@ -134,20 +138,21 @@ def test_unreadable_folder_is_unreachable(open_tmp):
     assert read_as_unprivileged(folder) == "unreachable"
 
 
-def test_unreadable_data_file_is_unreachable(open_tmp):
+def test_unreadable_data_file_is_bad_data(open_tmp):
     folder = export(open_tmp, **{"attendance.jsonl": MARK})
     folder.chmod(0o755)
     (folder / "manifest.json").chmod(0o644)
     (folder / "attendance.jsonl").chmod(0)
-    assert read_as_unprivileged(folder) == "unreachable"
+    assert read_as_unprivileged(folder) == "bad-data"
 
 
-def test_data_file_that_is_a_folder_is_unreachable(tmp_path):
+def test_data_file_that_is_a_folder_is_bad_data(tmp_path):
     folder = export(tmp_path)
     (folder / "attendance.jsonl").mkdir()
     with pytest.raises(ConnectorError) as caught:
         list(DirectorySource(folder).read("mark"))
-    assert caught.value.reason == "unreachable"
+    assert caught.value.reason == "bad-data"
+    assert "is a folder, not a regular file" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +201,7 @@ def test_error_messages_carry_no_pupil_data(tmp_path):
     with pytest.raises(ConnectorError) as caught:
         DirectorySource(folder).manifest()
     assert "Secret" not in str(caught.value)
+    (folder / "manifest.json").write_text(json.dumps(MANIFEST))
     [(_, rejection)] = DirectorySource(folder).read("pupil")
     assert "Secret" not in repr(rejection)
 
@@ -211,10 +217,11 @@ def test_reads_every_shipped_example(tmp_path):
 
 
 def test_reading_is_streamed_not_loaded_whole(tmp_path):
-    # Lines are read lazily: a line appended after the first record came back is still seen,
-    # which a reader that loaded the file at the start would miss.
+    # Lines are read lazily (a chunk at a time): a line appended after the first record came
+    # back is still seen, which a reader that loaded the file at the start would miss.
     folder = export(tmp_path)
-    shutil.copy(EXAMPLES / "8814001" / "pupils.jsonl", folder / "pupils.jsonl")
+    example = (EXAMPLES / "8814001" / "pupils.jsonl").read_bytes()
+    (folder / "pupils.jsonl").write_bytes(example * (3 * 2**20 // len(example) + 1))
     original = (folder / "pupils.jsonl").read_bytes().splitlines()
     stream = DirectorySource(folder).read("pupil")
     first_line, first = next(stream)

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from deployment import deployment, notify_socket
+from deployment import deployment, notify_socket, slow_schools
 
-__all__ = ["deployment", "notify_socket"]
+__all__ = ["deployment", "notify_socket", "slow_schools"]

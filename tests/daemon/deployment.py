@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from b2bd.config.model import Endpoint
+from b2bd.connectors import SOURCES, Deadline, Manifest, Source, no_deadline
+from b2bd.connectors.directory import DirectorySource
 from b2bd.journal import read_journal
+from b2bd.records import Record, Rejection
+from b2bd.records.model import RecordKind
 from b2bd.sample import SchoolSpec, write_export
 
 SETTINGS = """\
@@ -74,16 +79,14 @@ class Deployment:
         d.bases = []
         return d
 
-    def add_school(self, laestab: str, *, fifo: bool = False) -> Path:
-        """A tiny generated export; with ``fifo`` its pupils file is a named pipe, so a transfer
-        reading it blocks until the test writes to it (a real slow source)."""
+    def add_school(self, laestab: str, *, slow: bool = False) -> Path:
+        """A tiny generated export; a ``slow`` one is read through :class:`SlowSchool` (the
+        daemon must then run with it installed: in-process with :func:`slow_schools`, as a
+        subprocess with ``start_daemon(..., slow=True)``)."""
         folder = self.schools / laestab
         write_export(folder, SchoolSpec(laestab, pupils=6, seed=3, marks_from=dt.date(2026, 11, 2)))
-        if fifo:
-            data = (folder / "pupils.jsonl").read_bytes()
-            (folder / "pupils.jsonl").unlink()
-            os.mkfifo(folder / "pupils.jsonl")
-            (folder / "pupils.data").write_bytes(data)
+        if slow:
+            (folder / SLOW).touch()
         self.bases.append(BASE.format(id=laestab, path=folder))
         self.config.joinpath("bases.yaml").write_text("bases:\n" + "".join(self.bases))
         return folder
@@ -123,26 +126,70 @@ def json_bytes(record: object) -> bytes:
     return msgspec.json.encode(record)
 
 
-def reader_waiting(folder: Path, timeout: float = 10.0) -> int:
-    """Wait until a transfer has the named pipe open for reading (it is mid-transfer, blocked
-    on its slow source); return our write end."""
+SLOW = ".slow"
+WAITING = ".waiting"
+
+
+class SlowSchool:
+    """A school whose export answers slowly: the real :class:`DirectorySource` over the real
+    folder, except that reading pupils first waits (creating ``.waiting`` in the folder) until
+    the test deletes ``.waiting`` (:func:`release`). This stands in for a slow network share or
+    MIS (a FIFO no longer can: the connector refuses FIFOs, as it must)."""
+
+    def __init__(self, source: DirectorySource, folder: Path) -> None:
+        self.source = source
+        self.folder = folder
+
+    def manifest(self) -> Manifest:
+        return self.source.manifest()
+
+    def read(
+        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+    ) -> Iterator[tuple[bytes, Record | Rejection]]:
+        if kind == "pupil":
+            (self.folder / WAITING).touch()
+            while (self.folder / WAITING).exists():
+                time.sleep(0.01)
+        yield from self.source.read(kind, deadline=deadline)
+
+
+def _slow_or_real(endpoint: Endpoint, laestab: str | None) -> Source:
+    source = DIRECTORY(endpoint, laestab)
+    assert endpoint.path is not None
+    if (endpoint.path / SLOW).exists():
+        return SlowSchool(source, endpoint.path)  # type: ignore[arg-type]
+    return source
+
+
+DIRECTORY = SOURCES["directory"]
+
+
+def install_slow_schools() -> None:
+    """Make folders holding ``.slow`` answer through :class:`SlowSchool` (this process)."""
+    SOURCES["directory"] = _slow_or_real
+
+
+@pytest.fixture
+def slow_schools() -> Iterator[None]:
+    install_slow_schools()
+    yield
+    SOURCES["directory"] = DIRECTORY
+
+
+def reader_waiting(folder: Path, timeout: float = 10.0) -> None:
+    """Wait until a transfer is blocked reading the slow school (it is mid-transfer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            fd = os.open(folder / "pupils.jsonl", os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: nobody is reading yet
-            time.sleep(0.01)
-            continue
-        os.set_blocking(fd, True)
-        return fd
+        if (folder / WAITING).exists():
+            return
+        time.sleep(0.01)
     raise AssertionError("no transfer started reading the slow source")
 
 
-def release_fifo(folder: Path, fd: int | None = None) -> None:
-    """Feed the named pipe its data; the blocked transfer then completes."""
-    fd = reader_waiting(folder) if fd is None else fd
-    with os.fdopen(fd, "wb") as pipe:
-        pipe.write((folder / "pupils.data").read_bytes())
+def release(folder: Path) -> None:
+    """Let the transfer blocked on the slow school go on (after it started waiting)."""
+    reader_waiting(folder)
+    (folder / WAITING).unlink()
 
 
 @pytest.fixture
@@ -184,18 +231,28 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     sock.close()
 
 
+SLOW_MAIN = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); import deployment; "
+    "deployment.install_slow_schools(); from b2bd.cli import main; sys.exit(main())"
+)
+
+
 def start_daemon(
     deployment: Deployment,
     notify: NotifySocket | None,
     *args: str,
     env: dict[str, str] | None = None,
+    slow: bool = False,
 ) -> subprocess.Popen[str]:
+    """``b2bd run`` as a subprocess; with ``slow``, schools added with ``slow=True`` answer
+    through :class:`SlowSchool`."""
     environ = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     if notify is not None:
         environ["NOTIFY_SOCKET"] = str(notify.path)
     environ.update(env or {})
+    launch = ["-c", SLOW_MAIN, str(Path(__file__).parent)] if slow else ["-m", "b2bd"]
     return subprocess.Popen(
-        [sys.executable, "-m", "b2bd", "--config", str(deployment.config), "run", *args],
+        [sys.executable, *launch, "--config", str(deployment.config), "run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -13,7 +13,7 @@ from deployment import (
     Deployment,
     NotifySocket,
     reader_waiting,
-    release_fifo,
+    release,
     start_daemon,
     stop_daemon,
 )
@@ -114,16 +114,16 @@ def test_sighup_reloads_with_reloading_and_ready(deployment, notify_socket) -> N
 def test_sigterm_lets_the_running_transfer_finish_then_exits_0(
     deployment: Deployment, notify_socket: NotifySocket
 ) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("slow", "8814001")
-    proc = start_daemon(deployment, notify_socket, "--now")
+    proc = start_daemon(deployment, notify_socket, "--now", slow=True)
     try:
         notify_socket.wait_for("READY=1")
-        pipe = reader_waiting(folder)  # the transfer is running, blocked on its source
+        reader_waiting(folder)  # the transfer is running, blocked on its source
         proc.send_signal(signal.SIGTERM)
         notify_socket.wait_for("STOPPING=1")
         assert proc.poll() is None  # still waiting for its transfer
-        release_fifo(folder, pipe)
+        release(folder)
         code, out = stop_daemon(proc)
     finally:
         if proc.poll() is None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from deployment import Deployment, release_fifo
+from deployment import Deployment, release
 
 from b2bd.daemon.clock import ManualClock
 from b2bd.daemon.loop import Daemon
@@ -141,8 +141,9 @@ def test_a_new_task_has_missed_nothing_and_runs_at_its_next_slot(deployment: Dep
     assert deployment.records("slot-missed") == []
 
 
+@pytest.mark.usefixtures("slow_schools")
 def test_overlap_skip_a_slow_transfer_is_not_run_twice(deployment: Deployment) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001", policy="policy: {overlap: skip}\n")
     clock = ManualClock(SLOT_3 - dt.timedelta(minutes=1))
     running = Running(deployment, clock)
@@ -151,7 +152,7 @@ def test_overlap_skip_a_slow_transfer_is_not_run_twice(deployment: Deployment) -
     deployment.wait_for(lambda: deployment.records("run-started"), what="first run")
     running.advance_to(SLOT_4)  # the transfer is still blocked on its slow source
     deployment.wait_for(lambda: deployment.records("slot-skipped"), what="slot-skipped")
-    release_fifo(folder)
+    release(folder)
     deployment.wait_for(lambda: deployment.records("run-finished"), what="first run to end")
     assert running.stop() == 0
     (skipped,) = deployment.records("slot-skipped")
@@ -160,8 +161,9 @@ def test_overlap_skip_a_slow_transfer_is_not_run_twice(deployment: Deployment) -
     assert len(deployment.records("transfer-succeeded")) == 1
 
 
+@pytest.mark.usefixtures("slow_schools")
 def test_overlap_queue_runs_the_next_slot_after_the_slow_one(deployment: Deployment) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001", policy="policy: {overlap: queue}\n")
     clock = ManualClock(SLOT_3 - dt.timedelta(minutes=1))
     running = Running(deployment, clock)
@@ -171,9 +173,9 @@ def test_overlap_queue_runs_the_next_slot_after_the_slow_one(deployment: Deploym
     running.advance_to(SLOT_4)
     deployment.wait_for(lambda: len(deployment.records("run-started")) == 2, what="queued run")
     assert deployment.records("transfer-succeeded") == []  # the second waits for the first
-    release_fifo(folder)  # the first transfer ends...
+    release(folder)  # the first transfer ends...
     deployment.wait_for(lambda: deployment.records("transfer-succeeded"), what="first transfer")
-    release_fifo(folder)  # ...then the queued one reads the pipe again
+    release(folder)  # ...then the queued one reads the pipe again
     deployment.wait_for(lambda: len(deployment.records("run-finished")) == 2, what="both runs")
     assert running.stop() == 0
     succeeded = deployment.records("transfer-succeeded")

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -76,8 +75,8 @@ def test_rerun_of_a_slot_replaces_not_duplicates(world: World) -> None:
     assert manifest["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
 
 
-def test_a_second_writer_of_the_same_delivery_is_refused(tmp_path: Path) -> None:
-    place = DeliveryPlace(tmp_path / "out", "20261102T063000Z")
+def test_a_second_writer_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    place = DeliveryPlace(tmp_path, ("out",), "20261102T063000Z")
     with DeliveryWriter(place) as first:
         first.write(b'{"kind":"pupil"}\n')
         with pytest.raises(DeliveryError) as caught:
@@ -88,72 +87,76 @@ def test_a_second_writer_of_the_same_delivery_is_refused(tmp_path: Path) -> None
 
 
 def test_abandoned_writer_leaves_nothing(tmp_path: Path) -> None:
-    place = DeliveryPlace(tmp_path / "out", "x")
+    place = DeliveryPlace(tmp_path, ("out",), "x")
     with pytest.raises(RuntimeError), DeliveryWriter(place) as writer:
         writer.write(b"{}\n")
         raise RuntimeError("boom")
     assert list(place.folder.iterdir()) == []
 
 
+# The child runs a real transfer and, once it has read 65,536 marks (the engine's first
+# progress report: eight batches are in the temporary file by then), says so and blocks, so
+# the test kills it provably mid-delivery.
 KILLED = textwrap.dedent(
     """
-    import datetime as dt, sys
+    import datetime as dt, sys, threading
     from pathlib import Path
     from b2bd.config import load_config
     from b2bd.journal import Journal, PupilKeyer
     from b2bd.transfer.engine import Engine
 
+    def progress(event):
+        if event.event == "records" and event.records >= 65536:
+            print("mid-delivery", flush=True)
+            threading.Event().wait()
+
     config = load_config(Path(sys.argv[1]))
     journal = Journal.open(config.settings.state_dir)
     engine = Engine(config, journal, PupilKeyer(config.settings.state_dir))
     slot = dt.datetime(2026, 11, 2, 6, 30, tzinfo=dt.UTC)
-    engine.run(config.tasks["att"], slot)
+    engine.run(config.tasks["att"], slot, manual=True, on_progress=progress)
     """
 )
 
 
-def test_killed_transfer_leaves_no_partial_delivery_and_rerun_replaces(world: World) -> None:
-    """The marks file is a FIFO fed by the test: the transfer is provably mid-delivery (its
-    temp file has data, the source has more to come) when it is SIGKILLed."""
+def test_kill_9_mid_delivery_leaves_nothing_visible_and_the_next_run_no_temp_file(
+    world: World,
+) -> None:
     pupils = [pupil(i, "7") for i in range(1, 21)]
-    world.export(pupils=pupils)
-    marks_path = world.school_dir(SECONDARY) / "attendance.jsonl"
-    os.mkfifo(marks_path)
+    world.export(pupils=pupils, marks=[])
+    line = json.dumps(mark(1, "2026-10-05")) + "\n"
+    with (world.school_dir(SECONDARY) / "attendance.jsonl").open("w") as marks:
+        for _ in range(10):
+            marks.write(line * 10_000)
     world.task("att", ATT)
     world.config()  # valid before we start
-    child = subprocess.Popen([sys.executable, "-c", KILLED, str(world.config_dir)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(world.config_dir)], stdout=subprocess.PIPE, text=True
+    )
     folder = world.la / SECONDARY / "att"
-    temp = folder / ".20261102T063000Z.jsonl.tmp"
-    line = json.dumps(mark(1, "2026-10-05")) + "\n"
     try:
-        with marks_path.open("w") as feed:
-            deadline = time.monotonic() + 30
-            while not (temp.exists() and temp.stat().st_size > 0):
-                assert time.monotonic() < deadline, "the transfer never started delivering"
-                assert child.poll() is None
-                feed.write(line * 1000)
-                feed.flush()
-            child.send_signal(signal.SIGKILL)
-            child.wait(10)
-    except BrokenPipeError:
-        pytest.fail("the transfer stopped reading before it was killed")
+        assert child.stdout is not None
+        assert child.stdout.readline() == "mid-delivery\n"
+        temps = [p for p in folder.iterdir() if p.name.startswith(".")]
+        assert len(temps) == 1 and temps[0].stat().st_size > 0, temps
+        assert temps[0].name.startswith(".manual-20261102T063000Z.jsonl.")
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     visible = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
     assert visible == []  # no data file, no manifest: readers see nothing
-    # the journal shows the run started, no outcome for the base
-    world.close()
-    marks_path.unlink()
     world.export(pupils=pupils, marks=[mark(i, "2026-10-05") for i in range(1, 21)])
-    run = world.run("att", slot_at(D))
+    run = world.run("att", slot_at(D), manual=True)
     records = [r.type for r in world.journal_records()]
     assert records[0] == "run-started" and records.count("run-started") == 2
     assert records.count("transfer-succeeded") == 1
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "20261102T063000Z.jsonl",
-        "20261102T063000Z.manifest.json",
-    ]
     assert run.transfers[0].counts == {"mark": 20}
-    assert len(read_jsonl(folder / "20261102T063000Z.jsonl")) == 20
+    # the second run removed the killed run's temporary file before writing: nothing hidden
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 2 and all(n.startswith("manual-") for n in names), names
