@@ -33,6 +33,12 @@ class UsageError(Exception):
     """A problem with how b2bd was called or with a file it was pointed at (exit 2)."""
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the choice nearest ``word``, or ``""`` if none is near."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` without abbreviations, with "did you mean" for a bad choice, and
     with the global options on every command's parser too. Sub-commands are made of this class
@@ -52,8 +58,7 @@ class Parser(argparse.ArgumentParser):
         if choices is None or value in choices:
             return
         names = [str(c) for c in choices]
-        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(value), names)
         what = "command" if isinstance(action, argparse._SubParsersAction) else "choice"
         raise argparse.ArgumentError(
             action, f"unknown {what} {value!r}{hint} (choose from {', '.join(names)})"
@@ -119,9 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command_word(words))
     if (option := _unknown_leading_option(words)) is not None:
-        close = difflib.get_close_matches(option, GLOBAL_OPTIONS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        parser.error(f"unknown option {option!r}{hint}")
+        parser.error(f"unknown option {option!r}{did_you_mean(option, GLOBAL_OPTIONS)}")
     args = parser.parse_args(words)
     try:
         return int(args.func(args))

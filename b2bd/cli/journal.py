@@ -1,9 +1,11 @@
 """``b2bd journal verify|compact|cat``, ``b2bd history`` and ``b2bd status``.
 
-All of them find the journal through ``state_dir`` in b2bd.yaml. ``cat``, ``history`` and
-``status`` only read (safe while the daemon runs: a record being written at that moment is left
-out rather than reported). ``verify`` reads too, and when the journal is intact acknowledges the
-repairs ``status`` shows (a ``repairs-acknowledged`` record). ``compact`` takes the journal's
+All of them find the journal through ``state_dir`` in b2bd.yaml. ``history`` and ``status`` ask
+the running daemon through its control socket when there is one (it also knows what is running
+now); without one they, and ``cat``, only read (safe while the daemon runs: a record being
+written at that moment is left out rather than reported). ``verify`` reads too, and when the
+journal is intact acknowledges the repairs ``status`` shows (a ``repairs-acknowledged`` record,
+written by the daemon when it runs). ``compact`` takes the journal's
 lock, so it refuses while the daemon runs. Exit codes: 0 fine, 1 the journal is damaged (or in
 use, for ``compact``; for ``status``: something needs attention, see :mod:`b2bd.report`), 2 usage.
 
@@ -14,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from b2bd.cli import UsageError
+from b2bd.cli import UsageError, did_you_mean
+from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.config import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings
 from b2bd.journal import Journal, JournalError, State
@@ -147,9 +149,13 @@ def _acknowledge(settings: Settings, repairs: tuple[Repair, ...]) -> None:
         print(f"repaired on {iso(r.when)}: {_repair_text(r)}")
     up_to = max(r.seq for r in repairs)
     try:
-        with Journal.open(settings.state_dir) as journal:
-            journal.append("repairs-acknowledged", up_to=up_to)
-    except (JournalError, OSError) as exc:
+        link = find_daemon(settings)
+        if link is not None:  # the daemon holds the journal: it writes the record
+            link.ask("acknowledge-repairs", up_to=up_to)
+        else:
+            with Journal.open(settings.state_dir) as journal:
+                journal.append("repairs-acknowledged", up_to=up_to)
+    except (DaemonError, UsageError, JournalError, OSError) as exc:
         print(f"b2bd: repairs not acknowledged: {exc}", file=sys.stderr)
         return
     print(f"acknowledged {len(repairs)} repair(s): status no longer shows them")
@@ -214,10 +220,19 @@ def _records(state_dir: Path) -> Any:
 
 def run_history_command(args: argparse.Namespace) -> int:
     config, settings = _config(args)
+    link = find_daemon(settings)
     try:
-        runs = history_report(_records(settings.state_dir), args.task, args.limit)
+        if link is not None:
+            runs = link.ask("history", task=args.task, limit=args.limit)
+        else:
+            runs = history_report(_records(settings.state_dir), args.task, args.limit)
     except JournalDamaged as exc:
         return _damaged(exc)
+    except DaemonError as exc:
+        if exc.code == "unknown-task":
+            raise UsageError(unknown_task(args.task, config)) from None
+        print(f"b2bd: {exc.message}", file=sys.stderr)
+        return EXIT_DAMAGED
     if args.task and not runs and args.task not in config.tasks:
         raise UsageError(unknown_task(args.task, config))
     print_history(runs, args.task, args.format)
@@ -226,8 +241,7 @@ def run_history_command(args: argparse.Namespace) -> int:
 
 def unknown_task(task: str, config: Config) -> str:
     """The message for a task id that is neither in the config nor in the journal."""
-    close = difflib.get_close_matches(task, list(config.tasks), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(task, list(config.tasks))
     known = ", ".join(sorted(config.tasks)) or "none"
     return f"no task {task!r} in the config or the journal{hint} (tasks: {known})"
 
@@ -274,6 +288,15 @@ def _run_text(r: dict[str, Any]) -> list[str]:
 
 def run_status(args: argparse.Namespace) -> int:
     config, settings = _config(args)
+    link = find_daemon(settings)
+    if link is not None:
+        try:
+            report = link.ask("status")
+        except DaemonError as exc:
+            print(f"b2bd: {exc.message}", file=sys.stderr)
+            return EXIT_DAMAGED
+        print_status(report, args.format)
+        return status_exit(report)
     now = dt.datetime.now(dt.UTC)
     try:
         state = (
@@ -298,6 +321,14 @@ def print_status(report: dict[str, Any], fmt: str) -> None:
 
 def _status_text(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
+    daemon = report["daemon"]
+    if daemon is None:
+        lines.append("daemon: not answering on its control socket; status from the journal")
+    else:
+        lines.append(
+            f"daemon: running, pid {daemon['pid']}, b2bd {daemon['version']}, "
+            f"since {daemon['started']}"
+        )
     if not report["tasks"]:
         lines.append("no valid tasks in the config dir")
     for t in report["tasks"]:

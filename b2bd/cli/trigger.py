@@ -1,11 +1,16 @@
-"""``b2bd trigger TASK [--base ID ...] [--format text|json]``: run one task now, in the foreground.
+"""``b2bd trigger TASK [--base ID ...] [--format text|json]``: run one task now.
 
-The run is journaled like a scheduled one, as ``<task>/manual-<UTC time>``, and its deliveries
-are named ``manual-<UTC time>``; the reference date for cohorts is today's local date in the
-task's timezone. Exit 0 when every transfer succeeded, 1 otherwise, 2 for usage and I/O errors
-(unknown task, base not a target of the task, journal in use by a running daemon).
+With a daemon running (found through its control socket), the daemon runs it beside its
+schedule, under the task's ``overlap`` policy: ``skip`` refuses while a transfer of the task on
+one of those bases is outstanding (exit 75, EX_TEMPFAIL: try again later), ``queue`` waits its
+turn. Without a daemon it runs here, in the foreground, as before. Either way the run is
+journaled like a scheduled one, as ``<task>/manual-<UTC time>``, its deliveries are named
+``manual-<UTC time>``, and the same summary is printed. Exit 0 when every transfer succeeded,
+1 otherwise (or when the daemon stopped before the run finished), 2 for usage and I/O errors
+(unknown task, base not a target of the task, journal in use without a reachable daemon).
 
-While it runs on a terminal, a progress line on stderr shows bases done and records read.
+On a terminal a progress line on stderr shows bases done, records read, and retries waiting
+and why.
 """
 
 from __future__ import annotations
@@ -18,17 +23,28 @@ import threading
 import time
 from typing import Any, TextIO
 
-from b2bd.cli import UsageError
+from b2bd.cli import UsageError, did_you_mean
+from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.config import ConfigDirError, load_config
-from b2bd.journal import Journal, JournalError, PupilKeyer
-from b2bd.transfer.engine import Engine, Progress, RunResult, TransferResult
+from b2bd.config.model import Config, Settings, Task
+from b2bd.journal import Journal, JournalBusy, JournalError, PupilKeyer
+from b2bd.transfer.engine import Engine, Progress
+from b2bd.transfer.manual import (
+    TriggerRefused,
+    TriggerRequest,
+    check_request,
+    progress_from_json,
+    run_summary,
+)
 
 EXIT_SUCCEEDED = 0
 EXIT_NOT_ALL = 1
+EXIT_BUSY = 75  # EX_TEMPFAIL: refused under overlap: skip; try again later
+USAGE_REFUSALS = frozenset({"unknown-task", "bad-base", "no-bases", "unsupported", "bad-request"})
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("trigger", help="run one task now, in the foreground")
+    p = sub.add_parser("trigger", help="run one task now (through the daemon when it runs)")
     p.add_argument("task", metavar="TASK", help="the task id")
     p.add_argument(
         "--base",
@@ -49,28 +65,58 @@ def run(args: argparse.Namespace) -> int:
     settings = config.settings
     if settings is None:
         raise UsageError(f"{args.config}: b2bd.yaml is not usable (see `b2bd validate`)")
-    task = config.tasks.get(args.task)
-    if task is None:
-        known = ", ".join(sorted(config.tasks)) or "none"
-        raise UsageError(
-            f"no valid task {args.task!r} in {args.config} (valid tasks: {known}; "
-            "an invalid task file is reported by `b2bd validate`)"
+    request = request_from_args(args)
+    try:
+        task, bases = check_request(config, request)
+    except TriggerRefused as refused:
+        hint = (
+            did_you_mean(request.task, list(config.tasks)) if refused.code == "unknown-task" else ""
         )
-    bases = list(dict.fromkeys(args.base)) if args.base else None
-    if bases is not None:
-        outside = [b for b in bases if b not in task.targets]
-        if outside:
-            raise UsageError(
-                f"base(s) {', '.join(outside)} not among task {task.id}'s bases "
-                f"({', '.join(task.targets) or 'none'})"
-            )
-    if not (bases or task.targets):
-        raise UsageError(f"task {task.id} has no bases to run on (see `b2bd validate`)")
+        raise UsageError(f"{refused.message}{hint}") from None
+    display = TtyProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        link = find_daemon(settings)
+        if link is not None:
+            outcome = trigger_through(link, request, display)
+        else:
+            outcome = trigger_here(config, settings, task, bases, display)
+    finally:
+        if display is not None:
+            display.clear()
+    if isinstance(outcome, int):
+        return outcome
+    if args.format == "json":
+        print(json.dumps(outcome, indent=2))
+    else:
+        for line in run_text(outcome):
+            print(line)
+    succeeded = all(t["outcome"] == "succeeded" for t in outcome["transfers"])
+    return EXIT_SUCCEEDED if succeeded else EXIT_NOT_ALL
+
+
+def request_from_args(args: argparse.Namespace) -> TriggerRequest:
+    """What the command line asks for (parsing only; executing is elsewhere)."""
+    bases = tuple(dict.fromkeys(args.base)) if args.base else None
+    return TriggerRequest(args.task, bases)
+
+
+def trigger_here(
+    config: Config,
+    settings: Settings,
+    task: Task,
+    bases: tuple[str, ...],
+    display: TtyProgress | None,
+) -> dict[str, Any]:
+    """Run the task in this process (no daemon is running) and return its summary."""
     try:
         journal = Journal.open(settings.state_dir)
+    except JournalBusy as exc:
+        raise UsageError(
+            f"cannot open the journal in {settings.state_dir}: {exc}; a daemon holds it but "
+            "answers on none of its control socket places (see `control_socket` in b2bd.yaml)"
+        ) from exc
     except (JournalError, OSError) as exc:
         raise UsageError(f"cannot open the journal in {settings.state_dir}: {exc}") from exc
-    display = TtyProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
         with Engine(config, journal, PupilKeyer(settings.state_dir)) as engine:
             slot = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -82,68 +128,78 @@ def run(args: argparse.Namespace) -> int:
                 on_progress=display.update if display else None,
             )
     finally:
-        if display is not None:
-            display.clear()
         journal.close()
-    if args.format == "json":
-        print(json.dumps(run_json(result), indent=2))
+    return run_summary(result)
+
+
+def trigger_through(
+    link: DaemonLink, request: TriggerRequest, display: TtyProgress | None
+) -> dict[str, Any] | int:
+    """Have the running daemon run it; its summary, or the exit code of a refusal or of a
+    daemon that stopped first (the reason is printed on stderr)."""
+    try:
+        for line in link.request("trigger", **request.to_json()):
+            kind = line.get("type")
+            if kind == "result":
+                return dict(line["result"])
+            if kind == "error":
+                return _refused(str(line.get("code")), str(line.get("message")))
+            if kind == "accepted":
+                for base, holder in (line.get("queued") or {}).items():
+                    _note(display, f"{base} waits for run {holder} (overlap: queue)")
+            elif line.get("event") == "stopping":
+                _note(display, str(line.get("message")))
+            elif display is not None and (event := progress_from_json(line)) is not None:
+                display.update(event)
+    except KeyboardInterrupt:
+        print(
+            "b2bd: stopped watching; the run goes on in the daemon "
+            f"(`b2bd history {request.task}` shows it)",
+            file=sys.stderr,
+        )
+        raise
+    raise UsageError(f"the daemon at {link.path} sent no result")  # pragma: no cover
+
+
+def _refused(code: str, message: str) -> int:
+    if code in USAGE_REFUSALS:
+        raise UsageError(message)
+    print(f"b2bd: {message}", file=sys.stderr)
+    return EXIT_BUSY if code == "busy" else EXIT_NOT_ALL
+
+
+def _note(display: TtyProgress | None, text: str) -> None:
+    if display is not None:
+        display.note(text)
     else:
-        for line in run_text(result):
-            print(line)
-    succeeded = all(t.outcome == "succeeded" for t in result.transfers)
-    return EXIT_SUCCEEDED if succeeded else EXIT_NOT_ALL
+        print(f"b2bd: {text}", file=sys.stderr)
 
 
-def transfer_json(t: TransferResult) -> dict[str, Any]:
-    return {
-        "base": t.base,
-        "outcome": t.outcome,
-        "reason": t.reason,
-        "message": t.message,
-        "attempts": t.attempts,
-        "counts": t.counts,
-        "rejected": t.rejected,
-        "rejected_by_reason": t.rejected_by_reason,
-        "dropped": t.dropped,
-        "read": t.read,
-        "missing": t.missing,
-        "watermark": t.watermark,
-        "delivery": str(t.delivery) if t.delivery else None,
-    }
-
-
-def run_json(result: RunResult) -> dict[str, Any]:
-    return {
-        "run": result.run,
-        "task": result.task,
-        "slot": result.slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "manual": result.manual,
-        "outcome": result.outcome,
-        "transfers": [transfer_json(t) for t in result.transfers],
-    }
-
-
-def run_text(result: RunResult) -> list[str]:
-    done = sum(t.outcome == "succeeded" for t in result.transfers)
+def run_text(summary: dict[str, Any]) -> list[str]:
+    transfers = summary["transfers"]
+    done = sum(t["outcome"] == "succeeded" for t in transfers)
     lines = [
-        f"run {result.run}: {result.outcome} "
-        f"({done} of {len(result.transfers)} transfers succeeded)"
+        f"run {summary['run']}: {summary['outcome']} "
+        f"({done} of {len(transfers)} transfers succeeded)"
     ]
-    for t in result.transfers:
-        if t.outcome == "succeeded":
-            counts = " ".join(f"{kind}={n}" for kind, n in t.counts.items()) or "nothing"
-            extra = f"read={t.read} rejected={t.rejected} missing={t.missing}"
-            if t.rejected_by_reason:
-                extra += " (" + ", ".join(f"{r}={n}" for r, n in t.rejected_by_reason.items()) + ")"
-            lines.append(f"  {t.base}  succeeded  {counts}  {extra}  -> {t.delivery}")
+    for t in transfers:
+        if t["outcome"] == "succeeded":
+            counts = " ".join(f"{kind}={n}" for kind, n in t["counts"].items()) or "nothing"
+            extra = f"read={t['read']} rejected={t['rejected']} missing={t['missing']}"
+            if t["rejected_by_reason"]:
+                why = ", ".join(f"{r}={n}" for r, n in t["rejected_by_reason"].items())
+                extra += f" ({why})"
+            lines.append(f"  {t['base']}  succeeded  {counts}  {extra}  -> {t['delivery']}")
         else:
-            tries = f" after {t.attempts} attempts" if t.attempts > 1 else ""
-            lines.append(f"  {t.base}  {t.outcome}  {t.reason}: {t.message}{tries}")
+            tries = f" after {t['attempts']} attempts" if t["attempts"] > 1 else ""
+            lines.append(f"  {t['base']}  {t['outcome']}  {t['reason']}: {t['message']}{tries}")
     return lines
 
 
 class TtyProgress:
-    """One self-rewriting status line (bases done, records read), at most 5 updates/s."""
+    """One self-rewriting status line: bases done and running, records read, and the latest
+    thing worth a word (a retry waiting and why, a base queued behind another run, the daemon
+    stopping); at most 5 updates/s."""
 
     def __init__(self, stream: TextIO, interval: float = 0.2) -> None:
         self.stream = stream
@@ -154,6 +210,7 @@ class TtyProgress:
         self._done = 0
         self._shown = 0.0
         self._width = 0
+        self._news = ""
 
     def update(self, event: Progress) -> None:
         with self._lock:
@@ -161,16 +218,30 @@ class TtyProgress:
                 self._started.add(event.base)
             elif event.event == "finished":
                 self._done += 1
+            elif event.event == "retry":
+                self._news = (
+                    f"{event.base}: attempt {event.attempt} failed ({event.reason}: "
+                    f"{event.message}); retry in {event.wait:g}s"
+                )
             self._records[event.base] = max(self._records.get(event.base, 0), event.records)
             now = time.monotonic()
-            if event.event != "finished" and now - self._shown < self.interval:
+            urgent = event.event in ("finished", "retry")
+            if not urgent and now - self._shown < self.interval:
                 return
             self._shown = now
-            text = (
-                f"{self._done} bases done, {len(self._started) - self._done} running, "
-                f"{sum(self._records.values()):,} records read"
-            )
-            self._write(text)
+            self._write(self._text())
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._news = text
+            self._write(self._text())
+
+    def _text(self) -> str:
+        text = (
+            f"{self._done} bases done, {len(self._started) - self._done} running, "
+            f"{sum(self._records.values()):,} records read"
+        )
+        return f"{text}; {self._news}" if self._news else text
 
     def _write(self, text: str) -> None:
         pad = max(0, self._width - len(text))

@@ -5,14 +5,20 @@ loop. Each turn the loop (1) reloads if asked to, (2) starts what is due, (3) sl
 event until the earliest of: the next slot or jittered transfer, the end of the reload quiet
 period, the 60 s safety rescan, the next watchdog ping. There is no fixed-interval polling.
 
+The control socket (:mod:`b2bd.daemon.control`, answers in :mod:`b2bd.daemon.requests`) is
+served on its own threads once the journal lock is held; a trigger through it is queued with
+:meth:`Daemon.submit` and started by the loop between two turns.
+
 Exit codes: 0 after a graceful stop, 78 (EX_CONFIG) for an invalid config at start, 1 when the
-journal cannot be opened (damaged, or another daemon holds it).
+journal cannot be opened (damaged, or another daemon holds it) or the control socket cannot be
+set up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -29,8 +35,11 @@ from b2bd.config import Config, ConfigDirError, load_config
 from b2bd.config.load import ParseCache, file_digests
 from b2bd.config.model import Problem, Task
 from b2bd.daemon.clock import Clock, SystemClock
+from b2bd.daemon.control import ControlError, ControlServer
 from b2bd.daemon.due import due
 from b2bd.daemon.notify import Notifier
+from b2bd.daemon.protocol import daemon_socket
+from b2bd.daemon.requests import ControlRequests, ManualTrigger
 from b2bd.daemon.runs import Runs
 from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
@@ -82,6 +91,9 @@ class Daemon:
         self.warned: frozenset[Problem] = frozenset()
         self.applied_digests: dict[str, str] = {}
         self.watcher = ConfigWatcher(root, self.wake)
+        self.triggers: queue.SimpleQueue[ManualTrigger] = queue.SimpleQueue()
+        self.stopping = False  # read by control-socket threads
+        self.control: ControlServer | None = None
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -105,6 +117,16 @@ class Daemon:
         with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
             self._install_signals()  # from here on a SIGTERM is a graceful stop
             state = journal.state()
+            self.state_dir = settings.state_dir
+            self.journal = journal
+            self.requests = ControlRequests(self)
+            try:  # only now: the journal lock keeps a second daemon from taking the socket
+                self.control = ControlServer.bind(
+                    daemon_socket(settings), self.requests.hello(), self.requests.handlers()
+                )
+            except ControlError as exc:
+                log.error("control-socket-unusable", error=str(exc))
+                return EXIT_JOURNAL
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
             _close_interrupted_runs(journal, state)
             self.engine = Engine(
@@ -115,7 +137,6 @@ class Daemon:
                 pool=pool,
                 clock=self.clock.now,
             )
-            self.journal = journal
             self.runs = Runs(self.engine, pool, self.wake.set)
             self._apply(config, state, first=True)
             self.watcher.start()
@@ -127,7 +148,10 @@ class Daemon:
                 self._loop()
             finally:
                 self.watcher.stop()
-                self._shutdown()
+                try:
+                    self._shutdown()
+                finally:
+                    self.control.close("the daemon exited")
         return EXIT_OK
 
     def _install_signals(self) -> None:
@@ -156,10 +180,32 @@ class Daemon:
         self.flags.reload = True
         self.wake.set()
 
+    def submit(self, trigger: ManualTrigger) -> None:
+        """Queue a trigger from the control socket for the loop (any thread)."""
+        self.triggers.put(trigger)
+        self.wake.set()
+
+    def _take_triggers(self) -> None:
+        while True:
+            try:
+                trigger = self.triggers.get_nowait()
+            except queue.Empty:
+                return
+            if self.stopping:
+                trigger.reply.error("stopping", "the daemon is stopping: nothing was started")
+            else:
+                self.requests.start(trigger)
+
     def _shutdown(self) -> None:
         name = signal.Signals(self.flags.stop).name if self.flags.stop else "loop ended"
+        self.stopping = True
+        self._take_triggers()  # refuses what is still queued
         self.notifier.stopping(f"stopping ({name}): letting running transfers finish")
         log.info("daemon-stopping", signal=name, running=self.runs.running_pairs())
+        assert self.control is not None
+        self.control.broadcast({"type": "progress", "event": "stopping", "message":
+                                f"the daemon is stopping ({name}): transfers running now "
+                                "finish, waiting ones are skipped"})  # fmt: skip
         self.runs.drop_waiting("daemon stopping")
         # No new attempts: a transfer waiting out a retry backoff ends now with its failure;
         # transfers that are moving data carry on until done or the grace period ends.
@@ -171,6 +217,7 @@ class Daemon:
         abandoned = self.runs.active
         reason = f"signal {name}" + (f"; {abandoned} run(s) cut short" if abandoned else "")
         self.journal.append("daemon-stopped", reason=reason)
+        self.control.close(f"signal {name}")
         log.info("daemon-stopped", reason=reason)
 
     # -- the loop --------------------------------------------------------------------------
@@ -200,6 +247,7 @@ class Daemon:
                 last_rescan = time.monotonic()
             now = self.clock.now()
             self._start_due(now)
+            self._take_triggers()
             self.runs.dispatch(now)
             if watchdog_every is not None and mono - last_ping >= watchdog_every:
                 self.notifier.watchdog()

@@ -6,7 +6,12 @@ finished (``run-finished``) when its last transfer has an outcome. Per (task, ba
 transfer is outstanding: a new slot finds the pair *busy* and the task's ``overlap`` policy
 either skips it or queues it behind the outstanding one.
 
-Transfers finish on worker threads; everything else here is called from the loop thread.
+A run may carry callbacks (a trigger through the control socket): ``on_progress`` gets the
+engine's progress events of its transfers (on worker threads) and ``on_finished`` the run's
+result once ``run-finished`` is journaled.
+
+Transfers finish on worker threads; everything else here is called from the loop thread, except
+:meth:`Runs.in_flight`, which a control-socket thread may call.
 """
 
 from __future__ import annotations
@@ -20,17 +25,22 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from b2bd.log import get_logger
-from b2bd.transfer.engine import Engine, RunContext, TransferResult
+from b2bd.transfer.engine import Engine, OnProgress, RunContext, RunResult, TransferResult
 
 log = get_logger("b2bd.daemon")
 
 Pair = tuple[str, str]  # (task id, base id)
 
 
+OnFinished = Callable[[RunResult], None]
+
+
 @dataclass
 class _Run:
     context: RunContext
     outstanding: set[str]
+    on_progress: OnProgress | None = None
+    on_finished: OnFinished | None = None
     results: dict[str, TransferResult] = field(default_factory=dict)
 
 
@@ -70,15 +80,58 @@ class Runs:
         with self._lock:
             return len(self._running)
 
+    def holder(self, task_id: str, base_id: str) -> str | None:
+        """The run whose transfer of (task, base) is outstanding (waiting or running), if any;
+        runs queued behind it come after it."""
+        with self._lock:
+            for run_id, run in self._runs.items():
+                if run.context.task.id == task_id and base_id in run.outstanding:
+                    queued = self._queued.get((task_id, base_id), ())
+                    if all(run_id != r for r, _ in queued):
+                        return run_id
+            return None
+
+    def has_run(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._runs
+
+    def in_flight(self) -> list[dict[str, object]]:
+        """Runs not finished yet, each base ``waiting`` (for its due time), ``queued`` (behind
+        another run's transfer of the pair), ``running`` or ``done``: for ``status``."""
+        with self._lock:
+            queued = {(run, base) for q in self._queued.values() for run, base in q}
+            out: list[dict[str, object]] = []
+            for run_id, run in self._runs.items():
+                bases: dict[str, str] = {}
+                for base in run.context.bases:
+                    pair = (run.context.task.id, base)
+                    if base in run.results:
+                        bases[base] = "done"
+                    elif (run_id, base) in queued:
+                        bases[base] = "queued"
+                    elif pair in self._running and base in run.outstanding:
+                        bases[base] = "running"
+                    else:
+                        bases[base] = "waiting"
+                out.append({"run": run_id, "task": run.context.task.id, "bases": bases})
+            return out
+
     def next_due(self) -> dt.datetime | None:
         with self._lock:
             return self._pending[0].due if self._pending else None
 
-    def add(self, context: RunContext, due: dict[str, dt.datetime]) -> None:
+    def add(
+        self,
+        context: RunContext,
+        due: dict[str, dt.datetime],
+        *,
+        on_progress: OnProgress | None = None,
+        on_finished: OnFinished | None = None,
+    ) -> None:
         """Take over a started run: each base's transfer waits for ``due[base]``, or queues
         behind the pair's outstanding transfer."""
         with self._lock:
-            run = _Run(context, set(context.bases))
+            run = _Run(context, set(context.bases), on_progress, on_finished)
             self._runs[context.run] = run
             for base_id in context.bases:
                 pair = (context.task.id, base_id)
@@ -101,7 +154,7 @@ class Runs:
     def _submit(self, run_id: str, base_id: str) -> None:
         run = self._runs[run_id]
         pair = (run.context.task.id, base_id)
-        future = self._pool.submit(self._engine.run_transfer, run.context, base_id)
+        future = self._pool.submit(self._engine.run_transfer, run.context, base_id, run.on_progress)
         self._running[pair] = future
         future.add_done_callback(lambda f, r=run_id, b=base_id: self._done(r, b, f))
 
@@ -136,6 +189,8 @@ class Runs:
     def _finish(self, run: _Run) -> None:
         result = self._engine.finish_run(run.context, [run.results[b] for b in run.context.bases])
         log.info("run-finished", run=result.run, outcome=result.outcome)
+        if run.on_finished is not None:
+            run.on_finished(result)
 
     def drop_waiting(self, reason: str, task_id: str | None = None) -> None:
         """Skip transfers not yet handed to the pool (all, or one task's): stopping, or the

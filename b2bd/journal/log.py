@@ -831,14 +831,19 @@ class Journal:
             snapshot_ = self._durable_segments()
         return replay(read_segments(snapshot_, brief=True))
 
-    def records(self) -> Iterator[Record]:
+    def records(self, *, with_history: bool = False) -> Iterator[Record]:
         """Every durable record, from the earliest kept segment (so starting with its checkpoint
-        after a compaction) up to the newest appended before this call. Read lazily, segment by
-        segment: do not compact while iterating (the segments being read would be deleted)."""
+        after a compaction) up to the newest appended before this call; ``with_history``: the
+        history file's first (:func:`read_history`). Read lazily, segment by segment: do not
+        compact while iterating (the segments being read would be deleted)."""
         with self._lock:
             self._check_usable()
             snapshot = self._durable_segments()
-        return read_segments(snapshot)
+            first = snapshot[0].first_seq if snapshot else self._next_seq
+        live = read_segments(snapshot)
+        if not with_history:
+            return live
+        return itertools.chain(read_history(self.directory, first), live)
 
     # compaction --------------------------------------------------------------
 

@@ -140,14 +140,19 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress event: ``event`` is ``started``, ``records`` (``records`` read so far) or
-    ``finished`` (with ``result``). Delivered from worker threads."""
+    """A progress event: ``event`` is ``started``, ``records`` (``records`` read so far),
+    ``retry`` (attempt ``attempt`` failed for ``reason``/``message``; the next starts after
+    ``wait`` seconds) or ``finished`` (with ``result``). Delivered from worker threads."""
 
     run: str
     base: str
-    event: Literal["started", "records", "finished"]
+    event: Literal["started", "records", "retry", "finished"]
     records: int = 0
     result: TransferResult | None = None
+    attempt: int = 0
+    wait: float = 0.0
+    reason: str | None = None
+    message: str = ""
 
 
 OnProgress = Callable[[Progress], None]
@@ -347,9 +352,13 @@ class Engine:
                 break
             except TransferFailure as failure:
                 retry = failure.reason in TRANSIENT and attempt <= len(delays)
-                # _wait returns True when the engine is stopping: then no more attempts.
-                if retry and not self.stop.is_set() and not self._wait(delays[attempt - 1]):
-                    continue
+                if retry and not self.stop.is_set():
+                    wait = delays[attempt - 1]
+                    notify(Progress(context.run, base_id, "retry", attempt=attempt, wait=wait,
+                                    reason=failure.reason, message=failure.message))  # fmt: skip
+                    # _wait returns True when the engine is stopping: then no more attempts.
+                    if not self._wait(wait):
+                        continue
                 result = self._failed(context, base_id, attempt, failure)
                 break
         notify(Progress(context.run, base_id, "finished", result.records, result))

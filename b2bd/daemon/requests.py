@@ -1,0 +1,177 @@
+"""What the daemon answers on its control socket: ``status``, ``history``, ``trigger`` and
+``acknowledge-repairs`` (protocol: :mod:`b2bd.daemon.protocol`).
+
+``status``, ``history`` and ``acknowledge-repairs`` are answered on the connection's own thread
+from what is safe to read there: the config in force (an immutable object the loop swaps), the
+journal (thread-safe) and the runs in flight. A ``trigger`` is queued for the daemon loop,
+which starts it between two turns like any run: its transfers share the pool and obey the
+task's ``overlap`` per (task, base) — ``skip`` refuses the whole trigger naming the run that
+holds a base, ``queue`` waits behind it — and its progress and result flow back to the client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from b2bd import __version__
+from b2bd.calendar import slot_name
+from b2bd.daemon.control import Handler, Reply
+from b2bd.daemon.protocol import PROTOCOL
+from b2bd.journal.log import JournalDamaged
+from b2bd.log import get_logger
+from b2bd.report import history_report, iso, status_report
+from b2bd.transfer.manual import (
+    TriggerRefused,
+    TriggerRequest,
+    check_request,
+    progress_json,
+    run_summary,
+)
+
+if TYPE_CHECKING:
+    from b2bd.daemon.loop import Daemon
+
+log = get_logger("b2bd.daemon")
+MAX_HISTORY = 10_000
+SECOND = dt.timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class ManualTrigger:
+    """A trigger waiting for the loop: the request and where its answer goes."""
+
+    request: TriggerRequest
+    reply: Reply
+
+
+class ControlRequests:
+    """The handlers the daemon's :class:`~b2bd.daemon.control.ControlServer` serves."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.started = daemon.clock.now()
+        self._last_manual: dict[str, dt.datetime] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "status": self.status,
+            "history": self.history,
+            "trigger": self.trigger,
+            "acknowledge-repairs": self.acknowledge,
+        }
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL,
+            "version": __version__,
+            "pid": os.getpid(),
+            "state_dir": str(self.daemon.state_dir),
+        }
+
+    # -- on connection threads -------------------------------------------------------------
+
+    def status(self, request: dict[str, Any], reply: Reply) -> None:
+        d = self.daemon
+        config = d.config
+        if config is None:
+            reply.error("starting", "the daemon is starting; try again in a moment")
+            return
+        identity = {"pid": os.getpid(), "version": __version__, "started": iso(self.started)}
+        report = status_report(
+            config, d.journal.state(), d.clock.now(), running=d.runs.in_flight(), daemon=identity
+        )
+        reply.result(report)
+
+    def history(self, request: dict[str, Any], reply: Reply) -> None:
+        task = request.get("task")
+        limit = request.get("limit")
+        if task is not None and not isinstance(task, str):
+            reply.error("bad-request", "task must be a task id")
+            return
+        if limit is not None and not (isinstance(limit, int) and 1 <= limit <= MAX_HISTORY):
+            reply.error("bad-request", f"limit must be a whole number from 1 to {MAX_HISTORY}")
+            return
+        try:
+            runs = history_report(self.daemon.journal.records(with_history=True), task, limit)
+        except JournalDamaged as exc:
+            reply.error("damaged", str(exc))
+            return
+        config = self.daemon.config
+        if task and not runs and (config is None or task not in config.tasks):
+            reply.error("unknown-task", f"no task {task!r} in the config or the journal")
+            return
+        reply.result(runs)
+
+    def acknowledge(self, request: dict[str, Any], reply: Reply) -> None:
+        up_to = request.get("up_to")
+        if not isinstance(up_to, int) or isinstance(up_to, bool) or up_to < 1:
+            reply.error("bad-request", "up_to must be the sequence number of a repair")
+            return
+        self.daemon.journal.append("repairs-acknowledged", up_to=up_to)
+        reply.result({"up_to": up_to})
+
+    def trigger(self, request: dict[str, Any], reply: Reply) -> None:
+        try:
+            wanted = TriggerRequest.from_json(request)
+        except ValueError as exc:
+            reply.error("bad-request", str(exc))
+            return
+        if self.daemon.stopping:
+            reply.error("stopping", "the daemon is stopping: nothing was started")
+            return
+        self.daemon.submit(ManualTrigger(wanted, reply))
+
+    # -- on the loop thread ----------------------------------------------------------------
+
+    def start(self, item: ManualTrigger) -> None:
+        """Start a queued trigger now, or refuse it (unknown task or base, busy under
+        ``overlap: skip``). Called by the daemon loop only."""
+        d = self.daemon
+        reply = item.reply
+        if reply.finished:  # the client left, or the daemon is closing
+            return
+        assert d.config is not None
+        try:
+            task, bases = check_request(d.config, item.request)
+        except TriggerRefused as refused:
+            reply.error(refused.code, refused.message)
+            return
+        holders = {b: run for b in bases if (run := d.runs.holder(task.id, b)) is not None}
+        if holders and task.policy.overlap == "skip":
+            busy = ", ".join(f"{base} (run {run})" for base, run in holders.items())
+            others = ", or the other bases with --base" if len(holders) < len(bases) else ""
+            reply.error(
+                "busy",
+                f"task {task.id} is still running on {busy} and its overlap policy is skip: "
+                f"nothing was started; trigger again when that run has finished{others}",
+            )
+            log.warning("trigger-refused", task=task.id, busy=sorted(holders))
+            return
+        now = d.clock.now().astimezone(dt.UTC).replace(microsecond=0)
+        # One manual run id per second per task: a second trigger within the same second
+        # gets the next second (its deliveries' names come from the slot).
+        previous = self._last_manual.get(task.id)
+        slot = max(now, previous + SECOND) if previous is not None else now
+        self._last_manual[task.id] = slot
+        try:
+            context = d.engine.start_run(task, slot, manual=True, bases=bases)
+        except Exception as exc:  # the journal failed: the client hears it, the loop too
+            reply.error("internal", f"the run could not be started: {exc}")
+            raise
+        reply.subject = f"run {context.run}"
+        reply.send(
+            {"type": "accepted", "run": context.run, "slot": slot_name(slot),
+             "bases": list(bases), "queued": holders}
+        )  # fmt: skip
+        d.runs.add(
+            context,
+            dict.fromkeys(bases, now),
+            on_progress=lambda event: reply.send(progress_json(event)),
+            on_finished=lambda result: reply.result(run_summary(result)),
+        )
+        log.info("run-started", run=context.run, task=task.id, bases=len(bases),
+                 queued=sorted(holders), via="control-socket")  # fmt: skip

@@ -1,0 +1,165 @@
+"""A manual run (``b2bd trigger``): what was asked, checked against the config, and its summary.
+
+The same :class:`TriggerRequest` is run in the CLI's own process (no daemon) or sent to the
+running daemon over its control socket, and either way the run ends in the same summary
+(:func:`run_summary`), which the CLI prints as text or JSON. Checking a request
+(:func:`check_request`) is pure: the config in force is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from b2bd.config.model import Config, Task
+from b2bd.transfer.engine import Progress, RunResult, TransferResult
+
+RefusalCode = Literal["unknown-task", "bad-base", "no-bases", "busy", "stopping", "unsupported"]
+
+
+class TriggerRefused(Exception):
+    """A manual run that was not started, with a reason ``code`` and an operator message."""
+
+    def __init__(self, code: RefusalCode, message: str) -> None:
+        super().__init__(message)
+        self.code: RefusalCode = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    """Run ``task`` now on ``bases`` (None: every base it targets). ``as_of`` (the reference
+    date) and ``force`` are carried for ``trigger --as-of/--force`` (issue 11)."""
+
+    task: str
+    bases: tuple[str, ...] | None = None
+    as_of: dt.date | None = None
+    force: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "bases": None if self.bases is None else list(self.bases),
+            "as_of": None if self.as_of is None else self.as_of.isoformat(),
+            "force": self.force,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TriggerRequest:
+        """The request in a control-socket message; ValueError says what is wrong with it."""
+        task = data.get("task")
+        bases = data.get("bases")
+        as_of = data.get("as_of")
+        force = data.get("force", False)
+        if not isinstance(task, str) or not task:
+            raise ValueError("trigger needs a task id")
+        if bases is not None and not (
+            isinstance(bases, list) and all(isinstance(b, str) for b in bases)
+        ):
+            raise ValueError("bases must be a list of base ids")
+        if not isinstance(force, bool):
+            raise ValueError("force must be true or false")
+        if as_of is not None and not isinstance(as_of, str):
+            raise ValueError("as_of must be a date, YYYY-MM-DD")
+        return cls(
+            task,
+            None if bases is None else tuple(dict.fromkeys(bases)),
+            None if as_of is None else dt.date.fromisoformat(as_of),
+            force,
+        )
+
+
+def check_request(config: Config, request: TriggerRequest) -> tuple[Task, tuple[str, ...]]:
+    """The task and the bases a manual run of ``request`` covers, or :class:`TriggerRefused`:
+    the task must be valid in ``config``, the bases among its targets."""
+    task = config.tasks.get(request.task)
+    if task is None:
+        known = ", ".join(sorted(config.tasks)) or "none"
+        raise TriggerRefused(
+            "unknown-task",
+            f"no valid task {request.task!r} (valid tasks: {known}; an invalid task file is "
+            "reported by `b2bd validate`)",
+        )
+    if request.as_of is not None or request.force:
+        raise TriggerRefused("unsupported", "--as-of and --force are not supported yet")
+    if request.bases is None:
+        bases = task.targets
+    else:
+        outside = [b for b in request.bases if b not in task.targets]
+        if outside:
+            raise TriggerRefused(
+                "bad-base",
+                f"base(s) {', '.join(outside)} not among task {task.id}'s bases "
+                f"({', '.join(task.targets) or 'none'})",
+            )
+        bases = request.bases
+    if not bases:
+        raise TriggerRefused(
+            "no-bases", f"task {task.id} has no bases to run on (see `b2bd validate`)"
+        )
+    return task, tuple(bases)
+
+
+def run_summary(result: RunResult) -> dict[str, Any]:
+    """A finished manual run as JSON-ready data: what ``trigger --format json`` prints and the
+    daemon sends at the end of a trigger."""
+    return {
+        "run": result.run,
+        "task": result.task,
+        "slot": result.slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "manual": result.manual,
+        "outcome": result.outcome,
+        "transfers": [transfer_summary(t) for t in result.transfers],
+    }
+
+
+def transfer_summary(t: TransferResult) -> dict[str, Any]:
+    return {
+        "base": t.base,
+        "outcome": t.outcome,
+        "reason": t.reason,
+        "message": t.message,
+        "attempts": t.attempts,
+        "counts": t.counts,
+        "rejected": t.rejected,
+        "rejected_by_reason": t.rejected_by_reason,
+        "dropped": t.dropped,
+        "read": t.read,
+        "missing": t.missing,
+        "watermark": t.watermark,
+        "delivery": str(t.delivery) if t.delivery else None,
+    }
+
+
+def progress_json(event: Progress) -> dict[str, Any]:
+    """A transfer's progress event as a control-socket line."""
+    line: dict[str, Any] = {
+        "type": "progress",
+        "event": event.event,
+        "run": event.run,
+        "base": event.base,
+        "records": event.records,
+    }
+    if event.event == "retry":
+        line.update(attempt=event.attempt, wait=event.wait, reason=event.reason,
+                    message=event.message)  # fmt: skip
+    if event.result is not None:
+        line.update(outcome=event.result.outcome, reason=event.result.reason)
+    return line
+
+
+def progress_from_json(line: dict[str, Any]) -> Progress | None:
+    """The progress event a control-socket line carries (None for other events)."""
+    if line.get("event") not in ("started", "records", "retry", "finished"):
+        return None
+    return Progress(
+        str(line.get("run", "")),
+        str(line.get("base", "")),
+        line["event"],
+        records=int(line.get("records") or 0),
+        attempt=int(line.get("attempt") or 0),
+        wait=float(line.get("wait") or 0.0),
+        reason=line.get("reason"),
+        message=str(line.get("message") or ""),
+    )

@@ -1,0 +1,492 @@
+"""The control socket with a real daemon subprocess and the real CLI: manual runs beside the
+live daemon, overlap, peer credentials, stopping, stale and stolen sockets, hostile clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deployment import (
+    BASE,
+    Deployment,
+    NotifySocket,
+    reader_waiting,
+    release_fifo,
+    start_daemon,
+    stop_daemon,
+)
+
+from b2bd.daemon.protocol import MAX_REQUEST, SOCKET_NAME
+
+NOBODY = 65534
+
+
+def cli(
+    d: Deployment, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(d.config), *args],
+        capture_output=True, text=True, timeout=60, env=_env(env),
+    )  # fmt: skip
+
+
+def cli_bg(d: Deployment, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "b2bd", "--config", str(d.config), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(None),
+    )  # fmt: skip
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k != "RUNTIME_DIRECTORY"}
+    environ.update(extra or {})
+    return environ
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[subprocess.Popen[str]]]:
+    """Daemons a test started; any still running at the end is stopped (and a wedged one
+    killed by stop_daemon)."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            stop_daemon(proc)
+
+
+def running(d: Deployment, notify: NotifySocket, daemons: list, *args: str) -> subprocess.Popen:
+    proc = start_daemon(d, notify, *args)
+    daemons.append(proc)
+    notify.wait_for("READY=1")
+    return proc
+
+
+def exited(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    proc.communicate(timeout=timeout)
+    return proc.returncode
+
+
+def status_json(d: Deployment) -> dict:
+    result = cli(d, "status", "--format", "json")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def runs_of(d: Deployment) -> list[str]:
+    return [r["run"] for r in d.records("run-started")]
+
+
+# -- a manual run beside the live daemon -----------------------------------------------------------
+
+
+def test_trigger_while_the_daemon_runs(deployment, notify_socket, daemons) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    result = cli(deployment, "trigger", "t", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "succeeded" and summary["manual"] is True
+    (transfer,) = summary["transfers"]
+    assert Path(transfer["delivery"]).is_file()
+    assert transfer["counts"]["pupil"] == 6
+    # exactly one run, journaled by the daemon (the CLI never opened the journal)
+    assert runs_of(deployment) == [summary["run"]]
+    (finished,) = deployment.records("run-finished")
+    assert finished["run"] == summary["run"] and finished["outcome"] == "succeeded"
+    assert proc.poll() is None
+    code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert '"via": "control-socket"' in out
+
+
+def test_the_summary_is_the_same_through_the_daemon_or_without_one(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    alone = cli(deployment, "trigger", "t", "--format", "json")
+    assert alone.returncode == 0, alone.stderr
+    running(deployment, notify_socket, daemons)
+    through = cli(deployment, "trigger", "t", "--format", "json")
+    assert through.returncode == 0, through.stderr
+    a, b = json.loads(alone.stdout), json.loads(through.stdout)
+    assert a.keys() == b.keys() and a["run"] != b["run"]
+    strip = lambda t: {k: v for k, v in t.items() if k not in ("delivery", "watermark")}  # noqa: E731
+    assert [strip(t) for t in a["transfers"]] == [strip(t) for t in b["transfers"]]
+    text = cli(deployment, "trigger", "t")
+    assert text.returncode == 0
+    assert text.stdout.startswith("run t/manual-") and "(1 of 1 transfers succeeded)" in text.stdout
+
+
+def test_status_and_history_come_from_the_daemon_with_what_runs_now(
+    deployment, notify_socket, daemons
+) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    trigger = cli_bg(deployment, "trigger", "t")
+    pipe = reader_waiting(folder)
+    report = status_json(deployment)
+    assert report["daemon"]["pid"] == proc.pid
+    (task,) = report["tasks"]
+    (now,) = task["running"]
+    assert now["bases"] == {"8814001": "running"} and now["run"].startswith("t/manual-")
+    text = cli(deployment, "status").stdout
+    assert f"daemon: running, pid {proc.pid}" in text
+    assert f"running now: {now['run']} (8814001 running)" in text
+    release_fifo(folder, pipe)
+    code, _, err = finish(trigger)
+    assert code == 0, err
+    history = cli(deployment, "history", "t", "--format", "json")
+    assert history.returncode == 0
+    assert [r["run"] for r in json.loads(history.stdout)] == [now["run"]]
+    unknown = cli(deployment, "history", "tt")
+    assert unknown.returncode == 2 and "did you mean 't'?" in unknown.stderr
+    assert status_json(deployment)["ok"] is True
+
+
+# -- overlap ---------------------------------------------------------------------------------------
+
+
+def test_two_triggers_at_once_under_skip(deployment, notify_socket, daemons) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("t", "8814001", policy="policy: {overlap: skip}\n")
+    running(deployment, notify_socket, daemons)
+    first = cli_bg(deployment, "trigger", "t")
+    pipe = reader_waiting(folder)  # the first run's transfer is reading
+    (run,) = runs_of(deployment)
+    second = cli(deployment, "trigger", "t")
+    assert second.returncode == 75
+    assert f"task t is still running on 8814001 (run {run})" in second.stderr
+    assert "overlap policy is skip: nothing was started" in second.stderr
+    assert second.stdout == ""
+    release_fifo(folder, pipe)
+    code, _, err = finish(first)
+    assert code == 0, err
+    assert runs_of(deployment) == [run]  # the refused trigger left no trace in the journal
+    assert len(deployment.records("transfer-succeeded")) == 1
+
+
+def test_two_triggers_at_once_under_queue(deployment, notify_socket, daemons) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("t", "8814001", policy="policy: {overlap: queue}\n")
+    running(deployment, notify_socket, daemons)
+    first = cli_bg(deployment, "trigger", "t", "--format", "json")
+    pipe = reader_waiting(folder)
+    second = cli_bg(deployment, "trigger", "t", "--format", "json")
+    deployment.wait_for(lambda: len(runs_of(deployment)) == 2, what="the second run")
+    one, two = runs_of(deployment)
+    assert one != two  # two runs in one second get distinct ids
+    (task,) = status_json(deployment)["tasks"]
+    assert {r["run"]: r["bases"] for r in task["running"]} == {
+        one: {"8814001": "running"},
+        two: {"8814001": "queued"},
+    }
+    assert deployment.records("transfer-succeeded") == []
+    release_fifo(folder, pipe)  # the first transfer ends...
+    deployment.wait_for(lambda: deployment.records("transfer-succeeded"), what="the first")
+    release_fifo(folder)  # ...then the queued one reads the pipe again
+    results = [finish(first), finish(second)]
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert [json.loads(out)["run"] for _, out, _ in results] == [one, two]
+    assert "8814001 waits for run " + one in results[1][2]  # said so on stderr (no tty)
+    assert [r["run"] for r in deployment.records("transfer-succeeded")] == [one, two]
+
+
+# -- who may talk to it ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may traverse (pytest's tmp dirs are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="b2bd-ctl-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def connect_as_nobody(path: Path) -> str:
+    """Fork; the child drops to nobody:nogroup, connects and reports what it got."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            try:
+                sock.connect(str(path))
+                got = sock.recv(4096).decode()  # the daemon speaks first
+            except OSError as exc:
+                got = f"OSError {exc.errno}"
+            os.write(write_end, got.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    return got
+
+
+def test_a_peer_with_another_uid_is_refused(deployment, notify_socket, daemons, open_dir) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    path = open_dir / SOCKET_NAME
+    with deployment.config.joinpath("b2bd.yaml").open("a") as f:
+        f.write(f"control_socket: {path}\n")
+    proc = running(deployment, notify_socket, daemons)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    # the file mode alone keeps nobody out...
+    assert connect_as_nobody(path) == "OSError 13"
+    # ...and with the mode opened up, the peer check still does
+    path.chmod(0o666)
+    answer = json.loads(connect_as_nobody(path).splitlines()[0])
+    assert answer["type"] == "error" and answer["code"] == "refused"
+    assert f"uid {NOBODY}" in answer["message"]
+    # root still gets answers
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+    code, out = stop_daemon(proc)
+    assert code == 0
+    refused = [json.loads(x) for x in out.splitlines() if "control-refused" in x]
+    assert [(e["uid"], e["level"]) for e in refused] == [(NOBODY, "warning")]
+    assert not path.exists()  # removed at stop
+
+
+# -- stopping --------------------------------------------------------------------------------------
+
+
+def test_the_daemon_stopping_lets_a_socket_trigger_finish(
+    deployment, notify_socket, daemons
+) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    trigger = cli_bg(deployment, "trigger", "t")
+    pipe = reader_waiting(folder)
+    proc.send_signal(signal.SIGTERM)
+    notify_socket.wait_for("STOPPING=1")
+    refused = cli(deployment, "trigger", "t")  # no new work while stopping
+    assert refused.returncode == 1 and "the daemon is stopping" in refused.stderr
+    release_fifo(folder, pipe)
+    code, out, err = finish(trigger)
+    assert code == 0, err
+    assert "the daemon is stopping (SIGTERM): transfers running now finish" in err
+    assert "1 of 1 transfers succeeded" in out
+    assert exited(proc) == 0  # already stopping: no second signal
+    assert not (deployment.state / SOCKET_NAME).exists()
+
+
+def test_a_socket_trigger_cut_short_by_the_grace_period_gets_a_final_message(
+    deployment, notify_socket, daemons
+) -> None:
+    folder = deployment.add_school("8814001", fifo=True)
+    deployment.add_task("t", "8814001", policy="policy: {overlap: queue}\n")
+    proc = running(deployment, notify_socket, daemons, "--grace", "0.5")
+    first = cli_bg(deployment, "trigger", "t")
+    pipe = reader_waiting(folder)
+    queued = cli_bg(deployment, "trigger", "t", "--format", "json")
+    deployment.wait_for(lambda: len(runs_of(deployment)) == 2, what="the queued run")
+    run, _ = runs_of(deployment)
+    proc.send_signal(signal.SIGTERM)
+    # the queued one is skipped at once: its summary says so
+    code, out, err = finish(queued)
+    assert code == 1, err
+    (skipped,) = json.loads(out)["transfers"]
+    assert skipped["outcome"] == "skipped" and skipped["reason"] == "daemon stopping"
+    # the running one outlives the grace period: its client hears why it has no result
+    code, out, err = finish(first)
+    assert code == 1 and out == ""
+    assert f"the daemon stopped (signal SIGTERM) before run {run} finished" in err
+    release_fifo(folder, pipe)  # let the blocked transfer go, so the process can exit
+    assert exited(proc) == 0
+
+
+# -- stale and stolen sockets ----------------------------------------------------------------------
+
+
+def stale_socket(path: Path) -> None:
+    """A socket file nobody accepts on, as a daemon killed with SIGKILL leaves behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+def test_a_stale_socket_confuses_neither_the_cli_nor_the_next_daemon(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    stale_socket(deployment.state / SOCKET_NAME)
+    status = cli(deployment, "status")
+    assert status.returncode == 0, status.stderr
+    assert "daemon: not answering on its control socket" in status.stdout
+    alone = cli(deployment, "trigger", "t")
+    assert alone.returncode == 0, alone.stderr  # ran here, on the journal
+    proc = running(deployment, notify_socket, daemons)
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+
+
+def test_a_second_daemon_never_takes_the_socket_of_a_live_one(
+    deployment, notify_socket, daemons, tmp_path
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    # the same deployment: the journal lock refuses it before it touches the socket
+    second = start_daemon(deployment, None)
+    daemons.append(second)
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == 1 and "journal-unusable" in out
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+    # another deployment (own journal) configured with the same socket path
+    other = Deployment(tmp_path / "other")
+    other.add_school("8814001")
+    other.add_task("t", "8814001")
+    with other.config.joinpath("b2bd.yaml").open("a") as f:
+        f.write(f"control_socket: {deployment.state / SOCKET_NAME}\n")
+    third = start_daemon(other, None)
+    daemons.append(third)
+    out, _ = third.communicate(timeout=30)
+    assert third.returncode == 1
+    assert "is in use by another running daemon" in out and "Traceback" not in out
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+
+
+def test_the_cli_skips_a_daemon_serving_another_journal(
+    deployment, notify_socket, daemons, tmp_path
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    other = Deployment(tmp_path / "other")
+    other.add_school("8814001")
+    other.add_task("t", "8814001")
+    ours = running(deployment, notify_socket, daemons)
+    theirs = start_daemon(other, None)
+    daemons.append(theirs)
+    wait_until(lambda: (other.state / SOCKET_NAME).exists(), what="the other socket")
+    # as if systemd's runtime dir held the other deployment's socket
+    result = cli(deployment, "status", "--format", "json",
+                 env={"RUNTIME_DIRECTORY": str(other.state)})  # fmt: skip
+    assert json.loads(result.stdout)["daemon"]["pid"] == ours.pid
+
+
+# -- hostile or broken clients ---------------------------------------------------------------------
+
+
+def raw(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(15)
+    sock.connect(str(path))
+    return sock
+
+
+def read_lines(sock: socket.socket) -> list[dict]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_silent_long_and_garbage_clients_block_nobody(deployment, notify_socket, daemons) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    path = deployment.state / SOCKET_NAME
+    silent = [raw(path) for _ in range(10)]  # connect and never send a request
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+    assert cli(deployment, "trigger", "t").returncode == 0
+    garbage = raw(path)
+    garbage.sendall(b"this is not json\n")
+    hello, *rest = read_lines(garbage)
+    assert hello["type"] == "hello" and rest == []  # closed without an answer
+    unknown = raw(path)
+    unknown.sendall(b'{"op": "rm -rf"}\n')
+    assert read_lines(unknown)[-1]["code"] == "bad-request"
+    bad = raw(path)
+    bad.sendall(b'{"op": "trigger", "task": "t", "bases": "8814001"}\n')
+    assert read_lines(bad)[-1] == {"type": "error", "code": "bad-request",
+                                   "message": "bases must be a list of base ids"}  # fmt: skip
+    long = raw(path)
+    with pytest.raises(OSError):  # the daemon hangs up once the line is over the limit
+        long.sendall(b"x" * (MAX_REQUEST * 64))
+        long.recv(1)
+        long.sendall(b"x" * 65536)
+    for sock in [*silent, garbage, unknown, bad, long]:
+        sock.close()
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid
+    code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
+# -- progress on a terminal ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("through_daemon", [True, False])
+def test_progress_on_a_terminal_shows_bases_records_and_retries(
+    deployment, notify_socket, daemons, through_daemon
+) -> None:
+    deployment.add_school("8814001")
+    deployment.bases.append(BASE.format(id="8814002", path=deployment.root / "unmounted"))
+    deployment.config.joinpath("bases.yaml").write_text("bases:\n" + "".join(deployment.bases))
+    deployment.add_task(
+        "t", '8814001", "8814002', policy="policy: {retries: 1, retry_backoff: 1s}\n"
+    )
+    if through_daemon:
+        running(deployment, notify_socket, daemons)
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "b2bd", "--config", str(deployment.config), "trigger", "t"],
+            stdout=subprocess.PIPE, stderr=follower, text=True, env=_env(None),
+        )  # fmt: skip
+        os.close(follower)
+        follower = -1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the child side is closed
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 1  # one base cannot be reached
+    text = shown.decode()
+    assert "bases done" in text and "records read" in text
+    assert "8814002: attempt 1 failed (unreachable: " in text and "retry in 1s" in text
+    assert "partial (1 of 2 transfers succeeded)" in out
+    assert "8814002  failed  unreachable: " in out and "after 2 attempts" in out
+    assert len(deployment.records("run-started")) == 1
