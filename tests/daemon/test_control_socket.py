@@ -24,7 +24,7 @@ from deployment import (
     Deployment,
     NotifySocket,
     reader_waiting,
-    release_fifo,
+    release,
     start_daemon,
     stop_daemon,
 )
@@ -73,7 +73,8 @@ def daemons() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def running(d: Deployment, notify: NotifySocket, daemons: list, *args: str) -> subprocess.Popen:
-    proc = start_daemon(d, notify, *args)
+    """A daemon subprocess, ready; schools added with ``slow=True`` answer slowly."""
+    proc = start_daemon(d, notify, *args, slow=True)
     daemons.append(proc)
     notify.wait_for("READY=1")
     return proc
@@ -149,11 +150,11 @@ def test_the_summary_is_the_same_through_the_daemon_or_without_one(
 def test_status_and_history_come_from_the_daemon_with_what_runs_now(
     deployment, notify_socket, daemons
 ) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001")
     proc = running(deployment, notify_socket, daemons)
     trigger = cli_bg(deployment, "trigger", "t")
-    pipe = reader_waiting(folder)
+    reader_waiting(folder)
     report = status_json(deployment)
     assert report["daemon"]["pid"] == proc.pid
     (task,) = report["tasks"]
@@ -162,7 +163,7 @@ def test_status_and_history_come_from_the_daemon_with_what_runs_now(
     text = cli(deployment, "status").stdout
     assert f"daemon: running, pid {proc.pid}" in text
     assert f"running now: {now['run']} (8814001 running)" in text
-    release_fifo(folder, pipe)
+    release(folder)
     code, _, err = finish(trigger)
     assert code == 0, err
     history = cli(deployment, "history", "t", "--format", "json")
@@ -177,18 +178,18 @@ def test_status_and_history_come_from_the_daemon_with_what_runs_now(
 
 
 def test_two_triggers_at_once_under_skip(deployment, notify_socket, daemons) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001", policy="policy: {overlap: skip}\n")
     running(deployment, notify_socket, daemons)
     first = cli_bg(deployment, "trigger", "t")
-    pipe = reader_waiting(folder)  # the first run's transfer is reading
+    reader_waiting(folder)  # the first run's transfer is reading
     (run,) = runs_of(deployment)
     second = cli(deployment, "trigger", "t")
     assert second.returncode == 75
     assert f"task t is still running on 8814001 (run {run})" in second.stderr
     assert "overlap policy is skip: nothing was started" in second.stderr
     assert second.stdout == ""
-    release_fifo(folder, pipe)
+    release(folder)
     code, _, err = finish(first)
     assert code == 0, err
     assert runs_of(deployment) == [run]  # the refused trigger left no trace in the journal
@@ -196,11 +197,11 @@ def test_two_triggers_at_once_under_skip(deployment, notify_socket, daemons) -> 
 
 
 def test_two_triggers_at_once_under_queue(deployment, notify_socket, daemons) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001", policy="policy: {overlap: queue}\n")
     running(deployment, notify_socket, daemons)
     first = cli_bg(deployment, "trigger", "t", "--format", "json")
-    pipe = reader_waiting(folder)
+    reader_waiting(folder)
     second = cli_bg(deployment, "trigger", "t", "--format", "json")
     deployment.wait_for(lambda: len(runs_of(deployment)) == 2, what="the second run")
     one, two = runs_of(deployment)
@@ -211,9 +212,9 @@ def test_two_triggers_at_once_under_queue(deployment, notify_socket, daemons) ->
         two: {"8814001": "queued"},
     }
     assert deployment.records("transfer-succeeded") == []
-    release_fifo(folder, pipe)  # the first transfer ends...
+    release(folder)  # the first transfer ends...
     deployment.wait_for(lambda: deployment.records("transfer-succeeded"), what="the first")
-    release_fifo(folder)  # ...then the queued one reads the pipe again
+    release(folder)  # ...then the queued one reads its school
     results = [finish(first), finish(second)]
     assert [code for code, _, _ in results] == [0, 0], results
     assert [json.loads(out)["run"] for _, out, _ in results] == [one, two]
@@ -290,16 +291,16 @@ def test_a_peer_with_another_uid_is_refused(deployment, notify_socket, daemons, 
 def test_the_daemon_stopping_lets_a_socket_trigger_finish(
     deployment, notify_socket, daemons
 ) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001")
     proc = running(deployment, notify_socket, daemons)
     trigger = cli_bg(deployment, "trigger", "t")
-    pipe = reader_waiting(folder)
+    reader_waiting(folder)
     proc.send_signal(signal.SIGTERM)
     notify_socket.wait_for("STOPPING=1")
     refused = cli(deployment, "trigger", "t")  # no new work while stopping
     assert refused.returncode == 1 and "the daemon is stopping" in refused.stderr
-    release_fifo(folder, pipe)
+    release(folder)
     code, out, err = finish(trigger)
     assert code == 0, err
     assert "the daemon is stopping (SIGTERM): transfers running now finish" in err
@@ -311,11 +312,11 @@ def test_the_daemon_stopping_lets_a_socket_trigger_finish(
 def test_a_socket_trigger_cut_short_by_the_grace_period_gets_a_final_message(
     deployment, notify_socket, daemons
 ) -> None:
-    folder = deployment.add_school("8814001", fifo=True)
+    folder = deployment.add_school("8814001", slow=True)
     deployment.add_task("t", "8814001", policy="policy: {overlap: queue}\n")
     proc = running(deployment, notify_socket, daemons, "--grace", "0.5")
     first = cli_bg(deployment, "trigger", "t")
-    pipe = reader_waiting(folder)
+    reader_waiting(folder)
     queued = cli_bg(deployment, "trigger", "t", "--format", "json")
     deployment.wait_for(lambda: len(runs_of(deployment)) == 2, what="the queued run")
     run, _ = runs_of(deployment)
@@ -329,7 +330,7 @@ def test_a_socket_trigger_cut_short_by_the_grace_period_gets_a_final_message(
     code, out, err = finish(first)
     assert code == 1 and out == ""
     assert f"the daemon stopped (signal SIGTERM) before run {run} finished" in err
-    release_fifo(folder, pipe)  # let the blocked transfer go, so the process can exit
+    release(folder)  # let the blocked transfer go, so the process can exit
     assert exited(proc) == 0
 
 
