@@ -491,3 +491,29 @@ def test_progress_on_a_terminal_shows_bases_records_and_retries(
     assert "partial (1 of 2 transfers succeeded)" in out
     assert "8814002  failed  unreachable: " in out and "after 2 attempts" in out
     assert len(deployment.records("run-started")) == 1
+
+
+# -- history across compaction, through the daemon -------------------------------------------------
+
+
+def test_after_compaction_the_daemon_still_shows_the_runs_and_last_successes(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    runs = [json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]]
+    runs.append(json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"])
+    assert cli(deployment, "journal", "compact").returncode == 1  # the daemon holds the journal
+    assert stop_daemon(proc)[0] == 0
+    compact = cli(deployment, "journal", "compact")
+    assert compact.returncode == 0, compact.stderr
+    proc = running(deployment, notify_socket, daemons)
+    history = json.loads(cli(deployment, "history", "t", "--format", "json").stdout)
+    assert [r["run"] for r in history] == runs[::-1]
+    assert all(r["outcome"] == "succeeded" for r in history)
+    report = status_json(deployment)
+    assert report["daemon"]["pid"] == proc.pid
+    (task,) = report["tasks"]
+    assert task["bases"][0]["last_success_run"] == runs[-1]
+    assert report["ok"] is True
