@@ -517,3 +517,26 @@ def test_after_compaction_the_daemon_still_shows_the_runs_and_last_successes(
     (task,) = report["tasks"]
     assert task["bases"][0]["last_success_run"] == runs[-1]
     assert report["ok"] is True
+
+
+def test_a_repair_made_at_start_is_shown_until_verify_acknowledges_it_through_the_daemon(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    assert cli(deployment, "trigger", "t").returncode == 0  # a journal, without a daemon
+    (segment,) = (deployment.state / "journal").glob("*.log")
+    with segment.open("ab") as f:
+        f.write(b'{"type":"run-fini')  # as if the machine died mid-write
+    running(deployment, notify_socket, daemons)  # its open cuts the tail and journals it
+    status = cli(deployment, "status")
+    assert status.returncode == 1
+    assert f"segment {segment.name} cut at byte" in status.stdout
+    verify = cli(deployment, "journal", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "acknowledged 1 repair(s)" in verify.stdout
+    (ack,) = deployment.records("repairs-acknowledged")  # written by the daemon
+    assert ack["up_to"] == deployment.records("journal-repaired")[0]["seq"]
+    status = cli(deployment, "status")
+    assert status.returncode == 0, status.stdout
+    assert "journal repairs" not in status.stdout
