@@ -1,27 +1,30 @@
-"""Is the LA, and is each base, ready for B2B:Student scheduled tasks? (DESIGN sections 2, 3).
+"""Is the LA, and is each base, ready for B2B:Student scheduled tasks? (DESIGN sections 2, 3, 5).
 
-Two kinds of check, each a :class:`Check` with a status and, for a failure, the reason class of
-DESIGN section 5 (``prerequisite``, ``unreachable``, ``bad-data``, ``internal``...):
+Every verdict about a base comes from :func:`b2bd.prerequisites.unmet`, the one check that
+``validate`` and every transfer make too; this module turns its findings into :class:`Check`
+lines with a status and, for a failure, a reason class (``prerequisite``, ``lockdown``,
+``disabled``, or the connector's ``unreachable``, ``bad-data``, ``internal``...):
 
-- **static**, from bases.yaml alone (pure): the prerequisites of
-  :func:`b2bd.config.rules.prerequisite_failures` (SIMS >= 7.166, B2B:Student Phase 2, SIMS
-  Services Manager installed), plus lockdown and attainment readiness shown as information;
+- **static**, from bases.yaml alone (pure): the registry entry's own problems, the
+  prerequisites (SIMS >= 7.166, B2B:Student Phase 2, SIMS Services Manager installed), and, for a
+  task, its own (attainment minimums, SIMS Primary only kinds, lockdown: the transfer would be
+  skipped). Without a task, lockdown and attainment readiness are information;
 - **live**, through the base's connector (:func:`b2bd.connectors.open_source`): the endpoint is
-  reachable, its manifest is present and well formed, SIMS Services Manager is running, and the
-  manifest's MIS and SIMS version agree with bases.yaml. They run in that order; once one fails,
-  the ones that depend on it are reported as skipped rather than guessed.
+  reachable, its manifest is present and well formed, and what it says (LAESTAB, SIMS Services
+  Manager running, MIS, SIMS version) passes :func:`b2bd.prerequisites.live_unmet`. They run in
+  that order; once one fails, the ones that depend on it are reported as skipped rather than
+  guessed. A to-school transfer never reads the school's export, only needs its folder: for a
+  to-school task the live part is that folder alone.
 
-:func:`check_base` is what both ``b2bd preflight`` and the transfer engine call: a transfer whose
-base report has a failure does not start and is recorded with :attr:`BaseReport.failure`'s reason
-class. An endpoint type with no connector registered (``wonde`` until its connector lands) fails
-the ``connector`` check with reason ``internal``: a base nobody can check is not known to be ready,
-and a transfer to it would fail the same way. When a connector is registered in
-``b2bd.connectors.SOURCES`` its ``manifest()`` performs its own live checks (for Wonde: school
-reachable, access approved) and preflight reports them with no change here.
+:func:`check_base` with a task answers "what would a transfer of this task to this base do now":
+:attr:`BaseReport.verdict` is the transfer's outcome (``run``, ``skipped`` or ``failed``) and
+reason. An endpoint type with no connector registered (``wonde`` until its connector lands) fails
+the ``connector`` check with reason ``internal``, as a transfer to it would.
 
-:func:`check_la` checks b2bd.yaml's side: One's release and that the state dir and LA store can be
-written. It never creates anything: a missing directory passes when its nearest existing parent is
-writable (the daemon creates it on first start).
+:func:`check_la` checks b2bd.yaml's side, the counterpart of One's "Provider Portal installed
+and configured": One's release, that the state dir and the LA store can be written, and that the
+LA's outbound folder (what to-school tasks send) can be read. It never creates anything: a
+missing directory passes when its nearest existing parent is writable (the daemon creates it).
 """
 
 from __future__ import annotations
@@ -33,17 +36,24 @@ from pathlib import Path
 from typing import Literal
 
 from b2bd.config.build import version_tuple
-from b2bd.config.model import Base, Settings
-from b2bd.config.rules import (
-    ATTAINMENT_MIN_ONE,
-    MIN_ONE_VERSION,
-    prerequisite_failures,
-)
+from b2bd.config.model import Base, Settings, Task
 from b2bd.connectors import ConnectorError, FailureReason, Manifest, Source, open_source
+from b2bd.prerequisites import (
+    MIN_ONE_VERSION,
+    Obstacle,
+    Unmet,
+    Verdict,
+    live_unmet,
+    one_shortfall,
+    registered_unmet,
+    sims_shortfall,
+    unmet,
+)
 
 Status = Literal["pass", "fail", "skip", "info"]
+Reason = FailureReason | Obstacle
 
-LIVE_CHECKS = ("reachable", "manifest", "services-manager", "mis", "sims-version")
+LIVE_CHECKS = ("reachable", "manifest", "laestab", "services-manager", "mis", "sims-version")
 """The live checks in the order they run; each needs the ones before it."""
 
 CHECK_FOR_REASON: dict[FailureReason, str] = {
@@ -66,7 +76,7 @@ class Check:
     name: str
     status: Status
     detail: str = ""
-    reason: FailureReason | None = None
+    reason: Reason | None = None
 
     @property
     def failed(self) -> bool:
@@ -87,12 +97,18 @@ class BaseReport:
         return not any(c.failed for c in self.checks)
 
     @property
-    def failure(self) -> tuple[FailureReason, str] | None:
-        """The first failure as (reason class, message), for a transfer that must not start."""
-        for check in self.checks:
-            if check.failed:
-                return check.reason or "internal", f"{check.name}: {check.detail}"
-        return None
+    def verdict(self) -> Verdict:
+        """What a transfer would do: skipped for ``disabled``/``lockdown``, else failed with
+        the first failure's reason class, else run (the rule of
+        :func:`b2bd.prerequisites.verdict`, applied to these checks)."""
+        failures = [c for c in self.checks if c.failed]
+        if not failures:
+            return Verdict("run")
+        message = "; ".join(f"{c.name}: {c.detail}" for c in failures)
+        skip = next((c for c in failures if c.reason in ("disabled", "lockdown")), None)
+        if skip is not None:
+            return Verdict("skipped", skip.reason, message)  # type: ignore[arg-type]
+        return Verdict("failed", failures[0].reason, message)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -104,81 +120,79 @@ class LaReport:
         return not any(c.failed for c in self.checks)
 
 
+def _fail(found: Unmet) -> Check:
+    return Check(found.check, "fail", found.message, found.obstacle)
+
+
 # ---- static (pure) ---------------------------------------------------------------------------
 
 
-def static_checks(
-    base: Base, settings: Settings | None, data_type: str | None = None
-) -> list[Check]:
-    """The checks bases.yaml alone decides.
-
-    ``data_type`` None (preflight) checks the prerequisites every task needs and shows
-    attainment readiness as information; a data type (a transfer) checks that type's own
-    prerequisites, attainment's stricter SIMS and One releases included.
-    """
-    reasons = prerequisite_failures(base, settings, data_type or "changed")
-    if data_type == "attainment" and settings is not None:
-        reasons.extend(_attainment_one(settings))
+def static_checks(base: Base, settings: Settings | None, task: Task | None = None) -> list[Check]:
+    """The checks bases.yaml alone decides, for ``task`` or (None) for any task."""
+    if task is not None:
+        found = unmet(task, base, settings)
+        checks = [_fail(u) for u in found]
+        if not any(u.check == "prerequisites" for u in found):
+            checks.insert(0, _prerequisites_pass(base))
+        return checks
+    found = [u for u in registered_unmet(base) if u.obstacle != "disabled"]
+    # Without a task, lockdown is information: it stops the LA from targeting the school, which
+    # validate already reports for every task that tries.
     checks = [
-        Check("prerequisites", "fail", "; ".join(reasons), "prerequisite")
-        if reasons
-        else Check("prerequisites", "pass", f"SIMS {base.sims_version}, B2B Phase 2, SSM installed")
+        Check(u.check, "info", "school has locked down its tasks") if u.skips else _fail(u)
+        for u in found
     ]
-    if base.lockdown:
-        # Lockdown stops the LA from managing the school's tasks, not data moving: information.
-        checks.append(Check("lockdown", "info", "school has locked down its tasks"))
-    if data_type is None and not reasons:
-        blockers = prerequisite_failures(base, settings, "attainment")
-        if settings is not None:
-            blockers.extend(_attainment_one(settings))
-        detail = "; ".join(blockers) if blockers else "ready"
-        checks.append(Check("attainment", "info", detail))
+    if not any(u.check == "prerequisites" for u in found):
+        checks.insert(0, _prerequisites_pass(base))
+        blockers = sims_shortfall(base.sims_version, "attainment")
+        blockers += one_shortfall(settings, "attainment")
+        checks.append(Check("attainment", "info", "; ".join(blockers) if blockers else "ready"))
     return checks
 
 
-def _attainment_one(settings: Settings) -> list[str]:
-    if version_tuple(settings.one_version) < version_tuple(ATTAINMENT_MIN_ONE):
-        return [f"One {settings.one_version} < {ATTAINMENT_MIN_ONE} needed for attainment"]
-    return []
+def _prerequisites_pass(base: Base) -> Check:
+    return Check("prerequisites", "pass", f"SIMS {base.sims_version}, B2B Phase 2, SSM installed")
 
 
-def manifest_checks(base: Base, manifest: Manifest) -> list[Check]:
-    """What an accepted manifest says, compared with bases.yaml (pure)."""
-    checks = [Check("services-manager", "pass", manifest.services_manager or "not applicable")]
-    # Values from the export are never quoted (DESIGN section 5, "nothing echoed"): a school's
-    # manifest may hold anything. Only bases.yaml's values, which the LA wrote, are shown.
-    if manifest.mis != base.mis:
-        checks.append(
-            Check(
-                "mis",
-                "fail",
-                f"the export's MIS is not bases.yaml's {base.mis}: check the school's MIS and "
-                "correct bases.yaml",
-                "prerequisite",
-            )
-        )
-    else:
-        checks.append(Check("mis", "pass", base.mis))
-    checks.append(_sims_version_check(base, manifest.sims_version))
+def manifest_checks(base: Base, manifest: Manifest, task: Task | None = None) -> list[Check]:
+    """What an accepted manifest says, through :func:`b2bd.prerequisites.live_unmet` (pure).
+    Without a task, the minimums of every task apply."""
+    data_type = task.data.type if task is not None else "changed"
+    failed = {u.check: u for u in live_unmet(base, manifest, data_type)}
+    checks = []
+    for name, shown in (
+        ("laestab", manifest.laestab or "not reported"),
+        ("services-manager", manifest.services_manager or "not applicable"),
+        ("mis", base.mis),
+        ("sims-version", ""),
+    ):
+        if name in failed:
+            checks.append(_fail(failed[name]))
+        elif name == "laestab":
+            continue  # shown only when it fails (the connector checks it first)
+        elif name == "sims-version":
+            checks.append(_sims_version_info(base, manifest.sims_version))
+        else:
+            checks.append(Check(name, "pass", shown))
     return checks
 
 
-def _sims_version_check(base: Base, reported: str | None) -> Check:
+def _sims_version_info(base: Base, reported: str | None) -> Check:
+    """A live release that meets the minimums passes; one that differs from bases.yaml is
+    shown as information so that bases.yaml gets corrected (schools upgrade before the
+    registry is edited). The export's own value is never quoted (DESIGN section 5)."""
     if reported is None:
         return Check("sims-version", "info", "the export does not report its SIMS version")
     try:
         agrees = version_tuple(reported) == version_tuple(base.sims_version)
     except ValueError:
-        return Check(
-            "sims-version", "fail", "the export's sims_version is not a version number", "bad-data"
-        )
+        agrees = False  # not a version at all: live_unmet has failed it already
     if not agrees:
         return Check(
             "sims-version",
-            "fail",
+            "info",
             f"the export's SIMS version is not bases.yaml's {base.sims_version}: check the "
-            "school's SIMS release (manifest.json), correct bases.yaml, then run preflight again",
-            "prerequisite",
+            "school's SIMS release (manifest.json) and correct bases.yaml",
         )
     return Check("sims-version", "pass", base.sims_version)
 
@@ -188,12 +202,18 @@ def _sims_version_check(base: Base, reported: str | None) -> Check:
 Opener = Callable[..., Source]
 
 
-def live_checks(base: Base, opener: Opener = open_source) -> list[Check]:
-    """Ask the base's connector for its manifest and check what it says.
+def live_checks(base: Base, opener: Opener = open_source, task: Task | None = None) -> list[Check]:
+    """Ask the base's connector for its manifest and check what it says (for a to-school task:
+    only that the school's folder is there, which is all such a transfer needs of it).
 
     A ConnectorError fails the check its reason class belongs to (CHECK_FOR_REASON); the checks
     before it passed, the ones after it are skipped.
     """
+    if task is not None and task.direction == "to-school":
+        path = base.endpoint.path
+        if base.endpoint.type == "directory" and path is not None and not path.is_dir():
+            return [Check("reachable", "fail", f"{path}: no such folder", "unreachable")]
+        return [Check("reachable", "pass")]
     try:
         source = opener(base.endpoint, base.id)
         manifest = source.manifest()
@@ -201,33 +221,38 @@ def live_checks(base: Base, opener: Opener = open_source) -> list[Check]:
         failed = CHECK_FOR_REASON.get(error.reason, "connector")
         if failed == "connector":
             return [Check("connector", "fail", error.message, error.reason)]
-        position = LIVE_CHECKS.index(failed)
-        checks = [Check(name, "pass") for name in LIVE_CHECKS[:position]]
+        shown = tuple(c for c in LIVE_CHECKS if c != "laestab")
+        position = shown.index(failed)
+        checks = [Check(name, "pass") for name in shown[:position]]
         checks.append(Check(failed, "fail", error.message, error.reason))
-        checks.extend(
-            Check(name, "skip", f"needs {failed}") for name in LIVE_CHECKS[position + 1 :]
-        )
+        checks.extend(Check(name, "skip", f"needs {failed}") for name in shown[position + 1 :])
         return checks
-    return [Check("reachable", "pass"), Check("manifest", "pass"), *manifest_checks(base, manifest)]
+    return [
+        Check("reachable", "pass"),
+        Check("manifest", "pass"),
+        *manifest_checks(base, manifest, task),
+    ]
 
 
 def check_base(
     base: Base,
     settings: Settings | None,
     *,
-    data_type: str | None = None,
+    task: Task | None = None,
     opener: Opener = open_source,
 ) -> BaseReport:
-    """Every check of one base, static then live (see the module docstring).
+    """Every check of one base, static then live (see the module docstring); with ``task``,
+    its :attr:`~BaseReport.verdict` is what a transfer of that task would do now.
 
     Reads the endpoint's manifest (I/O) but nothing else; never raises for what it finds.
     """
-    checks = [*static_checks(base, settings, data_type), *live_checks(base, opener)]
+    checks = [*static_checks(base, settings, task), *live_checks(base, opener, task)]
     return BaseReport(base.id, base.name, base.enabled, tuple(checks))
 
 
-def check_la(settings: Settings) -> LaReport:
-    """One's release, and that the state dir and the LA store can be written (never creates)."""
+def check_la(settings: Settings, *, to_school: bool = False) -> LaReport:
+    """One's release, that the state dir and the LA store can be written, and that the LA's
+    outbound folder can be read (needed when ``to_school`` tasks exist). Never creates."""
     checks = []
     if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
         checks.append(
@@ -244,6 +269,8 @@ def check_la(settings: Settings) -> LaReport:
     checks.append(writable_dir("state-dir", settings.state_dir))
     if settings.la_store.path is not None:
         checks.append(writable_dir("la-store", settings.la_store.path))
+        outbound = settings.la_outbound or settings.la_store.path / "outbound"
+        checks.append(readable_dir("outbound", outbound, needed=to_school))
     return LaReport(tuple(checks))
 
 
@@ -265,6 +292,22 @@ def writable_dir(name: str, path: Path) -> Check:
         f"{path} does not exist and {parent} does not let this user create it",
         "prerequisite",
     )
+
+
+def readable_dir(name: str, path: Path, *, needed: bool) -> Check:
+    """``path`` is a directory this user can list and read. Missing is a failure only when it
+    is ``needed`` (a to-school task would find nothing to send), else information."""
+    if not path.exists():
+        if needed:
+            return Check(
+                name, "fail", f"{path} does not exist: to-school tasks read it", "prerequisite"
+            )
+        return Check(name, "info", f"{path} does not exist (no to-school task reads it)")
+    if not path.is_dir():
+        return Check(name, "fail", f"{path} is not a directory", "prerequisite")
+    if not os.access(path, os.R_OK | os.X_OK):
+        return Check(name, "fail", f"{path} is not readable by this user", "prerequisite")
+    return Check(name, "pass", str(path))
 
 
 def overall(la: LaReport | None, bases: Iterable[BaseReport]) -> bool:

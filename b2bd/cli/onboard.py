@@ -12,6 +12,7 @@ from typing import Any
 from b2bd.cli import UsageError
 from b2bd.config import Config, ConfigDirError, load_config
 from b2bd.config.load import BASES_FILE, SETTINGS_FILE
+from b2bd.config.model import Base, Task
 from b2bd.migrate import (
     LegacyFileError,
     Migration,
@@ -31,6 +32,12 @@ EXIT_FAILED = 1
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "preflight", help="check the LA and every base against B2B:Student's prerequisites"
+    )
+    p.add_argument(
+        "--task",
+        metavar="ID",
+        help="check the bases this task selects as its transfers would, and say what each "
+        "transfer would do now (run, skipped, failed)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run_preflight)
@@ -62,7 +69,9 @@ def _load(root: Path) -> Config:
 def run_preflight(args: argparse.Namespace) -> int:
     config = _load(args.config)
     la = _la_report(config)
-    reports = [check_base(base, config.settings) for base in config.bases.values()]
+    task = _task(config, args.task) if args.task else None
+    bases = selected_bases(task, config) if task else list(config.bases.values())
+    reports = [check_base(base, config.settings, task=task) for base in bases]
     ready = overall(la, reports)
     if args.format == "json":
         print(json.dumps(_preflight_json(config, la, reports, ready), indent=2))
@@ -72,7 +81,11 @@ def run_preflight(args: argparse.Namespace) -> int:
             label = f"{report.base_id} {report.name}"
             if not report.enabled:
                 label += " (disabled: does not count)"
-            print(_line(label, report.checks, report.passed))
+            line = _line(label, report.checks, report.passed)
+            if task is not None:
+                said = report.verdict
+                line += f" => {said.outcome}" + (f" ({said.reason})" if said.reason else "")
+            print(line)
         enabled = [r for r in reports if r.enabled]
         failing = sum(not r.passed for r in enabled)
         verdict = "ready" if ready else "NOT READY"
@@ -81,6 +94,26 @@ def run_preflight(args: argparse.Namespace) -> int:
             f"{'ok' if la.passed else 'FAILING'}: {verdict}"
         )
     return EXIT_OK if ready else EXIT_FAILED
+
+
+def _task(config: Config, task_id: str) -> Task:
+    task = config.tasks.get(task_id)
+    if task is None:
+        known = ", ".join(sorted(config.tasks)) or "none"
+        raise UsageError(
+            f"no valid task {task_id!r} in {config.root} (valid tasks: {known}; an invalid "
+            "task file is reported by `b2bd validate`)"
+        )
+    return task
+
+
+def selected_bases(task: Task, config: Config) -> list[Base]:
+    """Every base the task's selector names (ids, tags, all), whatever validate made of it:
+    preflight says what would happen to each."""
+    chosen = [config.bases[b] for b in task.bases.ids if b in config.bases]
+    tags = set(task.bases.tags)
+    chosen += [b for b in config.bases.values() if task.bases.all or tags & b.tags]
+    return list({b.id: b for b in chosen}.values())
 
 
 def _la_name(config: Config) -> str:
@@ -108,7 +141,8 @@ def _la_report(config: Config) -> LaReport:
         )
     if config.settings is None:
         return LaReport((*checks, Check("settings", "fail", "b2bd.yaml is unusable", "internal")))
-    return LaReport((*checks, *check_la(config.settings).checks))
+    to_school = any(t.enabled and t.direction == "to-school" for t in config.tasks.values())
+    return LaReport((*checks, *check_la(config.settings, to_school=to_school).checks))
 
 
 _CHECK_TEXT = {
@@ -148,6 +182,8 @@ def _preflight_json(
                 "name": r.name,
                 "enabled": r.enabled,
                 "ok": r.passed,
+                "verdict": r.verdict.outcome,
+                "reason": r.verdict.reason,
                 "checks": [_check_json(c) for c in r.checks],
             }
             for r in reports

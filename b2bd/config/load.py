@@ -30,7 +30,7 @@ from b2bd.config.rules import (
     BaseIndex,
     duplicate_ids,
     la_findings,
-    registry_findings,
+    registry_problems,
     resolve_bases,
     task_findings,
 )
@@ -391,13 +391,19 @@ def _bases(
         for i, entry in enumerate(file.doc.data["bases"])
         if i not in bad and None not in bad
     ]
-    for finding in registry_findings(entries, settings):
-        file.add(finding)
+    wrong: dict[str, list[str]] = {}
+    for index, base_id, message, problem in registry_problems(entries, settings):
+        file.add(Finding(f"/bases/{index}/id", "bases-file", message))
+        wrong.setdefault(base_id, []).append(problem)
     if file.has_errors and last_good:
         return dict(last_good.bases)
     registry: dict[str, Base] = {}
     for _, base in entries:
         registry.setdefault(base.id, base)
+    # A base with a bases-file problem stays known (tasks naming it are told why) but carries
+    # its problems, so no task targets it and no transfer reaches it.
+    for base_id, problems in wrong.items():
+        registry[base_id] = replace(registry[base_id], problems=tuple(dict.fromkeys(problems)))
     return registry
 
 

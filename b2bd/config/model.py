@@ -81,7 +81,9 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Base:
-    """One school's MIS database, keyed by its 7-digit LAESTAB."""
+    """One school's MIS database, keyed by its 7-digit LAESTAB. ``problems`` are what
+    bases.yaml's own rules (``bases-file``) found wrong with this entry: such a base is never
+    targeted (see :mod:`b2bd.prerequisites`)."""
 
     id: str
     name: str
@@ -95,6 +97,7 @@ class Base:
     tags: frozenset[str] = frozenset()
     cross_border: bool = False
     enabled: bool = True
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ the task's targets.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -21,12 +20,8 @@ from b2bd.calendar import next_slot
 from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Monthly, Once, Settings, Task, Weekly
 from b2bd.config.schema import Finding
+from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
 
-MIN_ONE_VERSION = "3.58"
-MIN_SIMS_VERSION = "7.166"
-ATTAINMENT_MIN_SIMS = "7.168"
-ATTAINMENT_MIN_ONE = "3.59"
-REQUIRED_B2B_PHASE = 2
 HEAVY_MONTHS = 6
 
 
@@ -40,54 +35,32 @@ def la_findings(settings: Settings) -> Iterator[Finding]:
         )
 
 
-def registry_findings(
+def registry_problems(
     entries: Iterable[tuple[int, Base]], settings: Settings | None
-) -> Iterator[Finding]:
-    """Duplicate LAESTABs and bases of another LA not marked ``cross_border``."""
+) -> Iterator[tuple[int, str, str, str]]:
+    """``bases-file`` problems of the registry: (entry index, base id, message for bases.yaml,
+    what is wrong with the base, for the tasks that name it). A LAESTAB listed twice (the
+    second entry is reported; the first is the one kept, and is marked too: nobody can say
+    which is right) and a base of another LA not marked ``cross_border``."""
     first: dict[str, int] = {}
     for index, base in entries:
         if base.id in first:
-            yield Finding(
-                f"/bases/{index}/id",
-                "bases-file",
+            yield (
+                index,
+                base.id,
                 f"base {base.id} is listed twice (first as entry {first[base.id] + 1})",
+                "is listed twice in bases.yaml",
             )
             continue
         first[base.id] = index
         if settings and not base.cross_border and base.id[:3] != settings.la_code:
-            yield Finding(
-                f"/bases/{index}/id",
-                "bases-file",
+            yield (
+                index,
+                base.id,
                 f"base {base.id} does not belong to LA {settings.la_code}; "
                 "set cross_border: true if that is intended",
+                f"is not in LA {settings.la_code} and not marked cross_border in bases.yaml",
             )
-
-
-def prerequisite_failures(base: Base, settings: Settings | None, data_type: str) -> list[str]:
-    """Why a base cannot take part in a task of ``data_type`` (empty when it can)."""
-    return list(
-        _prerequisite_reasons(base.sims_version, base.b2b_phase, base.services_manager, data_type)
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _prerequisite_reasons(
-    sims_version: str, b2b_phase: int, services_manager: bool, data_type: str
-) -> tuple[str, ...]:
-    # Pure in its arguments, and cached: resolving 2,000 tasks against 500 bases asks the same
-    # few questions hundreds of thousands of times (version parsing dominated validate).
-    reasons: list[str] = []
-    if version_tuple(sims_version) < version_tuple(MIN_SIMS_VERSION):
-        reasons.append(f"SIMS {sims_version} < {MIN_SIMS_VERSION}")
-    elif data_type == "attainment" and version_tuple(sims_version) < version_tuple(
-        ATTAINMENT_MIN_SIMS
-    ):
-        reasons.append(f"SIMS {sims_version} < {ATTAINMENT_MIN_SIMS} needed for attainment")
-    if b2b_phase != REQUIRED_B2B_PHASE:
-        reasons.append(f"not migrated to B2B:Student Phase 2 (b2b_phase {b2b_phase})")
-    if not services_manager:
-        reasons.append("SIMS Services Manager not installed")
-    return tuple(reasons)
 
 
 @dataclass(frozen=True)
@@ -125,8 +98,12 @@ class BaseIndex:
         self._eligibility: dict[tuple[str, bool], _Eligibility] = {}
 
     def exclusions(self, base: Base, task: Task) -> tuple[tuple[str, str], ...]:
-        """(rule, message) for each reason ``base`` cannot take part in ``task``."""
-        return tuple(_exclusions(task, base, self.settings))
+        """(rule, message) for each reason ``base`` cannot take part in ``task``, from the one
+        prerequisites check (:func:`b2bd.prerequisites.base_unmet`). A disabled base is left
+        out silently, so it is not among them."""
+        return tuple(
+            (u.rule, u.message) for u in base_unmet(task, base) if u.obstacle != "disabled"
+        )
 
     def eligibility(self, task: Task) -> _Eligibility:
         key = (task.data.type, task.data.attendance == "attendance-changed")
@@ -216,32 +193,10 @@ def resolve_bases(
     return Resolution(tuple(sorted(targets)), tuple(findings))
 
 
-def _exclusions(task: Task, base: Base, settings: Settings | None) -> Iterator[tuple[str, str]]:
-    reasons = prerequisite_failures(base, settings, task.data.type)
-    if reasons:
-        yield "base-prerequisites", f"base {base.id} fails a prerequisite: " + "; ".join(reasons)
-    if base.lockdown:
-        yield "base-lockdown", f"base {base.id} has locked down its tasks: the LA may not target it"
-    if task.data.attendance == "attendance-changed" and base.mis != "sims-primary":
-        yield (
-            "sims-primary-only",
-            f"attendance-changed is a SIMS Primary kind and base {base.id} runs {base.mis}",
-        )
-
-
 def task_findings(task: Task, settings: Settings | None, now: dt.datetime) -> Iterator[Finding]:
     """Checks on one task alone: LA prerequisites for its data, expiry, heavy month filters."""
-    if (
-        task.data.type == "attainment"
-        and settings
-        and version_tuple(settings.one_version) < version_tuple(ATTAINMENT_MIN_ONE)
-    ):
-        yield Finding(
-            "/data/type",
-            "base-prerequisites",
-            f"B2B attainment needs One {ATTAINMENT_MIN_ONE} or later (b2bd.yaml one_version "
-            f"is {settings.one_version})",
-        )
+    for found in task_unmet(task, settings):
+        yield Finding(_TASK_POINTERS.get(found.rule, "/data/type"), found.rule, found.message)
     schedule = task.schedule
     if next_slot(schedule, now) is None:
         pointer = "/schedule/once" if isinstance(schedule.rule, Once) else "/schedule/expires"
@@ -255,6 +210,10 @@ def task_findings(task: Task, settings: Settings | None, now: dt.datetime) -> It
             "values should only be run occasionally as they can import large amounts of data",
             "warning",
         )
+
+
+_TASK_POINTERS = {"to-school-ncy-only": "/cohort/group"}
+"""Where a task-wide prerequisite finding points (default: the data type)."""
 
 
 def _more_than_weekly(task: Task) -> bool:

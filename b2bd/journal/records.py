@@ -231,10 +231,14 @@ class TransferFailed(_Typed, frozen=True, tag="transfer-failed", gc=False):
 
 
 class TransferSkipped(_Typed, frozen=True, tag="transfer-skipped", gc=False):
+    """``reason``: ``lockdown`` or ``disabled`` (the run-time guard), or why the daemon did
+    not run it (overlap, stopping); ``message`` says more (no pupil data)."""
+
     run: str
     task: str
     base: str
     reason: str
+    message: str = ""
 
 
 class SlotMissed(_Typed, frozen=True, tag="slot-missed", gc=False):

@@ -40,7 +40,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 import time
@@ -52,7 +51,6 @@ from typing import Any, Literal, Protocol
 
 from b2bd.calendar import slot_name
 from b2bd.config.model import Base, Config, Settings, Task
-from b2bd.config.rules import prerequisite_failures
 from b2bd.connectors import (
     SOURCES,
     TRANSIENT,
@@ -63,6 +61,7 @@ from b2bd.connectors import (
     open_source,
 )
 from b2bd.connectors.directory import DirectorySource
+from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
 from b2bd.transfer.extract import Tally, extract, future_horizon
@@ -287,11 +286,9 @@ class Engine:
         bases: Sequence[str] | None = None,
     ) -> RunContext:
         """Journal ``run-started``. A manual run is named ``<task>/manual-<slot>`` and writes
-        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware."""
+        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware. A base that bases.yaml
+        no longer lists is not refused here: its transfer fails the run-time guard."""
         chosen = tuple(task.targets if bases is None else bases)
-        unknown = [b for b in chosen if b not in self.config.bases]
-        if unknown:
-            raise ValueError(f"unknown base(s): {', '.join(unknown)}")
         name = slot_name(slot)
         if manual:
             name = f"manual-{name}"
@@ -326,11 +323,20 @@ class Engine:
             transfers=tuple(results),
         )
 
-    def skip_transfer(self, context: RunContext, base_id: str, reason: str) -> TransferResult:
+    def skip_transfer(
+        self, context: RunContext, base_id: str, reason: str, message: str = ""
+    ) -> TransferResult:
         self.journal.append(
-            "transfer-skipped", run=context.run, task=context.task.id, base=base_id, reason=reason
+            "transfer-skipped",
+            run=context.run,
+            task=context.task.id,
+            base=base_id,
+            reason=reason,
+            message=message,
         )
-        return TransferResult(context.task.id, base_id, "skipped", reason=reason, message=reason)
+        return TransferResult(
+            context.task.id, base_id, "skipped", reason=reason, message=message or reason
+        )
 
     # -- one transfer --------------------------------------------------------------------------
 
@@ -342,6 +348,16 @@ class Engine:
         task = context.task
         notify = on_progress or _ignore
         notify(Progress(context.run, base_id, "started"))
+        guard = self.guard(task, base_id)
+        if guard.outcome != "run":
+            if guard.outcome == "skipped":
+                result = self.skip_transfer(context, base_id, str(guard.reason), guard.message)
+            else:
+                result = self._failed(
+                    context, base_id, 1, TransferFailure("prerequisite", guard.message)
+                )
+            notify(Progress(context.run, base_id, "finished", 0, result))
+            return result
         policy = task.policy
         delays = backoff_delays(policy.retries, policy.retry_backoff)
         attempt = 0
@@ -410,7 +426,10 @@ class Engine:
 
         try:
             source, root, below = self._endpoints(task, base)
-            manifest = self._check_live(base, source, task)
+            manifest = source.manifest()
+            guard = self.guard(task, base_id, manifest)
+            if guard.outcome != "run":
+                raise TransferFailure("prerequisite", guard.message)
             not_after = future_horizon(manifest.exported_at, context.slot)
             deadline()
             place = DeliveryPlace(
@@ -531,31 +550,15 @@ class Engine:
             )  # fmt: skip
         return outbound, endpoint.path, ("inbound", task.id)
 
-    def _check_live(self, base: Base, source: Source, task: Task) -> Manifest:
-        """Prerequisites before reading: the registry's (bases.yaml) and the live manifest's:
-        SIMS Services Manager running (checked by the connector) and the SIMS version the
-        export reports meeting the same minimums. A live version that differs from bases.yaml
-        but meets them is fine: schools upgrade SIMS before the registry is edited."""
-        reasons = prerequisite_failures(base, self.settings, task.data.type)
-        if reasons:
-            raise TransferFailure("prerequisite", f"base {base.id}: " + "; ".join(reasons))
-        manifest = source.manifest()
-        if task.direction == "from-school" and manifest.sims_version is not None:
-            live = dataclasses.replace(base, sims_version=manifest.sims_version)
-            try:
-                failing = bool(prerequisite_failures(live, self.settings, task.data.type))
-            except ValueError:
-                raise TransferFailure(
-                    "bad-data", f"base {base.id}: the export's sims_version is not a version number"
-                ) from None
-            if failing:
-                # The export's own version is not quoted: it is a value from the school's file.
-                raise TransferFailure(
-                    "prerequisite",
-                    f"base {base.id}: the SIMS version the export reports does not meet the "
-                    f"minimums for {task.data.type} (see `b2bd preflight`)",
-                )
-        return manifest
+    def guard(self, task: Task, base_id: str, manifest: Manifest | None = None) -> Verdict:
+        """The run-time guard (DESIGN section 5): ``task`` against the base as bases.yaml
+        registers it *now* and, given, against its live manifest, through the one check that
+        ``validate`` and ``preflight`` make (:func:`b2bd.prerequisites.unmet`). A task version
+        kept in force after a rejected edit meets the registry as it is now, not as it was."""
+        base = self.config.bases.get(base_id)
+        if base is None:
+            return verdict((not_registered(base_id),))
+        return verdict(unmet(task, base, self.settings, manifest))
 
     def _manifest(
         self, context: RunContext, query: Query, tally: Tally, watermark: str | None

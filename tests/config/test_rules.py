@@ -477,3 +477,20 @@ def test_last_good_task_stays_in_force_after_a_bad_edit(cfg: ConfigDir) -> None:
     reloaded = load_config(cfg.root, now=dt.datetime(2026, 11, 28, tzinfo=dt.UTC), last_good=good)
     assert not reloaded.valid
     assert reloaded.tasks["t"] == good.tasks["t"]
+
+
+def test_a_base_with_a_registry_problem_is_never_targeted(cfg: ConfigDir) -> None:
+    # 8832002 belongs to another LA and is not marked cross_border: a bases-file error.
+    cfg.write("bases.yaml", BASES.replace('"8812002"', '"8832002"'))
+    cfg.write("tasks/t.yaml", task("bases: {all: true}", SNAPSHOT, WEEKLY))
+    cfg.write(
+        "tasks/u.yaml",
+        task('bases: {ids: ["8832002"]}', SNAPSHOT, WEEKLY, head="id: u\ndirection: from-school\n"),
+    )
+    config = cfg.load()
+    assert config.tasks["t"].targets == ("8814001",)
+    found = {(p.file, p.rule, p.severity) for p in config.problems}
+    assert ("tasks/t.yaml", "bases-file", "warning") in found
+    assert ("tasks/u.yaml", "bases-file", "error") in found
+    assert ("bases.yaml", "bases-file", "error") in found
+    assert "u" not in config.tasks

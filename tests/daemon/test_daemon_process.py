@@ -244,3 +244,37 @@ def test_run_now_on_the_example_logs_its_warnings_and_each_tasks_next_slot(tmp_p
     assert {t: dt.datetime.fromisoformat(s) for t, s in nxt.items()} == {
         t: dt.datetime.fromisoformat(s) for t, s in first.items()
     }
+
+
+def test_a_school_that_locks_down_after_start_is_not_reached(deployment, notify_socket) -> None:
+    """The registry edit makes the task file invalid, so its last good version stays in force;
+    at its slot the daemon's transfer meets the registry as it is now and skips the school
+    (DESIGN section 5, run-time guards). Real subprocess, clock started 8 s before the slot."""
+    folder = deployment.add_school("8814001")
+    deployment.add_task("t", "8814001", time="06:00")
+    proc = start_daemon(deployment, notify_socket, env={"B2BD_CLOCK_START": "2026-12-02T05:59:52Z"})
+    try:
+        notify_socket.wait_for("READY=1")
+        bases = deployment.config / "bases.yaml"
+        locked = bases.read_text().replace(
+            "services_manager: true", "services_manager: true\n    lockdown: true"
+        )
+        tmp = deployment.config / ".bases.yaml.tmp"
+        tmp.write_text(locked)
+        os.rename(tmp, bases)
+        deployment.wait_for(lambda: deployment.records("run-finished"), 20, "the 06:00 run")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    rejected = deployment.records("config-rejected")
+    started = deployment.records("run-started")
+    # The edit was seen before the slot (else this test proves nothing on a slow machine).
+    assert rejected and rejected[0]["seq"] < started[0]["seq"], (rejected, started)
+    assert {p["rule"] for p in rejected[0]["problems"]} == {"base-lockdown"}
+    assert started[0]["slot"] == "2026-12-02T06:00:00Z"
+    (skipped,) = deployment.records("transfer-skipped")
+    assert (skipped["base"], skipped["reason"]) == ("8814001", "lockdown")
+    assert not deployment.records("transfer-succeeded")
+    assert deployment.records("run-finished")[0]["outcome"] == "succeeded"  # nothing failed
+    assert not deployment.la.exists() or not list(deployment.la.rglob("*.jsonl"))
+    assert folder.is_dir()

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from b2bd.config import load_config
-from b2bd.preflight import check_base, writable_dir
+from b2bd.preflight import writable_dir
 
 SETTINGS = """\
 la: {code: "881", name: Essex}
@@ -162,7 +161,10 @@ def test_text_output_has_one_line_per_base_with_the_reason(every_failure: Path) 
     assert "the export's SIMS version is not bases.yaml's 7.214" in upgraded
     assert "7.150" not in upgraded  # a value from the export is never quoted
     prereq = next(line for line in base_lines if line.startswith("8814006"))
-    assert "prerequisites FAIL (SIMS 7.160 < 7.166) [prerequisite]" in prereq
+    assert (
+        "prerequisites FAIL (base 8814006 fails a prerequisite: SIMS 7.160 < 7.166) [prerequisite]"
+        in prereq
+    )
     disabled = next(line for line in base_lines if line.startswith("8814010"))
     assert "(disabled: does not count)" in disabled
     assert lines[-1].endswith("NOT READY")
@@ -246,16 +248,76 @@ def test_missing_config_dir_is_a_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_the_engine_gets_a_reason_class_from_the_same_checks(every_failure: Path) -> None:
-    config = load_config(every_failure)
-    settings = config.settings
-    good = check_base(config.bases["8814001"], settings, data_type="changed")
-    assert good.passed and good.failure is None
-    stopped = check_base(config.bases["8814004"], settings, data_type="changed")
-    assert stopped.failure is not None
-    assert stopped.failure[0] == "prerequisite"
-    missing = check_base(config.bases["8814002"], settings, data_type="changed")
-    assert missing.failure is not None and missing.failure[0] == "unreachable"
-    # Attainment's stricter prerequisites apply when a transfer asks for attainment.
-    old = check_base(config.bases["8814006"], settings, data_type="attainment")
-    assert old.failure is not None and old.failure[0] == "prerequisite"
+def task_file(config: Path, body: str) -> None:
+    (config / "tasks").mkdir(exist_ok=True)
+    (config / "tasks" / "t.yaml").write_text(
+        "id: t\ndirection: from-school\n" + body + "\ncohort: {group: ncy}\n"
+        'schedule: {weekly: {days: [mon], times: ["06:30"]}}\n'
+    )
+
+
+def test_preflight_task_says_what_each_transfer_would_do(tmp_path: Path) -> None:
+    schools = tmp_path / "schools"
+    export_folder(schools / "good", "8814001", mis="sims-primary")
+    export_folder(schools / "locked", "8814002", mis="sims-primary")
+    export_folder(schools / "liar", "8814003", mis="sims")  # registered sims-primary
+    export_folder(schools / "secondary", "8814004")
+    config = write_config(
+        tmp_path / "config",
+        [
+            base_entry("8814001", "Good", folder("good"), mis="sims-primary", tags="[p]"),
+            base_entry(
+                "8814002",
+                "Locked",
+                folder("locked"),
+                mis="sims-primary",
+                lockdown="true",
+                tags="[p]",
+            ),
+            base_entry("8814003", "Liar", folder("liar"), mis="sims-primary", tags="[p]"),
+            base_entry("8814004", "Secondary", folder("secondary"), tags="[p]"),
+        ],
+    )
+    task_file(
+        config, "bases: {tags: [p]}\ndata: {type: attendance, attendance: attendance-changed}"
+    )
+    result = b2bd("--config", str(config), "preflight", "--task", "t", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    by_id = {b["id"]: b for b in json.loads(result.stdout)["bases"]}
+    verdicts = {i: (b["verdict"], b["reason"]) for i, b in by_id.items()}
+    assert verdicts == {
+        "8814001": ("run", None),
+        "8814002": ("skipped", "lockdown"),
+        "8814003": ("failed", "prerequisite"),  # the export says SIMS, not SIMS Primary
+        "8814004": (
+            "failed",
+            "prerequisite",
+        ),  # registered SIMS: attendance-changed is SIMS Primary
+    }
+    assert failures(by_id["8814003"]) == [("mis", "prerequisite")]
+    text = b2bd("--config", str(config), "preflight", "--task", "t").stdout
+    assert "8814002 Locked: FAIL: " in text and text.count("=> skipped (lockdown)") == 1
+    unknown = b2bd("--config", str(config), "preflight", "--task", "nope")
+    assert unknown.returncode == 2 and "no valid task 'nope'" in unknown.stderr
+
+
+def test_la_outbound_folder_must_be_readable_when_to_school_tasks_exist(tmp_path: Path) -> None:
+    export_folder(tmp_path / "schools" / "good", "8814001")
+    config = write_config(tmp_path / "config", [base_entry("8814001", "Good", folder("good"))])
+
+    def outbound() -> dict[str, Any]:
+        out = json.loads(b2bd("--config", str(config), "preflight", "--format", "json").stdout)
+        return next(c for c in out["la"]["checks"] if c["name"] == "outbound")
+
+    assert outbound()["status"] == "info"  # no to-school task: a missing folder is fine
+    (config / "tasks").mkdir()
+    (config / "tasks" / "out.yaml").write_text(
+        "id: out\ndirection: to-school\nbases: {ids: ['8814001']}\ndata: {type: changed}\n"
+        "cohort: {group: ncy}\nschedule: {weekly: {days: [mon], times: ['06:30']}}\n"
+    )
+    assert (outbound()["status"], outbound()["reason"]) == ("fail", "prerequisite")
+    (tmp_path / "la" / "outbound").mkdir(parents=True)
+    assert outbound()["status"] == "pass"
+    (tmp_path / "la" / "outbound").rmdir()
+    (tmp_path / "la" / "outbound").write_text("a file, not a folder")
+    assert outbound()["status"] == "fail"

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from transfer_world import OTHER, PRIMARY, SECONDARY, World, mark, pupil, slot_at
 
+from b2bd.config import load_config
 from b2bd.transfer.engine import Progress, TransferResult, backoff_delays, run_outcome
 
 D = "2026-11-02"
@@ -229,3 +230,72 @@ def test_to_school_never_creates_a_missing_school_folder(world: World) -> None:
     run = world.run("back", slot_at(D))
     assert run.transfers[0].reason == "unreachable"
     assert not world.school_dir(SECONDARY).exists()
+
+
+def test_a_kept_task_version_meets_the_registry_as_it_is_now(world: World) -> None:
+    """A registry edit that makes a task file invalid keeps its last good version in force;
+    that version's transfers meet bases.yaml as it is now (DESIGN section 5, run-time guards)."""
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.export(PRIMARY, pupils=[pupil(2, "3", estab="2002")])
+    world.export(OTHER, pupils=[pupil(3, "7", estab="3003")])
+    ids = f'bases: {{ids: ["{SECONDARY}", "{PRIMARY}", "{OTHER}"]}}\n'
+    world.task("snap", SNAP + ids)
+    good = world.config()
+    world.extra[SECONDARY] = "lockdown: true"
+    world.bases[OTHER] = ("secondary", "sims", "7.100", "sec")  # wrongly entered, say
+    del world.bases[PRIMARY]  # removed from bases.yaml altogether
+    world.write_bases()
+    now = load_config(world.config_dir, last_good=good)
+    rules = {p.rule for p in now.problems if p.file == "tasks/snap.yaml"}
+    assert rules == {"base-lockdown", "base-prerequisites", "base-unknown"}
+    assert now.tasks["snap"] == good.tasks["snap"]  # kept in force, with its old targets
+
+    engine = world.engine(now)
+    run = engine.run(now.tasks["snap"], slot_at(D))
+    by_base = {t.base: t for t in run.transfers}
+    assert (by_base[SECONDARY].outcome, by_base[SECONDARY].reason) == ("skipped", "lockdown")
+    assert "[base-lockdown]" in by_base[SECONDARY].message
+    assert (by_base[OTHER].outcome, by_base[OTHER].reason) == ("failed", "prerequisite")
+    assert by_base[OTHER].attempts == 1 and "[base-prerequisites]" in by_base[OTHER].message
+    assert (by_base[PRIMARY].outcome, by_base[PRIMARY].reason) == ("failed", "prerequisite")
+    assert "[base-unknown]" in by_base[PRIMARY].message
+    assert run.outcome == "failed"
+    assert not world.la.exists() or not list(world.la.rglob("*.jsonl"))
+    journaled = {
+        r.base: (r.type, r.reason)
+        for r in world.journal_records()
+        if r.type.startswith("transfer-")
+    }
+    assert journaled == {
+        SECONDARY: ("transfer-skipped", "lockdown"),
+        OTHER: ("transfer-failed", "prerequisite"),
+        PRIMARY: ("transfer-failed", "prerequisite"),
+    }
+
+
+def test_attendance_changed_against_a_base_re_registered_as_sims(world: World) -> None:
+    world.export(PRIMARY, pupils=[pupil(2, "3", estab="2002")], marks=[])
+    world.task(
+        "ac",
+        "data: {type: attendance, attendance: attendance-changed}\ncohort: {group: ncy}\n"
+        f'bases: {{ids: ["{PRIMARY}"]}}\n',
+    )
+    good = world.config()
+    assert world.run("ac", slot_at(D)).outcome == "succeeded"
+    world.bases[PRIMARY] = ("primary", "sims", "7.210", "pri")
+    world.write_bases()
+    now = load_config(world.config_dir, last_good=good)
+    assert {p.rule for p in now.problems} == {"sims-primary-only"}
+    (transfer,) = world.engine(now).run(now.tasks["ac"], slot_at("2026-11-03")).transfers
+    assert (transfer.outcome, transfer.reason, transfer.attempts) == ("failed", "prerequisite", 1)
+    assert "[sims-primary-only]" in transfer.message
+
+
+def test_a_live_manifest_that_disagrees_with_the_registry_fails_the_transfer(world: World) -> None:
+    """A base registered SIMS Primary whose export says SIMS: preflight fails it, and so does
+    every transfer (the live half of the one check)."""
+    world.export(PRIMARY, pupils=[pupil(2, "3", estab="2002")], manifest={"mis": "sims"})
+    world.task("snap", SNAP + f'bases: {{ids: ["{PRIMARY}"]}}\n')
+    (transfer,) = world.run("snap", slot_at(D)).transfers
+    assert (transfer.outcome, transfer.reason) == ("failed", "prerequisite")
+    assert "[live-mis]" in transfer.message and transfer.attempts == 1

@@ -130,6 +130,7 @@ class World:
             OTHER: ("secondary", "sims", "7.200", "sec"),
         }
         self.endpoints: dict[str, str] = {}
+        self.extra: dict[str, str] = {}  # more bases.yaml lines per base, e.g. "lockdown: true"
         self.write_bases()
         self.state = self.config_dir / "state"
         self.la = self.config_dir / "la"
@@ -148,6 +149,8 @@ class World:
             text += BASE.format(
                 id=base_id, phase=phase, mis=mis, sims=sims, tag=tag, endpoint=endpoint
             )
+            if base_id in self.extra:
+                text += f"    {self.extra[base_id]}\n"
         (self.config_dir / "bases.yaml").write_text(text)
 
     def task(self, task_id: str, body: str) -> None:
@@ -202,14 +205,16 @@ class World:
 
     # -- running -------------------------------------------------------------------------
 
-    def engine(self, **kwargs: Any) -> Engine:
-        """A fresh engine on the current config (the journal stays open across engines, so
-        watermarks and leavers memory are replayed from it, as after a restart)."""
+    def engine(self, config: Config | None = None, **kwargs: Any) -> Engine:
+        """A fresh engine on ``config`` (default: the current one, which must be valid); the
+        journal stays open across engines, so watermarks and leavers memory are replayed from
+        it, as after a restart."""
         if self._engine is not None:
             self._engine.close()
         if self._journal is None:
             self._journal = Journal.open(self.state)
-        self._engine = Engine(self.config(), self._journal, PupilKeyer(self.state), **kwargs)
+        config = config or self.config()
+        self._engine = Engine(config, self._journal, PupilKeyer(self.state), **kwargs)
         return self._engine
 
     def run(
