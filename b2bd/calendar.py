@@ -12,8 +12,9 @@ clock changes:
   London) runs once, at its first occurrence (00:30 UTC, ``fold=0``);
 * listed times that land on one instant (01:15 and 01:45 both inside one gap) give one slot.
 
-So a slot is never skipped and never doubled, and slots are strictly increasing. ``expires`` is
-an inclusive local date: no slot is listed for a later local date.
+So a slot is never skipped and never doubled, and slots are strictly increasing. ``starts`` and
+``expires`` are inclusive local dates: no slot is listed for an earlier, or a later, local date
+(the first and last days both run).
 
 The hot path avoids per-slot zone arithmetic: the UTC instant of local midnight is computed once
 per (zone, local date) and cached; only days on which the zone's offset changes take the exact
@@ -55,13 +56,14 @@ def slots(
     until_utc = None if until is None else _aware_utc(until, "until")
     zone = schedule.timezone
     last_ordinal = _MAX_ORDINAL if schedule.expires is None else schedule.expires.toordinal()
+    first_allowed = 1 if schedule.starts is None else schedule.starts.toordinal()
     # Imported here, not at the top: b2bd.config's rule checks import this module.
     from b2bd.config.model import Once, Weekly
 
     rule = schedule.rule
     if isinstance(rule, Once):
         at = rule.at.replace(tzinfo=None)
-        if at.date().toordinal() > last_ordinal:
+        if not first_allowed <= at.date().toordinal() <= last_ordinal:
             return
         instant = local_to_utc(at, zone)
         if after_utc < instant and (until_utc is None or instant <= until_utc):
@@ -69,7 +71,7 @@ def slots(
         return
     # A listed time earlier than after's local wall clock maps to an instant <= after (the
     # mapping is monotonic), so the walk can start on after's local date.
-    first_ordinal = after_utc.astimezone(zone).toordinal()
+    first_ordinal = max(after_utc.astimezone(zone).toordinal(), first_allowed)
     offsets = tuple(
         dt.timedelta(hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond)
         for t in sorted(set(rule.times))

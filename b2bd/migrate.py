@@ -29,10 +29,17 @@ Output is deterministic: the same rows give byte-identical files (no timestamps,
 order, the source file named by its base name only).
 
 Times: a Weekly or Monthly task without Times runs at Start's time, as One does ("once a day at
-the time specified in the Start field"); a Once task runs at Start's date and time. For Weekly and
-Monthly, Start is only when One began running the task and is kept as a comment. Expiry becomes
-``schedule.expires`` (an inclusive local date); a time on it is kept as a comment, except that an
-expiry time before every run time of the day moves ``expires`` to the day before.
+the time specified in the Start field"); a Once task runs at Start's date and time.
+
+Start and Expiry bound the slots (:func:`_first_day`, :func:`_last_day`). For Weekly and Monthly,
+Start becomes ``schedule.starts`` and Expiry ``schedule.expires``, inclusive local dates, so that
+b2bd runs exactly the slots One would have run and never one that One would not: One runs a slot
+at or after Start's time and at or before Expiry's. A Start whose time is after every run time of
+its day starts the day after; an Expiry whose time is before every run time of its day expires
+the day before. When the time falls between two run times of that day, whole dates cannot say
+it: b2bd leaves that day out (starts the day after / expires the day before), and the row gets a
+``migrate-partial-day`` warning naming the runs One would still have made that day. Start is
+always written, even when it has passed, so the same export always gives the same files.
 """
 
 from __future__ import annotations
@@ -46,8 +53,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from b2bd.config.build import build_task
+from b2bd import calendar
+from b2bd.config.build import build_schedule, build_task
 from b2bd.config.load import DEFAULT_TIMEZONE
 from b2bd.config.model import Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
@@ -78,6 +87,7 @@ GROUPING_COLUMNS = tuple(c for c in COLUMNS if c != "Base")
 RULE_VALUE = "migrate-value"
 RULE_SCHOOL_LOCKED = "migrate-school-locked"
 RULE_DUPLICATE = "migrate-duplicate"
+RULE_PARTIAL_DAY = "migrate-partial-day"
 
 # One's labels -> task values. Matching ignores case and repeated spaces; the keys are what
 # messages offer as the choices.
@@ -450,15 +460,13 @@ def _schedule(fields: _Fields, row: Row) -> dict[str, Any]:
                 ]
         rule["times"] = times
         schedule[frequency] = rule
-        if row["Start"]:
-            fields.notes.append(
-                f"One began running it on {row['Start']} (Start); b2bd keeps its days and times."
-            )
+        if start is not None:
+            schedule["starts"] = _first_day(fields, row, start, schedule)
 
     if row["Expiry"]:
         expiry = _uk_datetime(fields, row, "Expiry")
         if expiry is not None:
-            schedule["expires"] = _expires(fields, row, expiry, times)
+            schedule["expires"] = _last_day(fields, row, expiry, schedule)
     return schedule
 
 
@@ -482,23 +490,87 @@ def _date(fields: _Fields, row: Row, item: str) -> int | str:
     return item
 
 
-def _expires(
-    fields: _Fields, row: Row, expiry: tuple[dt.date, dt.time | None], times: Sequence[str]
+def _runs_on(schedule: Mapping[str, Any], day: dt.date) -> list[str]:
+    """The local times (HH:MM) at which ``schedule``'s rule runs on ``day``, by the calendar
+    itself (read in UTC, so listed times are the times of the day); [] for a rule that does
+    not build (the row is refused by validation anyway)."""
+    rule = {k: v for k, v in schedule.items() if k in ("weekly", "monthly", "once")}
+    midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
+    try:
+        built = build_schedule(rule, ZoneInfo("UTC"))
+        found = calendar.slots(built, midnight - _TICK, midnight + dt.timedelta(days=1) - _TICK)
+        return [slot.strftime("%H:%M") for slot in found]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+_TICK = dt.timedelta(microseconds=1)
+
+
+def _first_day(
+    fields: _Fields,
+    row: Row,
+    start: tuple[dt.date, dt.time | None],
+    schedule: Mapping[str, Any],
 ) -> str:
+    """``starts``: Start's date, or the day after when One would not run all of that day's
+    runs (they are before Start's time)."""
+    date, at = start
+    runs = _runs_on(schedule, date)
+    if at is None or all(t >= at.strftime("%H:%M") for t in runs):
+        fields.notes.append(f"One began running it on {row['Start']} (Start).")
+        return date.isoformat()
+    later = [t for t in runs if t >= at.strftime("%H:%M")]
+    if later:
+        _partial_day(
+            fields, row, "Start", f"began at {row['Start']}", later, "starts the day after"
+        )
+    else:
+        fields.notes.append(
+            f"One began running it on {row['Start']} (Start), after every run time that day: "
+            "starts is the day after."
+        )
+    return (date + dt.timedelta(days=1)).isoformat()
+
+
+def _last_day(
+    fields: _Fields,
+    row: Row,
+    expiry: tuple[dt.date, dt.time | None],
+    schedule: Mapping[str, Any],
+) -> str:
+    """``expires``: Expiry's date, or the day before when One would not run all of that day's
+    runs (they are after Expiry's time)."""
     date, at = expiry
     if at is None:
         return date.isoformat()
-    if times and all(t > at.strftime("%H:%M") for t in times):
-        # Nothing runs on the expiry day before the expiry time: the last day is the one before.
+    runs = _runs_on(schedule, date)
+    if all(t <= at.strftime("%H:%M") for t in runs):
+        when = "after every run time that day" if runs else "a day it does not run"
+        fields.notes.append(f"Expiry in One: {row['Expiry']}, {when}: expires is that date.")
+        return date.isoformat()
+    earlier = [t for t in runs if t <= at.strftime("%H:%M")]
+    if earlier:
+        _partial_day(
+            fields, row, "Expiry", f"expires at {row['Expiry']}", earlier, "expires the day before"
+        )
+    else:
         fields.notes.append(
             f"Expiry in One: {row['Expiry']}, before every run time that day: "
             "expires is the day before."
         )
-        return (date - dt.timedelta(days=1)).isoformat()
-    fields.notes.append(
-        f"Expiry in One: {row['Expiry']}; b2bd expires at the end of that local date."
+    return (date - dt.timedelta(days=1)).isoformat()
+
+
+def _partial_day(
+    fields: _Fields, row: Row, column: str, what: str, lost: Sequence[str], choice: str
+) -> None:
+    message = (
+        f"the task {what}, between its runs of that day: One would still have run at "
+        f"{', '.join(lost)} that day, which b2bd, bounded by whole dates, leaves out ({choice})"
     )
-    return date.isoformat()
+    fields.notes.append(message[0].upper() + message[1:] + ".")
+    fields.problems.append(RowProblem(row.line, RULE_PARTIAL_DAY, message, "warning", column))
 
 
 # ---- ids (pure) ------------------------------------------------------------------------------
@@ -688,8 +760,8 @@ def migrate(rows: Sequence[Row], source: str, target: TargetConfig, now: dt.date
                 )
             seen.setdefault(row["Base"], row.line)
             fields = row_fields(row)
-            if fields.problems:
-                problems.extend(fields.problems)
+            problems.extend(fields.problems)
+            if any(p.severity == "error" for p in fields.problems):
                 continue
             doc = {"id": PLACEHOLDER_ID, **fields.doc, "bases": {"ids": [row["Base"]]}}
             found = _row_findings(row.line, validate_text(to_yaml(doc), doc, target, now))

@@ -8,6 +8,7 @@ test. The systemd comparison and the brute-force oracle check the same rules ind
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import itertools
 import random
@@ -560,3 +561,48 @@ def test_one_daily_time_is_never_closer_than_23_hours(case, time):
     assert len(got) == 20
     for a, b in itertools.pairwise(got):
         assert dt.timedelta(hours=23) <= b - a <= dt.timedelta(hours=25)
+
+
+def test_starts_is_an_inclusive_local_date():
+    # Starts 2026-07-01: the 00:30 BST slot that day (23:30 UTC on 30 June) is the first.
+    schedule = Schedule(
+        Weekly(frozenset(range(7)), (t("00:30"),)), LONDON, starts=dt.date(2026, 7, 1)
+    )
+    got = list(itertools.islice(slots(schedule, z(2026, 1, 1)), 2))
+    assert got == [z(2026, 6, 30, 23, 30), z(2026, 7, 1, 23, 30)]
+    # A monthly rule, after long before starts: nothing is generated before it.
+    monthly_ = Schedule(
+        Monthly((1, "last"), frozenset(range(1, 13)), (t("06:30"),)),
+        LONDON,
+        starts=dt.date(2027, 2, 2),
+    )
+    assert next_slot(monthly_, z(2020, 1, 1)) == z(2027, 2, 28, 6, 30)
+
+
+def test_starts_and_expires_bound_once_and_can_leave_nothing():
+    once = Once(dt.datetime(2026, 12, 1, 6, 30))
+    assert list(slots(Schedule(once, LONDON, starts=dt.date(2026, 12, 2)), z(2026, 1, 1))) == []
+    assert list(slots(Schedule(once, LONDON, starts=dt.date(2026, 12, 1)), z(2026, 1, 1))) == [
+        z(2026, 12, 1, 6, 30)
+    ]
+    crossed = Schedule(
+        Weekly(frozenset(range(7)), (t("06:30"),)),
+        LONDON,
+        expires=dt.date(2026, 12, 1),
+        starts=dt.date(2026, 12, 2),
+    )
+    assert list(slots(crossed, z(2026, 1, 1))) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedules_near_a_change(), st.integers(-10, 10))
+def test_starts_keeps_exactly_the_slots_listed_on_or_after_its_date(case, shift):
+    schedule, after = case
+    starts = after.astimezone(schedule.timezone).date() + dt.timedelta(days=shift)
+    until = after + dt.timedelta(days=40)
+    bounded = dataclasses.replace(schedule, starts=starts)
+    everything = list(slots(schedule, after, until))
+    # A slot belongs to the local date it is listed for: the date it reads, unless it ran at
+    # the end of a gap that began on the previous date (never across midnight in these zones).
+    kept = [s for s in everything if s.astimezone(schedule.timezone).date() >= starts]
+    assert list(slots(bounded, after, until)) == kept

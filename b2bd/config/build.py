@@ -124,6 +124,7 @@ def _times(items: list[str]) -> tuple[dt.time, ...]:
 def build_schedule(doc: dict[str, Any], default_zone: ZoneInfo) -> Schedule:
     zone = ZoneInfo(doc["timezone"]) if "timezone" in doc else default_zone
     expires = dt.date.fromisoformat(doc["expires"]) if "expires" in doc else None
+    starts = dt.date.fromisoformat(doc["starts"]) if "starts" in doc else None
     rule: Weekly | Monthly | Once
     if "weekly" in doc:
         w = doc["weekly"]
@@ -141,7 +142,7 @@ def build_schedule(doc: dict[str, Any], default_zone: ZoneInfo) -> Schedule:
         rule = Monthly(days=tuple(m["days"]), months=frozenset(months), times=_times(m["times"]))
     else:
         rule = Once(at=dt.datetime.strptime(doc["once"], "%Y-%m-%dT%H:%M"))
-    return Schedule(rule=rule, timezone=zone, expires=expires)
+    return Schedule(rule=rule, timezone=zone, expires=expires, starts=starts)
 
 
 def build_task(doc: dict[str, Any], file: str, settings_zone: ZoneInfo, defaults: Policy) -> Task:

@@ -126,12 +126,13 @@ class Once:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When a task is due: the rule, the zone its local times are read in, and an inclusive
-    local expiry date (no slot on a later local date)."""
+    """When a task is due: the rule, the zone its local times are read in, and inclusive local
+    start and expiry dates (no slot listed for an earlier / a later local date)."""
 
     rule: Weekly | Monthly | Once
     timezone: ZoneInfo
     expires: dt.date | None = None
+    starts: dt.date | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from b2bd.calendar import next_slot
 from b2bd.config.build import version_tuple
-from b2bd.config.model import Base, Monthly, Once, Settings, Task, Weekly
+from b2bd.config.model import Base, Monthly, Once, Schedule, Settings, Task, Weekly
 from b2bd.config.schema import Finding
 from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
 
@@ -199,8 +199,7 @@ def task_findings(task: Task, settings: Settings | None, now: dt.datetime) -> It
         yield Finding(_TASK_POINTERS.get(found.rule, "/data/type"), found.rule, found.message)
     schedule = task.schedule
     if next_slot(schedule, now) is None:
-        pointer = "/schedule/once" if isinstance(schedule.rule, Once) else "/schedule/expires"
-        what = "the once slot is in the past" if pointer.endswith("once") else "expires is past"
+        pointer, what = _never_runs(schedule)
         yield Finding(pointer, "schedule-expired", f"{what}: this task will never run", "warning")
     if (task.data.months or 0) > HEAVY_MONTHS and _more_than_weekly(task):
         yield Finding(
@@ -210,6 +209,23 @@ def task_findings(task: Task, settings: Settings | None, now: dt.datetime) -> It
             "values should only be run occasionally as they can import large amounts of data",
             "warning",
         )
+
+
+def _never_runs(schedule: Schedule) -> tuple[str, str]:
+    """Where and why a schedule with no slot left says so."""
+    starts, expires = schedule.starts, schedule.expires
+    if starts is not None and expires is not None and starts > expires:
+        return "/schedule/starts", "starts is after expires"
+    if isinstance(schedule.rule, Once):
+        when = schedule.rule.at.date()
+        if starts is not None and when < starts:
+            return "/schedule/once", "the once slot is before starts"
+        if expires is not None and when > expires:
+            return "/schedule/once", "the once slot is after expires"
+        return "/schedule/once", "the once slot is in the past"
+    if expires is None:
+        return "/schedule/monthly/days", "no listed day exists in a listed month"
+    return "/schedule/expires", "expires is past"
 
 
 _TASK_POINTERS = {"to-school-ncy-only": "/cohort/group"}

@@ -242,3 +242,11 @@ def test_format_text_aligns_columns() -> None:
     assert lines[1].index("UTC") == lines[3].index("2026-06-01 13:00 UTC")
     assert "Mon 2026-06-01 18:30 IST (Asia/Kolkata)" in lines[3]
     assert lines[-1] == "Left out 3 tasks: 3 disabled."
+
+
+def test_a_task_with_starts_is_planned_from_that_local_date(config: Path) -> None:
+    (config / "tasks" / "later.yaml").write_text(
+        task("later", '  weekly: {days: [mon], times: ["06:30"]}\n  starts: 2026-09-02\n')
+    )
+    got = plan_json(config, "--from", "2026-06-01", "--task", "later", "--count", "2")
+    assert [r["slot"] for r in got] == ["2026-09-07T05:30:00Z", "2026-09-14T05:30:00Z"]

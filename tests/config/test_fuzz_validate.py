@@ -679,6 +679,7 @@ def mutated_document(draw: st.DrawFn) -> bytes:
                             "monthly",
                             "once",
                             "expires",
+                            "starts",
                             "timezone",
                             "ncy",
                             "months",

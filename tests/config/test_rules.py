@@ -264,6 +264,23 @@ CASES = [
         severity="warning",
     ),
     Case(
+        "schedule-expired",
+        "tasks/t.yaml",
+        task(ONE_BASE, SNAPSHOT, WEEKLY, "  starts: 2027-08-01", "  expires: 2027-07-31"),
+        7,
+        11,
+        task(ONE_BASE, SNAPSHOT, WEEKLY, "  starts: 2027-07-01", "  expires: 2027-07-31"),
+        severity="warning",
+    ),
+    Case(
+        "schema",
+        "tasks/t.yaml",
+        task(ONE_BASE, SNAPSHOT, WEEKLY, "  starts: 2027-02-30"),
+        7,
+        11,
+        task(ONE_BASE, SNAPSHOT, WEEKLY, "  starts: 2027-02-28"),
+    ),
+    Case(
         "months-heavy",
         "tasks/t.yaml",
         task(

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from b2bd.calendar import next_slot
 from b2bd.config import load_config
 from b2bd.config.yamlfile import parse
 from b2bd.migrate import (
@@ -183,9 +184,8 @@ def test_written_file_says_where_it_came_from(config: Path) -> None:
     assert text == (
         "# Migrated from One by b2bd migrate: one-scheduled-tasks.csv, rows 41, 42\n"
         '# (One task "Weekly unauthorised absence primary"; one row per base).\n'
-        "# One began running it on 01/09/2025 07:15 (Start); b2bd keeps its days and times.\n"
-        "# Expiry in One: 31/07/2030 06:00, before every run time that day: "
-        "expires is the day before.\n"
+        "# One began running it on 01/09/2025 07:15 (Start).\n"
+        "# Expiry in One: 31/07/2030 06:00, a day it does not run: expires is that date.\n"
         'id: "weekly-unauthorised-absence-primary"\n'
         'description: "Weekly unauthorised absence primary"\n'
         "direction: from-school\n"
@@ -199,7 +199,8 @@ def test_written_file_says_where_it_came_from(config: Path) -> None:
         "  ncy: [1, 2, 3, 4, 5, 6]\n"
         "schedule:\n"
         '  weekly: {days: [mon, thu], times: ["07:15"]}\n'
-        '  expires: "2030-07-30"\n'
+        '  starts: "2025-09-01"\n'
+        '  expires: "2030-07-31"\n'
     )
     school = (config / "tasks" / "riverside-own-absence-report.yaml").read_text()
     assert "# Owned by the school in One (not locked)" in school
@@ -388,6 +389,15 @@ def test_the_five_attendance_options(config: Path, label: str, kind: str) -> Non
         ({"Frequency": "Once", "Days": "", "Times": "05:00", "Start": "04/01/2030"},
          '  once: "2030-01-04T05:00"\n'),
         ({"Expiry": "31/07/2030"}, '  expires: "2030-07-31"\n'),
+        # Start in the future: the calendar begins there (One would not run before it).
+        ({"Start": "07/09/2027 06:30"}, '  starts: "2027-09-07"\n'),
+        ({"Start": "06/09/2027 07:00"}, '  starts: "2027-09-07"\n'),  # a Monday, after 06:30
+        ({"Start": "06/09/2027 06:00"}, '  starts: "2027-09-06"\n'),
+        ({"Start": "06/09/2027"}, '  starts: "2027-09-06"\n'),
+        # Expiry with a time: the last slot One would still run.
+        ({"Expiry": "26/07/2027 06:30"}, '  expires: "2027-07-26"\n'),  # a Monday, at 06:30
+        ({"Expiry": "26/07/2027 06:29"}, '  expires: "2027-07-25"\n'),
+        ({"Expiry": "27/07/2027 00:00"}, '  expires: "2027-07-27"\n'),  # a Tuesday: no run
         ({"NCY": "7;8;9"}, "  ncy: [7, 8, 9]\n"),
         ({"NCY": "r;N1;x;14"}, '  ncy: ["R", "N1", "X", 14]\n'),
         ({"NCY": "07;08"}, "  ncy: [7, 8]\n"),
@@ -534,3 +544,34 @@ def test_any_task_name_migrates_to_a_file_that_reads_back(name: str, source: str
     # The comment header is comment lines only, whatever the name and file name hold.
     header = document.text.split('id: "', 1)[0]
     assert all(line.startswith("# ") for line in header.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("values", "schedule", "lost"),
+    [
+        ({"Start": "06/09/2027 10:00"}, '  starts: "2027-09-07"\n', "13:00"),
+        ({"Expiry": "26/07/2027 10:00"}, '  expires: "2027-07-25"\n', "06:30"),
+    ],
+)
+def test_a_start_or_expiry_between_two_run_times_leaves_that_day_out_and_warns(
+    config: Path, values: dict[str, str], schedule: str, lost: str
+) -> None:
+    """06:30 and 13:00 on Mondays; Start or Expiry at 10:00 on a Monday. One would run one of
+    that day's two runs; whole dates cannot say so, and b2bd never runs what One would not."""
+    result = migrate_text(config, one_row(Times="06:30;13:00", **values))
+    (document,) = result.documents
+    assert schedule in document.text
+    (warning,) = result.problems
+    assert (warning.rule, warning.severity) == ("migrate-partial-day", "warning")
+    assert f"One would still have run at {lost} that day" in warning.message
+    assert f"would still have run at {lost} that day" in document.text  # in its comment too
+
+
+def test_a_future_start_is_honoured_by_the_calendar(config: Path) -> None:
+    """The task does not run months early: its first slot is on Start's date."""
+    result = migrate_text(config, one_row(Start="07/09/2027 06:30", Days="Tue"))
+    (tasks := config / "tasks").mkdir(exist_ok=True)
+    (tasks / "t.yaml").write_text(result.documents[0].text)
+    task = load_config(config).tasks["weekly-changed-data"]
+    first = next_slot(task.schedule, dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
+    assert first == dt.datetime(2027, 9, 7, 5, 30, tzinfo=dt.UTC)
