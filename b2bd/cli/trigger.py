@@ -1,4 +1,4 @@
-"""``b2bd trigger TASK [--base ID ...] [--format text|json]``: run one task now.
+"""``b2bd trigger TASK [--base ID ...] [--force] [--format text|json]``: run one task now.
 
 With a daemon running (found through its control socket), the daemon runs it beside its
 schedule, under the task's ``overlap`` policy: ``skip`` refuses while a transfer of the task on
@@ -7,7 +7,9 @@ turn. Without a daemon it runs here, in the foreground, as before. Either way th
 journaled like a scheduled one, as ``<task>/manual-<UTC time>``, its deliveries are named
 ``manual-<UTC time>``, and the same summary is printed. Exit 0 when every transfer succeeded,
 1 otherwise (or when the daemon stopped before the run finished), 2 for usage and I/O errors
-(unknown task, base not a target of the task, journal in use without a reachable daemon).
+(unknown task, a disabled task without ``--force``, base not a target of the task, journal in
+use without a reachable daemon, the pupil key missing or unreadable while the journal holds
+digests).
 
 On a terminal a progress line on stderr shows bases done, records read, and retries waiting
 and why.
@@ -21,13 +23,15 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.config import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings, Task
-from b2bd.journal import Journal, JournalBusy, JournalError, PupilKeyer
+from b2bd.journal import Journal, JournalBusy, JournalError, PupilKeyer, State
+from b2bd.journal.keys import KeyFileError, open_keyer
 from b2bd.transfer.engine import Engine, Progress
 from b2bd.transfer.manual import (
     TriggerRefused,
@@ -40,7 +44,9 @@ from b2bd.transfer.manual import (
 EXIT_SUCCEEDED = 0
 EXIT_NOT_ALL = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL: refused under overlap: skip; try again later
-USAGE_REFUSALS = frozenset({"unknown-task", "bad-base", "no-bases", "unsupported", "bad-request"})
+USAGE_REFUSALS = frozenset(
+    {"unknown-task", "disabled", "bad-base", "no-bases", "unsupported", "bad-request"}
+)
 
 
 def register(sub: Any) -> None:
@@ -52,6 +58,9 @@ def register(sub: Any) -> None:
         default=None,
         metavar="ID",
         help="only this base (repeatable; must be one of the task's bases)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="run it even if it is disabled (enabled: false)"
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def request_from_args(args: argparse.Namespace) -> TriggerRequest:
     """What the command line asks for (parsing only; executing is elsewhere)."""
     bases = tuple(dict.fromkeys(args.base)) if args.base else None
-    return TriggerRequest(args.task, bases)
+    return TriggerRequest(args.task, bases, force=args.force)
 
 
 def trigger_here(
@@ -118,7 +127,9 @@ def trigger_here(
     except (JournalError, OSError) as exc:
         raise UsageError(f"cannot open the journal in {settings.state_dir}: {exc}") from exc
     try:
-        with Engine(config, journal, PupilKeyer(settings.state_dir)) as engine:
+        state = journal.state()
+        keyer = checked_keyer(settings.state_dir, state)
+        with Engine(config, journal, keyer, state=state) as engine:
             slot = dt.datetime.now(dt.UTC).replace(microsecond=0)
             result = engine.run(
                 task,
@@ -130,6 +141,15 @@ def trigger_here(
     finally:
         journal.close()
     return run_summary(result)
+
+
+def checked_keyer(state_dir: Path, state: State) -> PupilKeyer:
+    """The pupil keyer, its key loaded before any work: a missing or unreadable key while the
+    journal holds digests stops here with the reason (never a silent new key)."""
+    try:
+        return open_keyer(state_dir, journal_holds_digests=state.holds_digests)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def trigger_through(

@@ -43,7 +43,8 @@ from b2bd.daemon.requests import ControlRequests, ManualTrigger
 from b2bd.daemon.runs import Runs
 from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
-from b2bd.journal import Journal, JournalError, PupilKeyer, State
+from b2bd.journal import Journal, JournalError, State
+from b2bd.journal.keys import KeyFileError, open_keyer
 from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine, outcome_of
 
@@ -117,6 +118,11 @@ class Daemon:
         with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
             self._install_signals()  # from here on a SIGTERM is a graceful stop
             state = journal.state()
+            try:
+                keyer = open_keyer(settings.state_dir, journal_holds_digests=state.holds_digests)
+            except KeyFileError as exc:
+                log.error("pupil-key-unusable", error=str(exc))
+                return EXIT_JOURNAL
             self.state_dir = settings.state_dir
             self.journal = journal
             self.requests = ControlRequests(self)
@@ -132,7 +138,7 @@ class Daemon:
             self.engine = Engine(
                 config,
                 journal,
-                PupilKeyer(settings.state_dir),
+                keyer,
                 state=state,
                 pool=pool,
                 clock=self.clock.now,

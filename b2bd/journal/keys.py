@@ -7,6 +7,11 @@ fails if the name exists (``link`` is an exclusive create), so two processes sta
 agree on one complete key and nobody ever reads a half-written one. Without the key file the
 digests cannot be tested against a list of UPNs; losing it means the leavers memory no longer
 matches, so it belongs in the state dir's backups.
+
+**Never silently re-keyed** (DESIGN section 7): once the journal holds a digest, the key is
+made with ``create=False`` and a missing or unreadable key file is a :class:`KeyFileError`
+that stops the run with a clear message; :meth:`PupilKeyer.check` finds that out before any
+work starts.
 """
 
 from __future__ import annotations
@@ -24,20 +29,30 @@ KEY_BYTES = 32
 
 
 class KeyFileError(Exception):
-    """The key file exists but is not a key (wrong size): refuse rather than re-key."""
+    """The key cannot be used (not a key, unreadable, or missing where the journal holds
+    digests made with it): refuse rather than re-key."""
 
 
 class PupilKeyer:
-    """Turns UPNs into stable keyed digests (64 lowercase hex characters)."""
+    """Turns UPNs into stable keyed digests (64 lowercase hex characters). ``create``: whether
+    a missing key file may be made (only while the journal holds no digest)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, create: bool = True) -> None:
         self.path = state_dir / KEY_FILE
+        self.create = create
         self._mac: hmac.HMAC | None = None
+
+    def check(self) -> None:
+        """Load the key now (making it if allowed); KeyFileError says why it cannot be."""
+        if self._mac is None:
+            self._mac = hmac.new(self._load_or_create(), digestmod=hashlib.sha256)
 
     def digest(self, upn: str) -> str:
         mac = self._mac
         if mac is None:
-            mac = self._mac = hmac.new(self._load_or_create(), digestmod=hashlib.sha256)
+            self.check()
+            mac = self._mac
+            assert mac is not None
         h = mac.copy()
         h.update(upn.strip().upper().encode("ascii", "replace"))
         return h.hexdigest()
@@ -46,7 +61,18 @@ class PupilKeyer:
         try:
             key = self.path.read_bytes()
         except FileNotFoundError:
+            if not self.create:
+                raise KeyFileError(
+                    f"{self.path} is missing, but the journal holds pupil digests made with "
+                    "it: restore it from the state dir's backup (b2bd never makes a new key "
+                    "then: every leavers and cohort memory would forget every pupil)"
+                ) from None
             key = self._create()
+        except OSError as exc:
+            raise KeyFileError(
+                f"{self.path} cannot be read ({exc.strerror or exc}): it holds the key of the "
+                "journal's pupil digests; make it readable by the service, or restore it"
+            ) from None
         if len(key) != KEY_BYTES:
             raise KeyFileError(
                 f"{self.path} holds {len(key)} bytes, not a {KEY_BYTES}-byte key; "
@@ -68,3 +94,11 @@ class PupilKeyer:
                     raise
                 key = self.path.read_bytes()  # another process won the race; use its key
         return key
+
+
+def open_keyer(state_dir: Path, *, journal_holds_digests: bool) -> PupilKeyer:
+    """The keyer of a state dir, its key loaded now: made if missing only while the journal
+    holds no digest; otherwise KeyFileError (never a silent new key)."""
+    keyer = PupilKeyer(state_dir, create=not journal_holds_digests)
+    keyer.check()
+    return keyer

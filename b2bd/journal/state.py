@@ -82,6 +82,12 @@ class State:
     last_success: Mapping[TaskBase, LastSuccess] = field(default_factory=dict)
     repairs: tuple[Repair, ...] = ()
 
+    @property
+    def holds_digests(self) -> bool:
+        """Whether any pupil digest is remembered: from then on the key file must never be
+        silently re-created (:class:`b2bd.journal.keys.PupilKeyer` ``create=False``)."""
+        return any(self.leavers.values())
+
     def failing(self, task: str) -> dict[str, Outcome]:
         """The task's bases whose latest transfer failed, by base id."""
         return {

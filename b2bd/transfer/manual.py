@@ -15,7 +15,9 @@ from typing import Any, Literal
 from b2bd.config.model import Config, Task
 from b2bd.transfer.engine import Progress, RunResult, TransferResult
 
-RefusalCode = Literal["unknown-task", "bad-base", "no-bases", "busy", "stopping", "unsupported"]
+RefusalCode = Literal[
+    "unknown-task", "disabled", "bad-base", "no-bases", "busy", "stopping", "unsupported"
+]
 
 
 class TriggerRefused(Exception):
@@ -72,7 +74,8 @@ class TriggerRequest:
 
 def check_request(config: Config, request: TriggerRequest) -> tuple[Task, tuple[str, ...]]:
     """The task and the bases a manual run of ``request`` covers, or :class:`TriggerRefused`:
-    the task must be valid in ``config``, the bases among its targets."""
+    the task must be valid in ``config`` and enabled (unless ``force``), the bases among its
+    targets."""
     task = config.tasks.get(request.task)
     if task is None:
         known = ", ".join(sorted(config.tasks)) or "none"
@@ -81,17 +84,27 @@ def check_request(config: Config, request: TriggerRequest) -> tuple[Task, tuple[
             f"no valid task {request.task!r} (valid tasks: {known}; an invalid task file is "
             "reported by `b2bd validate`)",
         )
-    if request.as_of is not None or request.force:
-        raise TriggerRefused("unsupported", "--as-of and --force are not supported yet")
+    if request.as_of is not None:
+        raise TriggerRefused("unsupported", "--as-of is not supported yet")
+    if not task.enabled and not request.force:
+        # DESIGN section 5: the schedule never runs a suspended task; trigger only if forced.
+        raise TriggerRefused(
+            "disabled",
+            f"task {task.id} is disabled (enabled: false in {task.file}): the schedule never "
+            "runs it; give --force to run it once anyway",
+        )
     if request.bases is None:
         bases = task.targets
     else:
+        # Only the bases validation left the task: never one that is excluded, locked down
+        # or in error in bases.yaml (the run-time guard would stop it anyway).
         outside = [b for b in request.bases if b not in task.targets]
         if outside:
             raise TriggerRefused(
                 "bad-base",
                 f"base(s) {', '.join(outside)} not among task {task.id}'s bases "
-                f"({', '.join(task.targets) or 'none'})",
+                f"({', '.join(task.targets) or 'none'}; `b2bd validate` says why a base is "
+                "left out)",
             )
         bases = request.bases
     if not bases:

@@ -278,3 +278,22 @@ def test_a_school_that_locks_down_after_start_is_not_reached(deployment, notify_
     assert deployment.records("run-finished")[0]["outcome"] == "succeeded"  # nothing failed
     assert not deployment.la.exists() or not list(deployment.la.rglob("*.jsonl"))
     assert folder.is_dir()
+
+
+def test_a_lost_key_file_stops_the_daemon_instead_of_making_a_new_one(deployment) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = start_daemon(deployment, None, "--now")
+    try:
+        deployment.wait_for(lambda: deployment.records("transfer-succeeded"), 20, "a transfer")
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    key = deployment.state / "pupil.key"
+    key.unlink()
+    proc = start_daemon(deployment, None)
+    out, _ = proc.communicate(timeout=60)  # it stops by itself
+    assert proc.returncode == 1, out
+    assert "pupil-key-unusable" in out and "restore it" in out and "Traceback" not in out
+    assert not key.exists()
+    assert len(deployment.records("daemon-started")) == 1  # the refused start did nothing

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from b2bd.journal import PupilKeyer
-from b2bd.journal.keys import KEY_FILE, KeyFileError
+from b2bd.journal.keys import KEY_FILE, KeyFileError, open_keyer
 
 UPN = "A123456789012"
 
@@ -62,3 +62,22 @@ def test_damaged_key_file_is_refused_not_replaced(tmp_path):
     with pytest.raises(KeyFileError, match="restore it from backup"):
         PupilKeyer(tmp_path).digest(UPN)
     assert (tmp_path / KEY_FILE).read_bytes() == b"short"
+
+
+def test_a_keyer_that_may_not_create_refuses_a_missing_key(tmp_path):
+    keyer = PupilKeyer(tmp_path, create=False)
+    with pytest.raises(KeyFileError, match="is missing, but the journal holds pupil digests"):
+        keyer.check()
+    with pytest.raises(KeyFileError):
+        keyer.digest(UPN)
+    assert list(tmp_path.iterdir()) == []
+    first = PupilKeyer(tmp_path).digest(UPN)  # allowed to create: made once
+    assert PupilKeyer(tmp_path, create=False).digest(UPN) == first
+
+
+def test_open_keyer_follows_what_the_journal_holds(tmp_path):
+    with pytest.raises(KeyFileError):
+        open_keyer(tmp_path / "a", journal_holds_digests=True)
+    assert not (tmp_path / "a" / KEY_FILE).exists()
+    open_keyer(tmp_path / "b", journal_holds_digests=False)
+    assert len((tmp_path / "b" / KEY_FILE).read_bytes()) == 32

@@ -151,3 +151,58 @@ def test_no_pupil_data_in_clear_in_the_state_dir_or_output(world: World) -> None
     delivered = "".join(p.read_text() for p in world.la.rglob("*.jsonl"))
     assert any(p.upn in delivered for p in people)
     assert any(re.search(rf"\b{re.escape(n)}\b", delivered) for n in names)
+
+
+def test_a_disabled_task_is_refused_unless_forced(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP + "enabled: false\n")
+    refused = b2bd(world, "trigger", "snap")
+    assert refused.returncode == 2
+    assert "task snap is disabled (enabled: false in tasks/snap.yaml)" in refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+    assert not world.state.exists()  # nothing ran, nothing was journaled
+    forced = b2bd(world, "trigger", "snap", "--force", "--format", "json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["transfers"][0]["counts"] == {"pupil": 1}
+
+
+def test_a_base_with_a_bases_file_error_is_not_targeted(world: World) -> None:
+    # OTHER's LAESTAB is listed twice in bases.yaml: nobody can say which entry is right.
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.export(OTHER, pupils=[pupil(1, "7", estab="3003")])
+    world.write_bases()
+    bases = world.config_dir / "bases.yaml"
+    entry = bases.read_text().split("  - id:")[-1]
+    bases.write_text(bases.read_text() + "  - id:" + entry.replace("School 8813003", "Twin"))
+    world.task("snap", SNAP + "bases: {tags: [sec]}\n")
+    proc = b2bd(world, "trigger", "snap", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert [t["base"] for t in json.loads(proc.stdout)["transfers"]] == [SECONDARY]
+    named = b2bd(world, "trigger", "snap", "--base", OTHER)
+    assert named.returncode == 2 and f"base(s) {OTHER} not among" in named.stderr
+    assert not (world.la / OTHER).exists()
+
+
+def test_a_lost_key_file_stops_trigger_instead_of_making_a_new_one(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7"), pupil(2, "8")])
+    world.task("snap", SNAP)
+    assert b2bd(world, "trigger", "snap").returncode == 0  # the journal now holds digests
+    key = world.state / "pupil.key"
+    key.unlink()
+    proc = b2bd(world, "trigger", "snap")
+    assert proc.returncode == 2
+    assert "pupil.key is missing, but the journal holds pupil digests" in proc.stderr
+    assert "restore it" in proc.stderr and "Traceback" not in proc.stderr
+    assert not key.exists()  # never silently re-created
+    key.mkdir()  # unreadable as a key
+    proc = b2bd(world, "trigger", "snap")
+    assert proc.returncode == 2 and "pupil.key cannot be read" in proc.stderr
+    runs = [r for r in read_journal(world.state) if r.type == "run-started"]
+    assert len(runs) == 1  # neither refused trigger started a run
+
+
+def test_a_first_trigger_makes_the_key(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    assert b2bd(world, "trigger", "snap").returncode == 0
+    assert len((world.state / "pupil.key").read_bytes()) == 32
