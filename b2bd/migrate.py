@@ -154,11 +154,11 @@ POINTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("/description", "Task Name"),
 )
 
-_UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2}))?$")
-_SHORT_TIME = re.compile(r"^\d:\d\d$")
-_LAESTAB = re.compile(r"^[0-9]{7}$")
-_ASCII_DIGITS = re.compile(r"^[0-9]{1,6}$")  # str.isdigit() also takes "²", which int() refuses
-_SAFE_PLAIN = re.compile(r"^[a-z][a-z-]*$")
+_UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2}))?\Z")
+_SHORT_TIME = re.compile(r"^\d:\d\d\Z")
+_LAESTAB = re.compile(r"^[0-9]{7}\Z")
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,6}\Z")  # str.isdigit() also takes "²", which int() refuses
+_SAFE_PLAIN = re.compile(r"^[a-z][a-z-]*\Z")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 ID_MAX = 63
 PLACEHOLDER_ID = "migrating"

@@ -59,20 +59,28 @@ class PupilKeyer:
 
     def _load_or_create(self) -> bytes:
         try:
-            key = self.path.read_bytes()
+            key: bytes | None = self.path.read_bytes()
         except FileNotFoundError:
-            if not self.create:
-                raise KeyFileError(
-                    f"{self.path} is missing, but the journal holds pupil digests made with "
-                    "it: restore it from the state dir's backup (b2bd never makes a new key "
-                    "then: every leavers and cohort memory would forget every pupil)"
-                ) from None
-            key = self._create()
+            key = None
         except OSError as exc:
             raise KeyFileError(
                 f"{self.path} cannot be read ({exc.strerror or exc}): it holds the key of the "
                 "journal's pupil digests; make it readable by the service, or restore it"
             ) from None
+        if key is None:
+            if not self.create:
+                raise KeyFileError(
+                    f"{self.path} is missing, but the journal holds pupil digests made with "
+                    "it: restore it from the state dir's backup (b2bd never makes a new key "
+                    "then: every leavers and cohort memory would forget every pupil)"
+                )
+            try:
+                key = self._create()
+            except OSError as exc:
+                raise KeyFileError(
+                    f"{self.path} cannot be created ({exc.strerror or exc}): the state dir "
+                    "must be writable by the service"
+                ) from None
         if len(key) != KEY_BYTES:
             raise KeyFileError(
                 f"{self.path} holds {len(key)} bytes, not a {KEY_BYTES}-byte key; "
