@@ -118,6 +118,13 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
         )
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+        if not isinstance(node, MappingNode):  # `!!map [a]`: PyYAML's own check, kept
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{_tag_name(node.tag)} on a value that is not a mapping",
+                node.start_mark,
+            )
         # Checked before flatten_mapping() rewrites node.value: merged pairs may legitimately
         # be overridden by local keys, so merge keys are skipped here.
         seen: dict[str, yaml.Mark] = {}

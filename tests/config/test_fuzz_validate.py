@@ -748,6 +748,7 @@ def test_parse_never_raises(raw: bytes, tmp_path: Path) -> None:
 @example(raw=billion_laughs(12, 10).encode())
 @example(raw=("id: x\n" + "y" * 1_100_000).encode())
 @example(raw=b"---\nid: a\n---\nid: b\n")
+@example(raw=b"(: !!map [(]")  # a collection tag on the wrong kind of node
 def test_load_config_never_raises(raw: bytes, config_dir: Path) -> None:
     config = load_with(config_dir, raw)
     # The example tasks are untouched, so they still load whatever the extra file holds
