@@ -126,7 +126,8 @@ def write_exports(root: Path, manifest: dict[str, Any]) -> None:
     for folder, content in ((root / "school", doc), (root / "la" / "outbound" / "9994001", la)):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "manifest.json").write_text(json.dumps(content))
-        (folder / "pupils.jsonl").write_text("")
+        for name in ("pupils", "attendance", "results", "deletions"):
+            (folder / f"{name}.jsonl").write_text("")  # complete, if empty
 
 
 def rules_in(message: str) -> set[str]:
