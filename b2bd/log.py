@@ -3,12 +3,21 @@
 Standard-library loggers (watchdog's among them) go through the same processors, so every line
 on stdout has one format. Tracebacks are rendered without local variables, which could hold
 pupil data or tokens.
+
+journald: when stdout is the stream systemd connected to the journal (``$JOURNAL_STREAM`` names
+its device and inode, sd-daemon(3)), each line starts with the syslog priority of its level,
+``<3>{"event": ...}`` for an error, which journald strips and stores as the entry's PRIORITY
+(``SyslogLevelPrefix=yes``, the default). So ``journalctl -u b2bd -p warning`` shows warnings
+and errors only, and the message stays one JSON object (``journalctl -o cat | jq``). A pipe or a
+file someone redirected stdout to gets plain JSON lines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -22,14 +31,60 @@ _SHARED: list[Any] = [
 ]
 
 
+PRIORITY: dict[str, int] = {
+    "critical": 2,
+    "exception": 3,
+    "error": 3,
+    "warning": 4,
+    "warn": 4,
+    "notice": 5,
+    "info": 6,
+    "debug": 7,
+}
+"""Log level -> syslog priority (sd-daemon(3): ``<3>`` SD_ERR ... ``<7>`` SD_DEBUG)."""
+
+
+def journal_stream(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``stream`` is the journal stream systemd gave us: ``$JOURNAL_STREAM`` is
+    ``<device>:<inode>`` of it (a redirected stdout inherits the variable but not the inode)."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor behind it (a test's buffer)
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
+
+
+Renderer = Callable[[Any, str, Any], str]
+
+
+def with_priority(render: Renderer) -> Renderer:
+    """``render``'s line prefixed with the sd-daemon priority of the event's level."""
+
+    def prefixed(logger: Any, method: str, event: Any) -> str:
+        priority = PRIORITY.get(str(event.get("level", method)).lower(), 6)
+        return f"<{priority}>{render(logger, method, event)}"
+
+    return prefixed
+
+
 def configure(
-    stream: TextIO | None = None, *, json: bool | None = None, level: int = logging.INFO
+    stream: TextIO | None = None,
+    *,
+    json: bool | None = None,
+    level: int = logging.INFO,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     stream = stream or sys.stdout
     use_json = not stream.isatty() if json is None else json
     renderer: Any
     if use_json:
         renderer = structlog.processors.JSONRenderer()
+        if journal_stream(stream, environ):
+            renderer = with_priority(renderer)
         final: list[Any] = [
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             renderer,
@@ -46,6 +101,8 @@ def configure(
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # Python warnings (a library's RuntimeWarning) become log lines too, not bare stderr text.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             *_SHARED,

@@ -7,6 +7,11 @@ Decisions live in the package proper, not here.
 Every parser is a :class:`Parser`: global options (``--config``) are accepted before or after
 the command (``b2bd validate --config DIR``), options are never silently abbreviated, and a
 mistyped command or choice is answered with the nearest valid one ("did you mean").
+
+Whatever a command does not handle itself ends here as one line on stderr, never a traceback: a
+:class:`UsageError` or an ``OSError`` (the path, what went wrong, what to do: exit 2). A reader
+that stopped reading (``b2bd status | head``) ends the command quietly with 141, as a tool
+killed by SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from b2bd import __version__
+from b2bd.faults import explain
 
 # Command modules, in the order `b2bd --help` lists them.
 COMMANDS = ("validate", "onboard", "plan", "daemon", "trigger", "journal")
 
 EXIT_USAGE = 2
 CONFIG_HELP = "config dir: b2bd.yaml, bases.yaml, tasks/ (default: $B2BD_CONFIG or /etc/b2bd)"
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class UsageError(Exception):
@@ -131,5 +138,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"b2bd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        print(f"b2bd: {explain(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what is still buffered
+    does not fail a second time on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a descriptor (embedded): nothing to flush
+        pass
+    finally:
+        os.close(devnull)

@@ -1,4 +1,9 @@
-"""``b2bd run``: the daemon, in the foreground (systemd runs it as Type=notify)."""
+"""``b2bd run``: the daemon, in the foreground (systemd runs it as Type=notify).
+
+Exit codes are the daemon's (0, 1, 78: see :mod:`b2bd.daemon.loop`), plus 70 (EX_SOFTWARE) when
+something unexpected escaped it: that is a bug, logged at critical level with its traceback (no
+local variables), and the one failure systemd restarts the service for.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 from b2bd import log
 from b2bd.daemon.clock import clock_from_environment
 from b2bd.daemon.loop import Daemon
+
+EXIT_SOFTWARE = 70
 
 
 def register(sub: Any) -> None:
@@ -27,4 +34,8 @@ def run(args: argparse.Namespace) -> int:
     log.configure()
     daemon = Daemon(args.config, clock=clock_from_environment(), run_now=args.now,
                     grace=args.grace)  # fmt: skip
-    return daemon.run()
+    try:
+        return daemon.run()
+    except Exception:
+        log.get_logger("b2bd.daemon").critical("daemon-crashed", exc_info=True)
+        return EXIT_SOFTWARE

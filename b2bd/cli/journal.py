@@ -198,13 +198,9 @@ def run_cat(args: argparse.Namespace) -> int:
         for record in records:
             if wanted is None or record.type in wanted:
                 out.write(encode(record) + b"\n")
-        out.flush()
+        out.flush()  # `b2bd journal cat | head`: BrokenPipeError, handled quietly by main
     except JournalDamaged as exc:
         return _damaged(exc)
-    except BrokenPipeError:  # `b2bd journal cat | head`
-        sys.stdout = open(  # noqa: SIM115 (replaces stdout for the interpreter's exit)
-            "/dev/null", "w"
-        )
     return EXIT_OK
 
 

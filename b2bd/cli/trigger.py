@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import pwd
 import sys
 import threading
 import time
@@ -30,8 +32,9 @@ from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.config import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings, Task
-from b2bd.journal import Journal, JournalBusy, JournalError, PupilKeyer, State
+from b2bd.journal import Journal, JournalBusy, JournalError, JournalFailed, PupilKeyer, State
 from b2bd.journal.keys import KeyFileError, open_keyer
+from b2bd.journal.log import repair_message
 from b2bd.transfer.engine import Engine, Progress
 from b2bd.transfer.manual import (
     TriggerRefused,
@@ -117,15 +120,7 @@ def trigger_here(
     display: TtyProgress | None,
 ) -> dict[str, Any]:
     """Run the task in this process (no daemon is running) and return its summary."""
-    try:
-        journal = Journal.open(settings.state_dir)
-    except JournalBusy as exc:
-        raise UsageError(
-            f"cannot open the journal in {settings.state_dir}: {exc}; a daemon holds it but "
-            "answers on none of its control socket places (see `control_socket` in b2bd.yaml)"
-        ) from exc
-    except (JournalError, OSError) as exc:
-        raise UsageError(f"cannot open the journal in {settings.state_dir}: {exc}") from exc
+    journal = open_journal(settings.state_dir)
     try:
         state = journal.state()
         keyer = checked_keyer(settings.state_dir, state)
@@ -138,6 +133,11 @@ def trigger_here(
                 bases=bases,
                 on_progress=display.update if display else None,
             )
+    except JournalFailed as exc:
+        raise UsageError(
+            f"{exc}; the run is unfinished in the journal (deliveries already written stay, and "
+            "the next run of the task sends their data again)"
+        ) from None
     finally:
         journal.close()
     return run_summary(result)
@@ -150,6 +150,45 @@ def checked_keyer(state_dir: Path, state: State) -> PupilKeyer:
         return open_keyer(state_dir, journal_holds_digests=state.holds_digests)
     except KeyFileError as exc:
         raise UsageError(str(exc)) from None
+
+
+def open_journal(state_dir: Path) -> Journal:
+    """The journal opened for writing, its repairs reported on stderr; a UsageError (one line)
+    when it cannot be. As root, refuses a state dir that belongs to another user (the service's):
+    files root would create there could not be written by the service afterwards."""
+    owner = _owner(state_dir)
+    if os.geteuid() == 0 and owner not in (None, 0):
+        user = _user_name(owner)
+        raise UsageError(
+            f"{state_dir} belongs to {user}: run this as that user "
+            f"(runuser -u {user} -- b2bd ...), so the journal stays writable by the service"
+        )
+    try:
+        journal = Journal.open(state_dir)
+    except JournalBusy as exc:
+        raise UsageError(
+            f"cannot open the journal in {state_dir}: {exc}; a daemon holds it but "
+            "answers on none of its control socket places (see `control_socket` in b2bd.yaml)"
+        ) from None
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    for repair in journal.repairs:
+        print(f"b2bd: warning: {repair_message(repair)}", file=sys.stderr)
+    return journal
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None  # not there yet (Journal.open creates it) or unreadable (it says so)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def trigger_through(

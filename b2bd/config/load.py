@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import gc
 import hashlib
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +46,7 @@ from b2bd.config.yamlfile import (
     parse,
     read_bytes,
 )
+from b2bd.faults import explain
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -72,18 +75,39 @@ def is_task_file(name: str) -> bool:
 
 
 def config_files(root: Path) -> list[str]:
-    """The files of a config dir, relative to it, in a stable order."""
-    if not root.is_dir():
-        raise ConfigDirError(f"config dir {root} does not exist or is not a directory")
+    """The files of a config dir, relative to it, in a stable order (no task files when the
+    ``tasks/`` folder is unusable: :func:`tasks_dir_problem` says why)."""
+    try:
+        os.listdir(root)  # the dir itself must be a readable folder
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ConfigDirError(f"config dir {root} does not exist or is not a directory") from exc
+    except OSError as exc:
+        raise ConfigDirError(explain(exc, "cannot read the config dir", root)) from exc
     files = [SETTINGS_FILE, BASES_FILE]
-    tasks = root / TASKS_DIR
-    if tasks.is_dir():
-        try:
-            names = sorted(p.name for p in tasks.iterdir() if is_task_file(p.name))
-        except OSError as exc:
-            raise ConfigDirError(f"cannot list {tasks}: {exc.strerror}") from exc
-        files.extend(f"{TASKS_DIR}/{name}" for name in names)
+    try:
+        names = sorted(entry.name for entry in os.scandir(root / TASKS_DIR))
+    except OSError:
+        return files
+    files.extend(f"{TASKS_DIR}/{name}" for name in names if is_task_file(name))
     return files
+
+
+TASKS_DIR_PROBLEMS: dict[int, str] = {
+    errno.ENOENT: "the tasks/ folder is missing: every task file lives in it (a config without "
+    "tasks has an empty tasks/ folder; in git, keep a .gitkeep in it)",
+    errno.ENOTDIR: "tasks is not a folder: task files live in a tasks/ folder",
+}
+
+
+def tasks_dir_problem(root: Path) -> Problem | None:
+    """A ``file-unreadable`` error on ``tasks/`` when that folder is missing, is not a folder or
+    cannot be listed: never read as "no tasks", which would stop every schedule."""
+    try:
+        with os.scandir(root / TASKS_DIR):
+            return None
+    except OSError as exc:
+        message = TASKS_DIR_PROBLEMS.get(exc.errno or 0) or explain(exc, "cannot list tasks/")
+    return Problem(f"{TASKS_DIR}/", 0, 0, "file-unreadable", "error", message)
 
 
 def file_digests(root: Path) -> dict[str, str]:
@@ -359,10 +383,17 @@ def _load(
 
     settings = _settings(settings_file, root, last_good)
     bases = _bases(bases_file, root, settings, last_good)
-    tasks = _tasks(task_files, bases, settings, now, last_good)
+    tasks_problem = tasks_dir_problem(root)
+    if tasks_problem is not None and last_good is not None:
+        tasks = dict(last_good.tasks)  # an unusable tasks/ keeps every last good task in force
+    else:
+        tasks = _tasks(task_files, bases, settings, now, last_good)
 
     files = [settings_file, bases_file, *task_files]
-    problems = tuple(sorted((p for f in files for p in f.positioned()), key=_PROBLEM_ORDER))
+    found = [p for f in files for p in f.positioned()]
+    if tasks_problem is not None:
+        found.append(tasks_problem)
+    problems = tuple(sorted(found, key=_PROBLEM_ORDER))
     digests = {f.name: f.digest for f in files if f.digest}
     return Config(root, settings, bases, tasks, problems, digests)
 

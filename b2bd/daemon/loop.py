@@ -9,9 +9,13 @@ The control socket (:mod:`b2bd.daemon.control`, answers in :mod:`b2bd.daemon.req
 served on its own threads once the journal lock is held; a trigger through it is queued with
 :meth:`Daemon.submit` and started by the loop between two turns.
 
-Exit codes: 0 after a graceful stop, 78 (EX_CONFIG) for an invalid config at start, 1 when the
-journal cannot be opened (damaged, or another daemon holds it) or the control socket cannot be
-set up.
+Exit codes: 0 after a graceful stop; 78 (EX_CONFIG) for an invalid or unreadable config at
+start; 1 when the state cannot be used: the journal cannot be opened (damaged, held by another
+daemon, not readable or writable for us, a torn tail that cannot be repaired for lack of space)
+or stops taking writes while running (a full disk), the pupil key cannot be read, or the
+control socket cannot be set up. Each ends as one error line naming the path and what to do;
+none of them is cured by restarting, so the unit lists 1 and 78 in
+``RestartPreventExitStatus=``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 from b2bd import __version__
 from b2bd.calendar import jitter_offset, next_slot
 from b2bd.config import Config, ConfigDirError, load_config
-from b2bd.config.load import ParseCache, file_digests
+from b2bd.config.load import TASKS_DIR, ParseCache, file_digests
 from b2bd.config.model import Problem, Task
 from b2bd.daemon.clock import Clock, SystemClock
 from b2bd.daemon.control import ControlError, ControlServer
@@ -43,8 +47,10 @@ from b2bd.daemon.requests import ControlRequests, ManualTrigger
 from b2bd.daemon.runs import Runs
 from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
-from b2bd.journal import Journal, JournalError, State
+from b2bd.faults import explain
+from b2bd.journal import Journal, JournalError, JournalFailed, State
 from b2bd.journal.keys import KeyFileError, open_keyer
+from b2bd.journal.log import repair_message
 from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine, outcome_of
 
@@ -95,6 +101,7 @@ class Daemon:
         self.triggers: queue.SimpleQueue[ManualTrigger] = queue.SimpleQueue()
         self.stopping = False  # read by control-socket threads
         self.control: ControlServer | None = None
+        self._watch_error: str | None = None
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -106,23 +113,42 @@ class Daemon:
             return EXIT_CONFIG
         if not config.valid or config.settings is None:
             for p in config.problems:
-                log.error("config-invalid", file=p.file, line=p.line, column=p.column,
-                          rule=p.rule, severity=p.severity, message=p.message)  # fmt: skip
+                level = log.error if p.severity == "error" else log.warning
+                level("config-invalid", file=p.file, line=p.line, column=p.column,
+                      rule=p.rule, severity=p.severity, message=p.message)  # fmt: skip
             return EXIT_CONFIG
-        settings = config.settings
+        state_dir = config.settings.state_dir
         try:
-            journal = Journal.open(settings.state_dir, clock=self.clock.now)
+            journal = Journal.open(state_dir, clock=self.clock.now)
         except JournalError as exc:
-            log.error("journal-unusable", error=str(exc), state_dir=str(settings.state_dir))
+            log.error("journal-unusable", error=str(exc), state_dir=str(state_dir))
             return EXIT_JOURNAL
-        with journal, ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
+        try:
+            with journal:
+                return self._serve(config, journal)
+        except KeyFileError as exc:
+            log.error("pupil-key-unusable", error=str(exc), state_dir=str(state_dir))
+        except JournalFailed as exc:
+            log.error("journal-write-failed", error=str(exc), state_dir=str(state_dir))
+        except JournalError as exc:
+            log.error("journal-unusable", error=str(exc), state_dir=str(state_dir))
+        except OSError as exc:  # the state dir, outside the journal's own handling
+            log.error("state-unusable", error=explain(exc, "cannot use the state dir", state_dir))
+        return EXIT_JOURNAL
+
+    def _serve(self, config: Config, journal: Journal) -> int:
+        """Run on an open journal until stopped; raises what makes the state unusable."""
+        assert config.settings is not None
+        settings = config.settings
+        for repair in journal.repairs:
+            level = log.error if repair.records else log.warning
+            level("journal-repaired", message=repair_message(repair), segment=repair.segment,
+                  offset=repair.offset, records_cut=repair.records)  # fmt: skip
+        with ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
             self._install_signals()  # from here on a SIGTERM is a graceful stop
             state = journal.state()
-            try:
-                keyer = open_keyer(settings.state_dir, journal_holds_digests=state.holds_digests)
-            except KeyFileError as exc:
-                log.error("pupil-key-unusable", error=str(exc))
-                return EXIT_JOURNAL
+            # A key that cannot be used raises KeyFileError: run() logs it, exit 1.
+            keyer = open_keyer(settings.state_dir, journal_holds_digests=state.holds_digests)
             self.state_dir = settings.state_dir
             self.journal = journal
             self.requests = ControlRequests(self)
@@ -145,7 +171,7 @@ class Daemon:
             )
             self.runs = Runs(self.engine, pool, self.wake.set)
             self._apply(config, state, first=True)
-            self.watcher.start()
+            self._watch(first=True)
             self.notifier.ready(self._status())
             log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
             if self.run_now:
@@ -159,6 +185,24 @@ class Daemon:
                 finally:
                     self.control.close("the daemon exited")
         return EXIT_OK
+
+    def _watch(self, *, first: bool = False) -> None:
+        """Start the config watcher, or restart it if its thread died. If the kernel refuses
+        (inotify instance or watch limits), say so once: changes then apply at the 60 s rescan
+        and on SIGHUP."""
+        try:
+            if first:
+                self.watcher.start()
+            elif self.watcher.ensure_running():
+                log.warning("watcher-restarted", restarts=self.watcher.restarts)
+        except OSError as exc:
+            error = explain(exc, "cannot watch the config dir", self.root)
+            if error != self._watch_error:
+                log.error("config-watch-failed", error=error,
+                          fallback="changes apply at the 60 s rescan and on SIGHUP")  # fmt: skip
+            self._watch_error = error
+            return
+        self._watch_error = None
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -203,7 +247,12 @@ class Daemon:
                 self.requests.start(trigger)
 
     def _shutdown(self) -> None:
+        """Stop taking work and let running transfers finish (up to the grace period); then
+        journal ``daemon-stopped``, or, when the journal failed, raise its failure."""
+        failed = self.journal.failed
         name = signal.Signals(self.flags.stop).name if self.flags.stop else "loop ended"
+        if failed is not None:
+            name = "journal failed"
         self.stopping = True
         self._take_triggers()  # refuses what is still queued
         self.notifier.stopping(f"stopping ({name}): letting running transfers finish")
@@ -212,7 +261,8 @@ class Daemon:
         self.control.broadcast({"type": "progress", "event": "stopping", "message":
                                 f"the daemon is stopping ({name}): transfers running now "
                                 "finish, waiting ones are skipped"})  # fmt: skip
-        self.runs.drop_waiting("daemon stopping")
+        if failed is None:
+            self.runs.drop_waiting("daemon stopping")
         # No new attempts: a transfer waiting out a retry backoff ends now with its failure;
         # transfers that are moving data carry on until done or the grace period ends.
         self.engine.stop.set()
@@ -220,6 +270,8 @@ class Daemon:
         while self.runs.active and time.monotonic() < deadline:
             self.wake.clear()
             self.wake.wait(min(1.0, max(deadline - time.monotonic(), 0.0)))
+        if failed is not None:
+            raise JournalFailed(failed)
         abandoned = self.runs.active
         reason = f"signal {name}" + (f"; {abandoned} run(s) cut short" if abandoned else "")
         self.journal.append("daemon-stopped", reason=reason)
@@ -236,15 +288,18 @@ class Daemon:
             # Clear first, then look at the flags: a signal that lands in between is seen now,
             # one that lands later sets the waker again and ends this turn's wait.
             self.wake.clear()
-            if self.flags.stop is not None:
+            # A journal that failed (a worker's append, say) stops the loop; one that fails in
+            # this thread raises out of it. Either way _shutdown raises the failure.
+            if self.flags.stop is not None or self.journal.failed is not None:
                 break
             mono = time.monotonic()
-            if self.watcher.ensure_running():
-                log.warning("watcher-restarted", restarts=self.watcher.restarts)
+            self._watch()
             changed_at = self.watcher.changed_at
             quiet = changed_at is not None and mono - changed_at >= QUIET
             if self.flags.reload or quiet or mono - last_rescan >= RESCAN:
                 forced, self.flags.reload = self.flags.reload, False
+                if forced:
+                    log.info("reload-requested")  # SIGHUP (systemctl reload)
                 self.watcher.clear(changed_at)
                 # After file events, load at once: the digest pre-check would read and hash
                 # every file a second time (load_config does it anyway); it is for the safety
@@ -457,7 +512,8 @@ def _close_interrupted_runs(journal: Journal, state: State) -> None:
 
 
 def _in_force_digests(config: Config, old: Config | None) -> dict[str, str]:
-    """The digest of each file as it is in force: a rejected file keeps its last good one."""
+    """The digest of each file as it is in force: a rejected file keeps its last good one, and
+    an unusable ``tasks/`` folder keeps every last good task file."""
     bad = {p.file for p in config.problems if p.severity == "error"}
     digests: dict[str, str] = {}
     for name, digest in config.digests.items():
@@ -466,6 +522,8 @@ def _in_force_digests(config: Config, old: Config | None) -> dict[str, str]:
                 digests[name] = old.digests[name]
         else:
             digests[name] = digest
+    if TASKS_DIR + "/" in bad and old is not None:
+        digests.update((n, d) for n, d in old.digests.items() if n.startswith(TASKS_DIR + "/"))
     return digests
 
 

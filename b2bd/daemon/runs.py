@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
+from b2bd.journal import JournalError
 from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine, OnProgress, RunContext, RunResult, TransferResult
 
@@ -187,8 +188,13 @@ class Runs:
         self._wake()
 
     def _finish(self, run: _Run) -> None:
-        result = self._engine.finish_run(run.context, [run.results[b] for b in run.context.bases])
-        log.info("run-finished", run=result.run, outcome=result.outcome)
+        try:
+            result = self._engine.finish_run(
+                run.context, [run.results[b] for b in run.context.bases]
+            )
+        except JournalError:
+            return  # the journal failed: the loop sees it (journal.failed), reports and stops
+        _log_at(LEVEL[result.outcome], "run-finished", run=result.run, outcome=result.outcome)
         if run.on_finished is not None:
             run.on_finished(result)
 
@@ -227,11 +233,25 @@ class Runs:
             self._finish(finished)
 
 
+LEVEL: dict[str, str] = {
+    "succeeded": "info",
+    "skipped": "warning",
+    "partial": "warning",
+    "failed": "error",
+}
+"""The log level of a transfer or run outcome: ``journalctl -p warning`` shows every run that
+did not fully succeed, ``-p err`` every failure."""
+
+
+def _log_at(level: str, event: str, **fields: object) -> None:
+    getattr(log, level)(event, **fields)
+
+
 def _log_result(run: str, result: TransferResult) -> None:
     """One line per transfer: counts and where it went, or why not (never pupil data)."""
     if result.outcome == "succeeded":
         log.info("transfer-succeeded", run=run, base=result.base, records=result.records,
                  rejected=result.rejected, delivery=str(result.delivery))  # fmt: skip
     else:
-        log.warning(f"transfer-{result.outcome}", run=run, base=result.base,
-                    reason=result.reason, message=result.message)  # fmt: skip
+        _log_at(LEVEL[result.outcome], f"transfer-{result.outcome}", run=run, base=result.base,
+                reason=result.reason, message=result.message)  # fmt: skip

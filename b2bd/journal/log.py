@@ -69,6 +69,7 @@ from typing import Any, Self
 import msgspec
 
 from b2bd.confined import Folder, fsync_dir
+from b2bd.faults import explain
 from b2bd.journal.history import DEFAULT_HISTORY_DAYS, HistoryKeeper
 from b2bd.journal.records import Codec, JournalRepaired, Record, build_record, to_json
 from b2bd.journal.state import State, replay, snapshot
@@ -114,6 +115,21 @@ class JournalBusy(JournalError):
 
 class JournalFailed(JournalError):
     """A write or fsync failed; the journal takes no more appends until it is reopened."""
+
+
+def repair_message(repair: JournalRepaired) -> str:
+    """What a repair did, for the operator (the daemon's log, trigger's stderr)."""
+    where = (
+        f"segment {repair.segment}, byte {repair.offset}: {repair.length} bytes cut and kept "
+        f"in {repair.broken_file}"
+    )
+    if repair.records:
+        return (
+            f"journal repaired: {where}; {repair.records} complete record(s) were among them and "
+            "may have been acknowledged (check what they say with `cat`; the runs they belong to "
+            "show as interrupted or incomplete)"
+        )
+    return f"journal repaired: {where} (a record whose write was cut short, never acknowledged)"
 
 
 def segment_name(first_seq: int) -> str:
@@ -516,6 +532,14 @@ class _DurableFile:
             self.folder.close()
 
 
+def _write_failure(exc: OSError, path: Path) -> str:
+    return (
+        explain(exc, "cannot write the journal", path)
+        + "; nothing acknowledged was lost, and the journal must be reopened (start b2bd again) "
+        "once this is fixed"
+    )
+
+
 def _keep_broken(directory: Path, segment: str, offset: int, data: bytes) -> str:
     for n in range(1000):
         name = f"{segment}.{offset}.broken" if n == 0 else f"{segment}.{offset}.{n}.broken"
@@ -606,7 +630,8 @@ class Journal:
         self._idle_waiters = 0
         self._failed: str | None = None
         self._closed = False
-        self.repairs: list[Record] = []
+        self._repaired_files: frozenset[str] = frozenset()
+        self.repairs: list[JournalRepaired] = []
 
     # opening -----------------------------------------------------------------
 
@@ -625,6 +650,20 @@ class Journal:
         written by this open are in :attr:`repairs`.
         """
         directory = state_dir / JOURNAL_DIR
+        try:
+            journal = cls._open(directory, clock, segment_bytes)
+        except OSError as exc:
+            raise JournalError(explain(exc, "cannot open the journal", directory)) from None
+        try:
+            journal._record_repairs()
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    @classmethod
+    def _open(cls, directory: Path, clock: Clock, segment_bytes: int) -> Journal:
+        state_dir = directory.parent
         if not directory.is_dir():
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.mkdir(mode=0o700, exist_ok=True)
@@ -655,27 +694,35 @@ class Journal:
         except BaseException:
             os.close(lock_fd)
             raise
-        live = {s.name for s in journal._segments}
+        journal._repaired_files = scan.repaired_files
+        return journal
+
+    def _record_repairs(self) -> None:
+        """Journal a ``journal-repaired`` record for each ``.broken`` file of a live segment
+        that no record mentions yet (this open's repair, or one whose record a crash lost)."""
+        directory = self.directory
+        live = {s.name for s in self._segments}
         unrecorded = sorted(
             name
             for entry in os.scandir(directory)
             if (m := _BROKEN_RE.match(name := entry.name))
             and m.group(1) in live
-            and name not in scan.repaired_files
+            and name not in self._repaired_files
         )
         for name in unrecorded:
             m = _BROKEN_RE.match(name)
             assert m is not None
-            journal.repairs.append(
-                journal.append(
-                    "journal-repaired",
-                    segment=m.group(1),
-                    offset=int(m.group(2)),
-                    length=(directory / name).stat().st_size,
-                    broken_file=name,
-                )
+            cut = (directory / name).read_bytes()
+            record = self.append(
+                "journal-repaired",
+                segment=m.group(1),
+                offset=int(m.group(2)),
+                length=len(cut),
+                broken_file=name,
+                records=cut.count(b"\n"),
             )
-        return journal
+            assert isinstance(record, JournalRepaired)
+            self.repairs.append(record)
 
     @staticmethod
     def _repair_tail(scan: JournalScan) -> None:
@@ -688,7 +735,14 @@ class Journal:
             f.seek(tail.offset)
             damaged = f.read()
         # open() appends the journal-repaired record for it with any other unrecorded .broken file
-        _keep_broken(scan.directory, tail.segment, tail.offset, damaged)
+        try:
+            _keep_broken(scan.directory, tail.segment, tail.offset, damaged)
+        except OSError as exc:
+            doing = (
+                f"cannot repair the torn last record of journal segment {tail.segment} "
+                "(its bytes are kept in a .broken file before it is cut; nothing was changed)"
+            )
+            raise JournalError(explain(exc, doing, scan.directory)) from None
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.ftruncate(fd, tail.offset)
@@ -729,6 +783,12 @@ class Journal:
             raise JournalFailed(failed)
         return record
 
+    @property
+    def failed(self) -> str | None:
+        """Why the journal takes no more appends (a write or fsync failed), or None."""
+        with self._lock:
+            return self._failed
+
     def _check_usable(self) -> None:
         if self._closed:
             raise JournalError("the journal is closed")
@@ -765,7 +825,8 @@ class Journal:
                     _write_all(self._fd, data)
                     os.fdatasync(self._fd)
             except OSError as exc:
-                failed = f"journal write failed ({exc}); restart to recover"
+                path = self.directory / segment_name(first) if rotate else self._segments[-1].path
+                failed = _write_failure(exc, path)
         with self._lock:
             if failed is not None:
                 self._failed = failed
@@ -867,7 +928,7 @@ class Journal:
             try:
                 fd = _create_durably(self.directory, segment_name(seq), data, keep_open=True)
             except OSError as exc:
-                self._failed = f"journal compaction failed ({exc}); restart to recover"
+                self._failed = _write_failure(exc, self.directory / segment_name(seq))
                 raise JournalFailed(self._failed) from None
             assert fd is not None
             if self._fd is not None:

@@ -261,12 +261,15 @@ class RunFinished(_Typed, frozen=True, tag="run-finished", gc=False):
 
 class JournalRepaired(_Typed, frozen=True, tag="journal-repaired", gc=False):
     """A torn or bad tail was cut from ``segment`` at byte ``offset``; its ``length`` bytes are
-    kept in ``broken_file`` (a name in the journal dir)."""
+    kept in ``broken_file`` (a name in the journal dir). ``records``: how many complete lines
+    (ending in a newline) were among them, i.e. records that were fully written and so may have
+    been acknowledged; 0 when only a write in flight was cut."""
 
     segment: str
     offset: int
     length: int
     broken_file: str
+    records: int = 0
 
 
 class RepairsAcknowledged(_Typed, frozen=True, tag="repairs-acknowledged", gc=False):

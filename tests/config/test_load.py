@@ -91,3 +91,33 @@ def test_la_outbound_defaults_beside_the_store_and_resolves_against_the_config_d
     cfg.write("b2bd.yaml", SETTINGS.replace("path: la}", "path: la, outbound: ../changes}"))
     settings = cfg.load().settings
     assert settings is not None and settings.la_outbound == cfg.root.parent / "changes"
+
+
+def test_missing_tasks_folder_is_an_error_not_an_empty_config(cfg: ConfigDir) -> None:
+    import shutil
+
+    shutil.rmtree(cfg.root / "tasks")
+    config = cfg.load()
+    assert not config.valid and config.tasks == {}
+    (problem,) = config.problems
+    assert (problem.file, problem.line, problem.column) == ("tasks/", 0, 0)
+    assert problem.rule == "file-unreadable" and "missing" in problem.message
+
+
+def test_tasks_replaced_by_a_file_on_reload_keeps_every_last_good_task(cfg: ConfigDir) -> None:
+    good = cfg.load()
+    assert list(good.tasks) == ["t"]
+    for name in os.listdir(cfg.root / "tasks"):
+        os.unlink(cfg.root / "tasks" / name)
+    os.rmdir(cfg.root / "tasks")
+    cfg.write("tasks", "not a folder\n")
+    config = load_config(cfg.root, now=NOW, last_good=good)
+    assert config.tasks == good.tasks
+    (problem,) = config.problems
+    assert problem.file == "tasks/" and problem.message.startswith("tasks is not a folder")
+
+
+def test_an_empty_tasks_folder_is_a_valid_config_without_tasks(cfg: ConfigDir) -> None:
+    os.unlink(cfg.root / "tasks" / "t.yaml")
+    config = cfg.load()
+    assert config.valid and config.tasks == {} and config.problems == ()

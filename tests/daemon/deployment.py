@@ -220,6 +220,18 @@ class NotifySocket:
                 break
         raise AssertionError(f"no {line!r} from the daemon; got {self.messages}")
 
+    def drain(self) -> None:
+        """Forget every message so far (before starting another daemon on the same socket)."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(4096)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+        self.messages.clear()
+
     def close(self) -> None:
         self.sock.close()
 
@@ -243,6 +255,7 @@ def start_daemon(
     *args: str,
     env: dict[str, str] | None = None,
     slow: bool = False,
+    stdout: int = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
     """``b2bd run`` as a subprocess; with ``slow``, schools added with ``slow=True`` answer
     through :class:`SlowSchool`."""
@@ -253,7 +266,7 @@ def start_daemon(
     launch = ["-c", SLOW_MAIN, str(Path(__file__).parent)] if slow else ["-m", "b2bd"]
     return subprocess.Popen(
         [sys.executable, *launch, "--config", str(deployment.config), "run", *args],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True,
         env=environ,
@@ -261,6 +274,8 @@ def start_daemon(
 
 
 def stop_daemon(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
+    """SIGTERM, then the exit code and what the daemon wrote ("" when its stdout was not ours
+    to read)."""
     if proc.poll() is None:
         proc.terminate()
     try:
@@ -269,4 +284,4 @@ def stop_daemon(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int
         proc.kill()  # never leave a wedged daemon behind; the test fails
         out, _ = proc.communicate()
         raise AssertionError(f"the daemon did not stop on SIGTERM:\n{out}") from None
-    return proc.returncode, out
+    return proc.returncode, out or ""

@@ -1,0 +1,67 @@
+"""Faults on our side of the file system, said the way an operator can act on them.
+
+Every ``OSError`` the CLI or the daemon cannot handle ends as one line built here: what we were
+doing, the path, what went wrong and what to do — never a traceback. The advice is a table by
+``errno`` (a full disk needs space freed, a permission problem an owner or mode changed, a
+read-only file system remounting); the caller says what it was doing (``"cannot write the
+journal"``) and, where the exception carries none (``os.write`` on a descriptor), the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from b2bd.confined import ConfinedError
+
+ADVICE: dict[int, str] = {
+    errno.ENOSPC: "the file system is full: free space on it",
+    errno.EDQUOT: "the disk quota is used up: raise it or free space",
+    errno.EFBIG: "the file is larger than this process may write (RLIMIT_FSIZE, or the file "
+    "system's limit)",
+    errno.EACCES: "not allowed for {user}: fix its owner or mode (the service runs as user "
+    "b2bd; README's install steps set the owners)",
+    errno.EPERM: "not permitted for {user}: fix its owner or mode",
+    errno.EROFS: "the file system is read-only: remount it read-write, or (under systemd) add "
+    "the path to ReadWritePaths=",
+    errno.ENOENT: "it does not exist: create it (see README's install steps)",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "it is a folder where a file was expected",
+    errno.EIO: "the disk reported an I/O error: check the device (dmesg) before going on",
+    errno.ELOOP: "too many symlinks (or a symlink where none may be)",
+    errno.EMFILE: "too many open files: raise LimitNOFILE=",
+    errno.ENFILE: "the system's open-file table is full",
+}
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def explain(exc: OSError, doing: str = "", path: Path | str | None = None) -> str:
+    """One line: ``<doing>: <path>: <what went wrong> (<advice>)``.
+
+    ``path`` stands in for the exception's own file name when it has none (an error on a
+    descriptor, from ``os.write`` or ``fsync``).
+    """
+    if isinstance(exc, ConfinedError):  # carries its own path and wording
+        where, reason = exc.path, exc.what
+    else:
+        where = exc.filename if exc.filename is not None else path
+        reason = exc.strerror or type(exc).__name__
+    parts = [doing] if doing else []
+    if where is not None:
+        parts.append(str(where) if exc.filename2 is None else f"{where} -> {exc.filename2}")
+    parts.append(reason)
+    advice = ADVICE.get(exc.errno or 0, "")
+    if "{user}" in advice:
+        advice = advice.format(user=_user())
+    text = ": ".join(parts)
+    return f"{text} ({advice})" if advice else text

@@ -1,0 +1,65 @@
+"""Faults on our side end every command as one line on stderr naming the path and what to do
+(exit 2), and a reader that stops reading ends it quietly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from oserrors import chown_tree, open_tmp, run_as_nobody
+
+from b2bd.cli import main
+
+__all__ = ["open_tmp"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def example(open_tmp: Path) -> Path:
+    """The shipped example config (state_dir ../var/state), in a folder nobody can reach."""
+    config = open_tmp / "config"
+    shutil.copytree(REPO / "config", config)
+    return config
+
+
+@pytest.mark.parametrize("command", [["status"], ["plan", "--count", "500"], ["validate"]])
+def test_a_closed_pipe_ends_the_command_quietly(example: Path, command: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has already exited: every write fails with EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(example), *command],
+        stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141
+
+
+def test_unreadable_config_dir_is_one_line_and_exit_2(example: Path) -> None:
+    example.chmod(0o700)
+    code, out, err = run_as_nobody(lambda: main(["--config", str(example), "validate"]))
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        f"b2bd: cannot read the config dir: {example}: Permission denied (not allowed for "
+        "nobody, uid 65534: fix its owner or mode (the service runs as user b2bd; README's "
+        "install steps set the owners))"
+    ]
+
+
+@pytest.mark.parametrize("command", [["status"], ["history"], ["journal", "verify"]])
+def test_unreadable_state_dir_is_one_line_and_exit_2(example: Path, command: list[str]) -> None:
+    state = example.parent / "var" / "state"
+    (state / "journal").mkdir(parents=True)
+    state.chmod(0o700)  # root's, as after a command run as root created it
+    chown_tree(example)
+    code, out, err = run_as_nobody(lambda: main(["--config", str(example), *command]))
+    assert code == 2, err
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"b2bd: {state}/journal: Permission denied (not allowed for nobody")

@@ -1,0 +1,106 @@
+"""Under systemd, every log line reaches the journal at its level's priority: stdout is the
+journal stream ($JOURNAL_STREAM names its device and inode), and each line carries the
+sd-daemon ``<N>`` prefix journald turns into PRIORITY. Here a real daemon writes to a pipe that
+stands in for that stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from deployment import Deployment, NotifySocket, start_daemon, stop_daemon
+
+from b2bd.journal import Journal
+
+LINE = re.compile(r"<([0-7])>(\{.*\})")
+SYSLOG = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
+
+
+class FakeJournalStream:
+    """A pipe as the daemon's stdout, with JOURNAL_STREAM naming it; collects every line."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        info = os.fstat(self.write_fd)
+        self.env = {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with os.fdopen(self.read_fd, encoding="utf-8") as stream:
+            self.lines.extend(line.rstrip("\n") for line in stream)
+
+    def close(self) -> list[str]:
+        """Our write end closed; every line once the daemon has exited."""
+        os.close(self.write_fd)
+        self._reader.join(timeout=10)
+        return self.lines
+
+
+def entries(lines: list[str]) -> list[tuple[int, dict[str, object]]]:
+    out = []
+    for line in lines:
+        match = LINE.fullmatch(line)
+        assert match, f"not a <N>-prefixed JSON line: {line!r}"
+        out.append((int(match.group(1)), json.loads(match.group(2))))
+    return out
+
+
+def test_failures_reach_the_journal_as_errors_and_warnings(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("good", "8814001")
+    # A base whose folder is missing: its transfer fails (retries are 0 here).
+    deployment.bases.append(deployment.bases[0].replace("8814001", "8814002"))
+    deployment.config.joinpath("bases.yaml").write_text("bases:\n" + "".join(deployment.bases))
+    deployment.add_task("gone", "8814002")
+    with Journal.open(deployment.state) as journal:
+        journal.append("daemon-stopped", reason="before the test")
+    (segment,) = (deployment.state / "journal").glob("*.log")
+    with segment.open("ab") as f:
+        f.write(b'{"type":"run-st')  # a write cut short: repaired at start, logged as a warning
+    stream = FakeJournalStream()
+    proc = start_daemon(deployment, notify_socket, "--now", env=stream.env, stdout=stream.write_fd)
+    try:
+        notify_socket.wait_for("READY=1")
+        deployment.wait_for(lambda: len(deployment.records("run-finished")) == 2, 15, "runs")
+        bad = deployment.config / "tasks" / "good.yaml"
+        bad.write_text(bad.read_text().replace("snapshot", "snapshots"))
+        deployment.wait_for(lambda: deployment.records("config-rejected"), 5, "config-rejected")
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    logged = entries(stream.close())
+    for priority, event in logged:
+        assert priority == SYSLOG[str(event["level"])], event
+    by_event = {(str(e["event"]), str(e.get("outcome", ""))): p for p, e in logged}
+    assert by_event[("journal-repaired", "")] == 4
+    assert by_event[("transfer-failed", "")] == 3
+    assert by_event[("run-finished", "failed")] == 3
+    assert by_event[("run-finished", "succeeded")] == 6
+    assert by_event[("config-rejected", "")] == 3
+    assert by_event[("daemon-ready", "")] == 6
+    # What `journalctl -p warning` would show: exactly the repair and the failures.
+    shown = sorted({str(e["event"]) for p, e in logged if p <= 4})
+    assert shown == ["config-rejected", "journal-repaired", "run-finished", "transfer-failed"]
+
+
+def test_a_redirected_stdout_gets_plain_json_even_with_journal_stream_set(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001", time="6:00")  # invalid: the daemon logs and exits 78
+    stream = FakeJournalStream()
+    log_file = (tmp_path / "out.log").open("w")
+    # JOURNAL_STREAM inherited from a unit, stdout redirected elsewhere: no prefixes.
+    proc = start_daemon(deployment, None, env=stream.env, stdout=log_file.fileno())
+    assert proc.wait(timeout=30) == 78
+    log_file.close()
+    stream.close()
+    lines = (tmp_path / "out.log").read_text().splitlines()
+    assert lines and all(json.loads(line)["event"] == "config-invalid" for line in lines)

@@ -1,0 +1,145 @@
+"""``b2bd trigger`` when our own side fails: a full state disk after the deliveries were
+written, an unreadable pupil key, a read-only journal segment, a state dir that belongs to the
+service user. Each is one line on stderr and exit 2, never a traceback; after the cause is gone
+the next trigger works and the journal is intact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from oserrors import NOBODY, chown_tree, fill, open_tmp, root_owned_segment, run_as_nobody, tmpfs
+from transfer_world import SECONDARY, World, pupil
+
+from b2bd.cli import main
+from b2bd.journal import Journal, PupilKeyer, read_journal, scan_journal
+
+__all__ = ["open_tmp"]
+
+SNAP = f'data: {{type: snapshot}}\ncohort: {{group: ncy}}\nbases: {{ids: ["{SECONDARY}"]}}\n'
+PAGE = 4096  # tmpfs allocates whole pages: a write into the last page's free room succeeds
+
+
+def trigger(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(world.config_dir), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def snap_world(root: Path) -> World:
+    world = World(root)
+    world.export(SECONDARY, pupils=[pupil(1, "7"), pupil(2, "8")])
+    world.task("snap", SNAP)
+    return world
+
+
+def record_sizes(root: Path) -> dict[str, int]:
+    """Bytes each journal record of one `trigger snap` takes (a scratch run)."""
+    world = snap_world(root)
+    assert trigger(world, "trigger", "snap").returncode == 0
+    (segment,) = (world.state / "journal").glob("*.log")
+    sizes: dict[str, int] = {}
+    for line in segment.read_bytes().splitlines(keepends=True):
+        sizes[line.split(b'"')[3].decode()] = len(line)
+    return sizes
+
+
+def pad_last_page(state: Path, room: int) -> None:
+    """Journal padding records so that the segment's last page has exactly ``room`` bytes
+    free."""
+    with Journal.open(state) as journal:
+        journal.append("daemon-stopped", reason="")
+        (segment,) = (state / "journal").glob("*.log")
+        size = segment.stat().st_size
+        empty = size  # the first record: an empty reason
+        padding = (-room - size - empty) % PAGE
+        journal.append("daemon-stopped", reason="x" * padding)
+        assert (PAGE - segment.stat().st_size % PAGE) == room
+
+
+def test_full_state_disk_after_the_delivery_is_one_line_and_the_next_trigger_recovers(
+    tmp_path: Path,
+) -> None:
+    sizes = record_sizes(tmp_path / "scratch")
+    world = snap_world(tmp_path / "real")
+    with tmpfs(world.state, "256k"):
+        # run-started fits in the last page; transfer-succeeded, written after the delivery,
+        # needs a page the full disk does not have.
+        pad_last_page(world.state, sizes["run-started"] + sizes["transfer-succeeded"] // 2)
+        PupilKeyer(world.state).digest("X")  # the key exists (it needs a page too)
+        filler = fill(world.state)
+        failed = trigger(world, "trigger", "snap")
+        assert failed.returncode == 2, failed.stderr
+        assert failed.stdout == ""
+        (line,) = failed.stderr.splitlines()
+        (segment,) = (world.state / "journal").glob("*.log")
+        assert line.startswith(f"b2bd: cannot write the journal: {segment}: No space left")
+        assert "free space" in line and "the run is unfinished in the journal" in line
+        assert len(world.delivered("snap")) == 1  # the delivery was written before the failure
+
+        filler.unlink()
+        again = trigger(world, "trigger", "snap")
+        assert again.returncode == 0, again.stderr
+        (warning,) = again.stderr.splitlines()
+        assert warning.startswith("b2bd: warning: journal repaired: segment ")
+        assert "never acknowledged" in warning
+        assert scan_journal(world.state / "journal").intact
+        types = [r.type for r in read_journal(world.state)]
+        assert types.count("run-started") == 2 and types.count("run-finished") == 1
+        assert types[-1] == "run-finished" and "journal-repaired" in types
+
+
+def nobody_world(root: Path) -> World:
+    world = snap_world(root)
+    world.state.mkdir()
+    world.la.mkdir()
+    chown_tree(world.state)
+    chown_tree(world.la)
+    return world
+
+
+def trigger_as_nobody(world: World) -> tuple[int, str, str]:
+    return run_as_nobody(lambda: main(["--config", str(world.config_dir), "trigger", "snap"]))
+
+
+def test_unreadable_pupil_key_is_one_line_and_exit_2(open_tmp: Path) -> None:
+    world = nobody_world(open_tmp)
+    key = world.state / "pupil.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)  # root's
+    code, out, err = trigger_as_nobody(world)
+    assert code == 2, err
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"b2bd: cannot read the pupil key: {key}: Permission denied")
+    assert world.delivered("snap") == []
+
+
+def test_read_only_journal_segment_is_one_line_and_exit_2(open_tmp: Path) -> None:
+    world = nobody_world(open_tmp)
+    segment = root_owned_segment(world.state)
+    code, out, err = trigger_as_nobody(world)
+    assert code == 2, err
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"b2bd: cannot open the journal: {segment}: Permission denied")
+    assert "fix its owner or mode" in line
+
+
+def test_root_refuses_to_write_a_state_dir_that_belongs_to_the_service_user(
+    tmp_path: Path,
+) -> None:
+    world = snap_world(tmp_path)
+    world.state.mkdir()
+    os.chown(world.state, NOBODY, NOBODY)
+    proc = trigger(world, "trigger", "snap")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line == (
+        f"b2bd: {world.state} belongs to nobody: run this as that user "
+        "(runuser -u nobody -- b2bd ...), so the journal stays writable by the service"
+    )
+    assert list(world.state.iterdir()) == []  # nothing created as root
