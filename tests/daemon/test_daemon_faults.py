@@ -137,8 +137,8 @@ def test_unreadable_pupil_key_is_one_line_and_exit_1(open_tmp: Path) -> None:
     assert err == ""
     (error,) = errors("\n".join(json.dumps(e) for e in logged))
     assert error["event"] == "pupil-key-unusable"
-    assert f"cannot read the pupil key: {key}: Permission denied" in str(error["error"])
-    assert "never delete it" in str(error["error"])
+    assert str(error["error"]).startswith(f"{key} cannot be read (Permission denied)")
+    assert "make it readable by the service" in str(error["error"])
     assert os.stat(key).st_uid == 0 and key.read_bytes()  # left as it was
 
 

@@ -114,7 +114,7 @@ def test_unreadable_pupil_key_is_one_line_and_exit_2(open_tmp: Path) -> None:
     assert code == 2, err
     assert out == ""
     (line,) = err.splitlines()
-    assert line.startswith(f"b2bd: cannot read the pupil key: {key}: Permission denied")
+    assert line.startswith(f"b2bd: {key} cannot be read (Permission denied)")
     assert world.delivered("snap") == []
 
 
