@@ -1,4 +1,6 @@
-"""The shipped systemd unit: hardened, and accepted by systemd's own checker."""
+"""The shipped systemd files: the unit hardened and accepted by systemd's own checker, the
+settings file for the systemd layout valid. (That they give a running service is the job of
+test_systemd_install.py, in a booted container.)"""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "b2bd.service"
 
-needs_systemd = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed"
-)
+
+@pytest.fixture(autouse=True)
+def _systemd_analyze() -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed (.ci/run installs systemd)")
 
 
-@needs_systemd
 def test_security_exposure_is_at_most_2() -> None:
     out = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(UNIT)],
@@ -29,7 +32,6 @@ def test_security_exposure_is_at_most_2() -> None:
     assert float(match.group(1)) <= 2.0
 
 
-@needs_systemd
 def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     # verify checks that ExecStart's binary exists: point it at this checkout's entry point.
     b2bd = Path(sys.executable).with_name("b2bd")
@@ -48,11 +50,35 @@ def test_unit_speaks_notify_and_reloads_with_sighup() -> None:
     text = UNIT.read_text()
     for line in (
         "Type=notify",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "RestartPreventExitStatus=78",
+        "ExecReload=/bin/sh -c 'kill -HUP $$MAINPID'",
+        "RestartPreventExitStatus=1 78",
         "StateDirectory=b2bd",
         "ConfigurationDirectory=b2bd",
         "UMask=0027",
     ):
         assert line in text.splitlines(), line
     assert any(line.startswith("LoadCredential=") for line in text.splitlines())
+
+
+def test_the_exit_codes_the_unit_will_not_restart_for_are_the_daemons() -> None:
+    from b2bd.daemon.loop import EXIT_CONFIG, EXIT_JOURNAL
+
+    (line,) = [x for x in UNIT.read_text().splitlines() if x.startswith("RestartPrevent")]
+    assert line.split("=", 1)[1].split() == [str(EXIT_JOURNAL), str(EXIT_CONFIG)]
+
+
+def test_the_settings_for_the_systemd_layout_validate_with_the_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2bd.config import load_config
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    config = tmp_path / "b2bd"
+    shutil.copytree(REPO / "config", config)
+    shutil.copy(REPO / "systemd" / "b2bd.yaml", config / "b2bd.yaml")
+    loaded = load_config(config)
+    assert [p for p in loaded.problems if p.severity == "error"] == []
+    assert loaded.settings is not None
+    assert loaded.settings.state_dir == Path("/var/lib/b2bd")
+    assert loaded.settings.la_store.path == Path("/var/spool/b2bd")
+    assert loaded.settings.la_outbound == Path("/var/spool/b2bd/outbound")
