@@ -1,4 +1,5 @@
-"""``b2bd trigger TASK [--base ID ...] [--force] [--format text|json]``: run one task now.
+"""``b2bd trigger TASK [--base ID ...] [--as-of DATE] [--force] [--format text|json]``: run one
+task now (as of DATE: as it would have run on that local date).
 
 With a daemon running (found through its control socket), the daemon runs it beside its
 schedule, under the task's ``overlap`` policy: ``skip`` refuses while a transfer of the task on
@@ -47,9 +48,7 @@ from b2bd.transfer.manual import (
 EXIT_SUCCEEDED = 0
 EXIT_NOT_ALL = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL: refused under overlap: skip; try again later
-USAGE_REFUSALS = frozenset(
-    {"unknown-task", "disabled", "bad-base", "no-bases", "unsupported", "bad-request"}
-)
+USAGE_REFUSALS = frozenset({"unknown-task", "disabled", "bad-base", "no-bases", "bad-request"})
 
 
 def register(sub: Any) -> None:
@@ -63,10 +62,28 @@ def register(sub: Any) -> None:
         help="only this base (repeatable; must be one of the task's bases)",
     )
     p.add_argument(
+        "--as-of",
+        type=_local_date,
+        metavar="DATE",
+        help="run as it would have run on this local date YYYY-MM-DD (cohort, windows, "
+        "academic year; nothing dated or changed after it is sent); default today",
+    )
+    p.add_argument(
         "--force", action="store_true", help="run it even if it is disabled (enabled: false)"
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
+
+
+def _local_date(text: str) -> dt.date:
+    """``--as-of``: a date written YYYY-MM-DD (Python would also take 20260905)."""
+    try:
+        day = dt.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    return day
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config}: b2bd.yaml is not usable (see `b2bd validate`)")
     request = request_from_args(args)
     try:
-        task, bases = check_request(config, request)
+        task, bases = check_request(config, request, now=dt.datetime.now(dt.UTC))
     except TriggerRefused as refused:
         hint = (
             did_you_mean(request.task, list(config.tasks)) if refused.code == "unknown-task" else ""
@@ -91,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         if link is not None:
             outcome = trigger_through(link, request, display)
         else:
-            outcome = trigger_here(config, settings, task, bases, display)
+            outcome = trigger_here(config, settings, task, bases, display, request.as_of)
     finally:
         if display is not None:
             display.clear()
@@ -109,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def request_from_args(args: argparse.Namespace) -> TriggerRequest:
     """What the command line asks for (parsing only; executing is elsewhere)."""
     bases = tuple(dict.fromkeys(args.base)) if args.base else None
-    return TriggerRequest(args.task, bases, force=args.force)
+    return TriggerRequest(args.task, bases, as_of=args.as_of, force=args.force)
 
 
 def trigger_here(
@@ -118,6 +135,7 @@ def trigger_here(
     task: Task,
     bases: tuple[str, ...],
     display: TtyProgress | None,
+    as_of: dt.date | None = None,
 ) -> dict[str, Any]:
     """Run the task in this process (no daemon is running) and return its summary."""
     journal = open_journal(settings.state_dir)
@@ -131,6 +149,7 @@ def trigger_here(
                 slot,
                 manual=True,
                 bases=bases,
+                as_of=as_of,
                 on_progress=display.update if display else None,
             )
     except JournalFailed as exc:
@@ -237,8 +256,9 @@ def _note(display: TtyProgress | None, text: str) -> None:
 def run_text(summary: dict[str, Any]) -> list[str]:
     transfers = summary["transfers"]
     done = sum(t["outcome"] == "succeeded" for t in transfers)
+    as_of = f" as of {summary['reference_date']}" if summary.get("as_of") else ""
     lines = [
-        f"run {summary['run']}: {summary['outcome']} "
+        f"run {summary['run']}{as_of}: {summary['outcome']} "
         f"({done} of {len(transfers)} transfers succeeded)"
     ]
     for t in transfers:

@@ -136,7 +136,7 @@ class ControlRequests:
             return
         assert d.config is not None
         try:
-            task, bases = check_request(d.config, item.request)
+            task, bases = check_request(d.config, item.request, now=d.clock.now())
         except TriggerRefused as refused:
             reply.error(refused.code, refused.message)
             return
@@ -158,7 +158,9 @@ class ControlRequests:
         slot = max(now, previous + SECOND) if previous is not None else now
         self._last_manual[task.id] = slot
         try:
-            context = d.engine.start_run(task, slot, manual=True, bases=bases)
+            context = d.engine.start_run(
+                task, slot, manual=True, bases=bases, as_of=item.request.as_of
+            )
         except Exception as exc:  # the journal failed: the client hears it, the loop too
             reply.error("internal", f"the run could not be started: {exc}")
             raise

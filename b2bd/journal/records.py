@@ -190,13 +190,16 @@ class ConfigRejected(_Typed, frozen=True, tag="config-rejected", gc=False):
 
 
 class RunStarted(_Typed, frozen=True, tag="run-started", gc=False):
-    """Run id: ``<task>/<YYYYMMDDTHHMMSSZ>`` or ``<task>/manual-<YYYYMMDDTHHMMSSZ>``."""
+    """Run id: ``<task>/<YYYYMMDDTHHMMSSZ>`` or ``<task>/manual-<YYYYMMDDTHHMMSSZ>``.
+    ``as_of``: the reference date ``YYYY-MM-DD`` a manual run was given (``trigger --as-of``);
+    absent, D is the slot's local date."""
 
     run: str
     task: str
     slot: UtcTime
     manual: bool = False
     bases: tuple[str, ...] = ()
+    as_of: str | None = None
 
 
 class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False):

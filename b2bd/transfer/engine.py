@@ -125,16 +125,21 @@ class RunContext:
     name: str
     day: dt.date
     bases: tuple[str, ...]
+    as_of: bool = False  # day was given (trigger --as-of), not the slot's local date
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run; ``day`` is its reference date D (``as_of``: given by the trigger)."""
+
     run: str
     task: str
     slot: dt.datetime
     manual: bool
     outcome: RunOutcome
     transfers: tuple[TransferResult, ...]
+    day: dt.date | None = None
+    as_of: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,10 +268,11 @@ class Engine:
         manual: bool = False,
         bases: Sequence[str] | None = None,
         on_progress: OnProgress | None = None,
+        as_of: dt.date | None = None,
     ) -> RunResult:
         """Run ``task`` for ``slot`` on ``bases`` (default: the task's targets), in parallel on
         the pool, and journal it from ``run-started`` to ``run-finished``."""
-        context = self.start_run(task, slot, manual=manual, bases=bases)
+        context = self.start_run(task, slot, manual=manual, bases=bases, as_of=as_of)
         futures: dict[Future[TransferResult], str] = {
             self.pool.submit(self.run_transfer, context, base_id, on_progress): base_id
             for base_id in context.bases
@@ -284,10 +290,13 @@ class Engine:
         *,
         manual: bool = False,
         bases: Sequence[str] | None = None,
+        as_of: dt.date | None = None,
     ) -> RunContext:
         """Journal ``run-started``. A manual run is named ``<task>/manual-<slot>`` and writes
-        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware. A base that bases.yaml
-        no longer lists is not refused here: its transfer fails the run-time guard."""
+        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware. The reference date D is
+        the slot's local date, or ``as_of`` (a manual run "as it would have run on that date":
+        cohort, windows, academic year), which the journal records. A base that bases.yaml no
+        longer lists is not refused here: its transfer fails the run-time guard."""
         chosen = tuple(task.targets if bases is None else bases)
         name = slot_name(slot)
         if manual:
@@ -298,9 +307,11 @@ class Engine:
             slot=slot.astimezone(dt.UTC),
             manual=manual,
             name=name,
-            day=reference_date(slot, task.schedule.timezone),
+            day=as_of if as_of is not None else reference_date(slot, task.schedule.timezone),
             bases=chosen,
+            as_of=as_of is not None,
         )
+        extra = {"as_of": as_of.isoformat()} if as_of is not None else {}
         self.journal.append(
             "run-started",
             run=context.run,
@@ -308,6 +319,7 @@ class Engine:
             slot=context.slot,
             manual=manual,
             bases=list(chosen),
+            **extra,
         )
         return context
 
@@ -321,6 +333,8 @@ class Engine:
             manual=context.manual,
             outcome=outcome,
             transfers=tuple(results),
+            day=context.day,
+            as_of=context.as_of,
         )
 
     def skip_transfer(
@@ -579,9 +593,11 @@ class Engine:
                 "group": task.cohort.group,
                 "ncy": _ncy_list(task.cohort.ncy) if task.cohort.group == "ncy" else None,
                 "reference_date": query.day,
+                "as_of": context.as_of,
             },
             "window": {
                 "updated_since": query.since,
+                "changed_before": query.until,
                 "dates": None if dates is None else {"first": dates.first, "last": dates.last},
             },
             "counts": dict(tally.counts),

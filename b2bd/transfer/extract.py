@@ -22,10 +22,16 @@ not deliver), each by reason, so ``read == delivered + rejected + dropped``.
 export's ``exported_at``, or the run's start, plus 5 minutes: :func:`future_horizon`) is
 rejected ``future-timestamp`` and never reaches the watermark.
 
-The watermark candidate (``high``) is the largest change time among the accepted records of the
-kinds the transfer delivers, read *before* cohort filtering (DESIGN section 5): a change to a
-pupil outside the cohort must not be re-read forever. It only matters when the transfer
-succeeds, which needs every file read to its end and matching any counts the export declared.
+**Every window ends at D** (DESIGN section 5, :mod:`b2bd.transfer.query`): a mark or result dated
+after D is not delivered, and a record changed at or after ``query.until`` (the end of D) is
+not delivered by a change-driven kind and never reaches the watermark (dropped
+``after-reference-date``), so a later run delivers it.
+
+The watermark candidate (``high``) is the largest change time before the end of D among the
+accepted records of the kinds the transfer delivers, read *before* cohort filtering (DESIGN
+section 5): a change to a pupil outside the cohort must not be re-read forever. It only matters
+when the transfer succeeds, which needs every file read to its end and matching any counts the
+export declared.
 
 Nothing here writes pupil data anywhere but the delivery; counts and reasons only.
 """
@@ -53,7 +59,9 @@ PUPIL_BYTES = 32 << 20
 DROPPED: dict[str, str] = {
     "not-in-cohort": "the record's pupil is not in the task's cohort at the reference date",
     "unchanged": "changed before the watermark (changed-data types)",
-    "outside-window": "dated outside the task's academic year or months window",
+    "outside-window": "dated outside the task's window (academic year, months, up to D)",
+    "after-reference-date": "changed after the reference date D, or a result dated after it: "
+    "a later run delivers it",
     "code-not-selected": "a mark whose code is not in the task's attendance category",
     "kind-not-selected": "a deletion of a record kind this data type does not deliver",
     "cohort-only": "a pupil record read to decide the cohort of a data type that delivers none",
@@ -144,7 +152,7 @@ def extract(
         if kind == "mark":
             _marks(records, query, cohort, write, tally, deadline, tick, not_after)
         elif kind == "result":
-            _results(records, cohort, write, tally, deadline, tick, not_after)
+            _results(records, query, cohort, write, tally, deadline, tick, not_after)
         elif kind == "deletion":
             _deletions(records, query, cohort, known, write, digest, tally, deadline, tick,
                        not_after)  # fmt: skip
@@ -202,20 +210,26 @@ def _pupils(
     known: set[str] = set(first) | set(conflicts)
     deliver = "pupil" in query.kinds_delivered
     since = query.since
+    until = query.until
+    later_dropped = query.changes
     high = tally.high
     out: list[bytes] = []
-    delivered = outside = unchanged = 0
+    delivered = outside = unchanged = later = 0
     for upn, (line, pupil) in first.items():
-        if deliver and pupil.updated_at > high:
-            high = pupil.updated_at
+        changed = pupil.updated_at
+        if deliver and high < changed < until:
+            high = changed
         if not in_cohort(query, pupil, digest):
             outside += 1
             continue
         cohort.add(upn)
         if not deliver:
             continue
-        if since is not None and pupil.updated_at < since:
+        if since is not None and changed < since:
             unchanged += 1
+            continue
+        if later_dropped and changed >= until:
+            later += 1
             continue
         out.append(tagged_line("pupil", line) + _NL)
         tally.pupils.add(upn)
@@ -229,6 +243,7 @@ def _pupils(
         tally.counts["pupil"] = delivered
         tally.drop("not-in-cohort", outside)
         tally.drop("unchanged", unchanged)
+        tally.drop("after-reference-date", later)
     else:
         tally.drop("cohort-only", len(first))
     tally.high = high
@@ -253,6 +268,8 @@ def _marks(
     first = (dates.first if dates else None) or ""
     last = (dates.last if dates else None) or "9999-12-31"
     since = query.since or ""
+    until = query.until
+    later_dropped = query.changes
     high = tally.high
     horizon = not_after
     prefix = _PREFIX["mark"]
@@ -261,7 +278,7 @@ def _marks(
     pupils = tally.pupils
     out: list[bytes] = []
     append = out.append
-    delivered = read = future = outside = unchanged = window = other_code = 0
+    delivered = read = future = outside = unchanged = window = other_code = later = 0
     last_upn = ""
     for line, mark in records:
         read += 1
@@ -270,12 +287,18 @@ def _marks(
             continue
         changed = mark.updated_at  # type: ignore[union-attr]
         if changed > high:
-            # high never passes the horizon, so a future time is always above high: the
-            # check costs nothing on the common path.
+            # high never passes the horizon nor the end of D, so a time beyond either is
+            # always above high: the checks cost nothing on the common path.
             if changed > horizon:
                 future += 1
                 continue
-            high = changed
+            if changed < until:
+                high = changed
+            elif later_dropped:
+                later += 1
+                continue
+            # else: a mark dated in the window but amended after D: delivered by its date,
+            # never raising the watermark
         upn = mark.upn  # type: ignore[union-attr]
         if upn not in cohort:
             outside += 1
@@ -314,11 +337,13 @@ def _marks(
     tally.drop("unchanged", unchanged)
     tally.drop("outside-window", window)
     tally.drop("code-not-selected", other_code)
+    tally.drop("after-reference-date", later)
     deadline()
 
 
 def _results(
     records: Iterator[tuple[bytes, Record | Rejection]],
+    query: Query,
     cohort: set[str],
     write: Write,
     tally: Tally,
@@ -327,8 +352,10 @@ def _results(
     not_after: str,
 ) -> None:
     out: list[bytes] = []
-    delivered = outside = 0
+    delivered = outside = later = 0
     high = tally.high
+    until = query.until
+    day = query.day
     for line, result in records:
         tally.read += 1
         if result.__class__ is not Result:
@@ -338,11 +365,14 @@ def _results(
         if changed > not_after:
             tally.reject(_FUTURE)
             continue
-        if changed > high:
+        if high < changed < until:
             high = changed
         upn = result.upn  # type: ignore[union-attr]
         if upn not in cohort:
             outside += 1
+            continue
+        if result.result_date > day:  # type: ignore[union-attr]
+            later += 1
             continue
         tally.pupils.add(upn)
         out.append(tagged_line("result", line) + _NL)
@@ -357,6 +387,7 @@ def _results(
     tally.high = high
     tally.counts["result"] = tally.counts.get("result", 0) + delivered
     tally.drop("not-in-cohort", outside)
+    tally.drop("after-reference-date", later)
     deadline()
 
 
@@ -376,6 +407,7 @@ def _deletions(
     cohort pupil or about a pupil the source no longer holds whom the LA was sent before
     (leavers memory): a bulk-deleted leaver's removal reaches the consumers that had them."""
     since = query.since or ""
+    until = query.until
     out: list[bytes] = []
     delivered = 0
     high = tally.high
@@ -387,6 +419,9 @@ def _deletions(
         changed = deletion.deleted_at  # type: ignore[union-attr]
         if changed > not_after:
             tally.reject(_FUTURE_DELETION)
+            continue
+        if changed >= until:
+            tally.drop("after-reference-date")
             continue
         if changed > high:
             high = changed

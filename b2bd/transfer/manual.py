@@ -16,7 +16,13 @@ from b2bd.config.model import Config, Task
 from b2bd.transfer.engine import Progress, RunResult, TransferResult
 
 RefusalCode = Literal[
-    "unknown-task", "disabled", "bad-base", "no-bases", "busy", "stopping", "unsupported"
+    "unknown-task",
+    "disabled",
+    "bad-base",
+    "no-bases",
+    "busy",
+    "stopping",
+    "bad-request",
 ]
 
 
@@ -72,10 +78,13 @@ class TriggerRequest:
         )
 
 
-def check_request(config: Config, request: TriggerRequest) -> tuple[Task, tuple[str, ...]]:
+def check_request(
+    config: Config, request: TriggerRequest, now: dt.datetime | None = None
+) -> tuple[Task, tuple[str, ...]]:
     """The task and the bases a manual run of ``request`` covers, or :class:`TriggerRefused`:
     the task must be valid in ``config`` and enabled (unless ``force``), the bases among its
-    targets."""
+    targets, and ``as_of`` (given ``now``) not after today's local date in the task's zone: a
+    run as of a day that has not come would send what has not happened."""
     task = config.tasks.get(request.task)
     if task is None:
         known = ", ".join(sorted(config.tasks)) or "none"
@@ -84,8 +93,14 @@ def check_request(config: Config, request: TriggerRequest) -> tuple[Task, tuple[
             f"no valid task {request.task!r} (valid tasks: {known}; an invalid task file is "
             "reported by `b2bd validate`)",
         )
-    if request.as_of is not None:
-        raise TriggerRefused("unsupported", "--as-of is not supported yet")
+    if request.as_of is not None and now is not None:
+        today = now.astimezone(task.schedule.timezone).date()
+        if request.as_of > today:
+            raise TriggerRefused(
+                "bad-request",
+                f"--as-of {request.as_of.isoformat()} is after today ({today.isoformat()} in "
+                f"{task.schedule.timezone.key}): a run is as of today or a past date",
+            )
     if not task.enabled and not request.force:
         # DESIGN section 5: the schedule never runs a suspended task; trigger only if forced.
         raise TriggerRefused(
@@ -121,6 +136,8 @@ def run_summary(result: RunResult) -> dict[str, Any]:
         "run": result.run,
         "task": result.task,
         "slot": result.slot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "reference_date": None if result.day is None else result.day.isoformat(),
+        "as_of": result.as_of,
         "manual": result.manual,
         "outcome": result.outcome,
         "transfers": [transfer_summary(t) for t in result.transfers],

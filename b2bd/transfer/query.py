@@ -14,10 +14,15 @@ become code:
 - **Data types** (:data:`KINDS_READ`, :data:`KINDS_DELIVERED`): which record files are read and
   which kinds reach the delivery. Pupils are always read first: they decide the cohort.
 - **Attendance kinds** (:data:`ATTENDANCE_KINDS`): a table of (academic year, code set, changed).
-  ``months: N`` narrows the dates to ``months_back(D, N)`` onwards, inside that year's range.
+  ``months: N`` narrows the dates (:func:`attendance_dates`).
+- **Every window ends at D**: a mark or result dated after D is never delivered; a change made
+  after the end of D (``until``: the first instant of the next local day) is never delivered by
+  the change-driven kinds, and never raises the watermark of any kind, so a later run still
+  delivers it. A trigger ``--as-of D`` in the past therefore runs exactly as it would have on D
+  (with the records as they are now).
 - **Watermark**: ``changed``, ``attendance-changed`` and to-school keep records whose change
   time is ``>=`` the (task, base) watermark (inclusive: at-least-once, consumers dedupe on
-  (key, updated_at)); the first run (no watermark) keeps everything.
+  (key, updated_at)); the first run (no watermark) keeps everything up to ``until``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from zoneinfo import ZoneInfo
 
+from b2bd.calendar import local_to_utc
 from b2bd.config.model import AttendanceKind, CohortGroup, DataType, Direction, Task
 from b2bd.records.academic import academic_year, months_back, previous_academic_year
 from b2bd.records.codes import ABSENCES, UNAUTHORISED
@@ -96,7 +103,10 @@ class Query:
     """Everything one transfer needs to decide which records to deliver.
 
     ``since``: the inclusive change-time bound applied to records (None: no bound; set only for
-    the watermark-driven kinds). ``watermark``: the (task, base) watermark as the journal holds
+    the watermark-driven kinds). ``until``: the exclusive change-time bound, the first instant
+    after D (``YYYY-MM-DDTHH:MM:SSZ``): no watermark reaches it, and ``changes`` (a
+    change-driven kind: changed data, attendance-changed, to-school) delivers nothing changed at
+    or after it. ``watermark``: the (task, base) watermark as the journal holds
     it, carried forward when a run reads nothing newer. ``leavers``: the base's leavers memory
     (keyed digests). ``remember``: whether a success adds the delivered pupils to that memory
     (non-leavers from-school transfers only).
@@ -114,6 +124,8 @@ class Query:
     codes: frozenset[str] | None
     dates: DateWindow | None
     since: str | None
+    until: str
+    changes: bool
     watermark: str | None
     leavers: frozenset[str]
     kinds_read: tuple[RecordKind, ...]
@@ -134,31 +146,42 @@ def reference_date(slot: dt.datetime, timezone: dt.tzinfo) -> dt.date:
     return slot.astimezone(timezone).date()
 
 
+def end_of_day(day: dt.date, timezone: ZoneInfo) -> str:
+    """The first instant after the local date ``day`` (its next local midnight, or the end of
+    a gap there), as ``YYYY-MM-DDTHH:MM:SSZ``: the exclusive end of a window ending at D."""
+    midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    return local_to_utc(midnight, timezone).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def attendance_dates(
     kind: AttendanceKind, day: dt.date, months: int | None, year_start: tuple[int, int]
 ) -> DateWindow:
-    """The marks' date range for an attendance kind at D, narrowed by ``months``.
+    """The marks' date range for an attendance kind at D, narrowed by ``months: N``; never
+    after D, never empty or inverted.
 
-    Current year: the academic year containing D; previous year: the one before it; changed:
-    unbounded. ``months: N`` moves the first day to ``months_back(D, N)`` when that is later
-    (a window can end up empty: months 1 in November for the previous year).
+    Current year: the academic year containing D, up to D; ``months`` keeps marks dated on or
+    after D minus N calendar months (:func:`months_back`: 31 May minus 3 is 28/29 February)
+    inside that year. Previous year: the whole academic year before D's; ``months`` keeps its
+    last N months whenever D falls, counted back from the year's end (from the day after its
+    last day, so with years starting on 1 August months 3 is 1 May to 31 July, as when D is
+    1 August); never empty or inverted. Changed: up to D; ``months`` as for the current year,
+    without a year's bound.
     """
     rule = ATTENDANCE_KINDS[kind]
     first: dt.date | None
-    last: dt.date | None
+    last: dt.date
     if rule.year == "current":
-        first, last = academic_year(day, year_start)
+        first, _ = academic_year(day, year_start)
+        last = day
     elif rule.year == "previous":
         first, last = previous_academic_year(day, year_start)
     else:
-        first = last = None
+        first, last = None, day
     if months is not None:
-        floor = months_back(day, months)
+        end = last + dt.timedelta(days=1) if rule.year == "previous" else last
+        floor = months_back(end, months)
         first = floor if first is None else max(first, floor)
-    return DateWindow(
-        first.isoformat() if first else None,
-        last.isoformat() if last else None,
-    )
+    return DateWindow(first.isoformat() if first else None, last.isoformat())
 
 
 def build_query(
@@ -203,6 +226,8 @@ def build_query(
         codes=codes,
         dates=dates,
         since=watermark if (changed or to_school) else None,
+        until=end_of_day(day, task.schedule.timezone),
+        changes=changed or to_school,
         watermark=watermark,
         leavers=leavers,
         kinds_read=read,

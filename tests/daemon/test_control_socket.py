@@ -540,3 +540,20 @@ def test_a_repair_made_at_start_is_shown_until_verify_acknowledges_it_through_th
     status = cli(deployment, "status")
     assert status.returncode == 0, status.stdout
     assert "journal repairs" not in status.stdout
+
+
+def test_trigger_as_of_and_force_through_the_daemon(deployment, notify_socket, daemons) -> None:
+    deployment.add_school("8814001")
+    path = deployment.add_task("t", "8814001")
+    path.write_text(path.read_text() + "enabled: false\n")
+    running(deployment, notify_socket, daemons)
+    refused = cli(deployment, "trigger", "t")
+    assert refused.returncode == 2 and "task t is disabled" in refused.stderr
+    result = cli(deployment, "trigger", "t", "--force", "--as-of", "2026-11-20", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["reference_date"], summary["as_of"]) == ("2026-11-20", True)
+    (started,) = deployment.records("run-started")
+    assert started["as_of"] == "2026-11-20" and started["run"] == summary["run"]
+    future = cli(deployment, "trigger", "t", "--force", "--as-of", "2999-01-01")
+    assert future.returncode == 2 and "is after today" in future.stderr

@@ -38,7 +38,7 @@ def test_delivery_names_manifest_and_checksum(world: World) -> None:
     assert manifest["counts"] == {"mark": 2}
     assert manifest["run"] == run.run and manifest["task"] == "att"
     assert manifest["base"] == SECONDARY and manifest["data_type"] == "attendance"
-    assert manifest["window"]["dates"] == {"first": "2026-08-01", "last": "2027-07-31"}
+    assert manifest["window"]["dates"] == {"first": "2026-08-01", "last": "2026-11-02"}  # ends at D
     assert manifest["watermark"] == "2026-10-06T09:00:00Z"
     assert manifest["data_file"] == data.name
     # every line is the record plus "kind", byte for byte the source's fields

@@ -13,6 +13,7 @@ from b2bd.transfer.query import (
     DateWindow,
     advance_watermark,
     attendance_dates,
+    end_of_day,
     on_roll,
     reference_date,
 )
@@ -31,20 +32,26 @@ def test_reference_date_is_the_local_date_of_the_slot() -> None:
 @pytest.mark.parametrize(
     ("kind", "day", "months", "expected"),
     [
+        # Every window ends at D: the current year runs from its start to D.
         ("all-attendances-current-year", "2026-07-31", None, ("2025-08-01", "2026-07-31")),
-        ("all-attendances-current-year", "2026-08-01", None, ("2026-08-01", "2027-07-31")),
+        ("all-attendances-current-year", "2026-08-01", None, ("2026-08-01", "2026-08-01")),
+        ("all-attendances-current-year", "2026-11-02", None, ("2026-08-01", "2026-11-02")),
         ("all-attendances-previous-year", "2026-07-31", None, ("2024-08-01", "2025-07-31")),
         ("all-attendances-previous-year", "2026-08-01", None, ("2025-08-01", "2026-07-31")),
         ("unauthorised-absences-current-year", "2026-07-31", 1, ("2026-06-30", "2026-07-31")),
         # months reaching before the year start stop at the year start
-        ("all-absences-current-year", "2026-08-01", 3, ("2026-08-01", "2027-07-31")),
-        # previous year, 1 month back from 1 August: only the old year's last month
+        ("all-absences-current-year", "2026-08-01", 3, ("2026-08-01", "2026-08-01")),
+        ("all-absences-current-year", "2026-09-15", 3, ("2026-08-01", "2026-09-15")),
+        # previous year: the last N months of that year, whenever D falls in the next one
         ("all-attendances-previous-year", "2026-08-01", 1, ("2026-07-01", "2026-07-31")),
+        ("all-attendances-previous-year", "2026-11-02", 1, ("2026-07-01", "2026-07-31")),
+        ("all-attendances-previous-year", "2027-03-15", 3, ("2026-05-01", "2026-07-31")),
+        ("all-attendances-previous-year", "2026-11-02", 13, ("2025-08-01", "2026-07-31")),
         # 31 May minus 3 months is the last day of February
-        ("all-attendances-current-year", "2026-05-31", 3, ("2026-02-28", "2026-07-31")),
-        ("all-attendances-current-year", "2028-05-31", 3, ("2028-02-29", "2028-07-31")),
-        ("attendance-changed", "2026-08-01", None, (None, None)),
-        ("attendance-changed", "2026-08-01", 2, ("2026-06-01", None)),
+        ("all-attendances-current-year", "2026-05-31", 3, ("2026-02-28", "2026-05-31")),
+        ("all-attendances-current-year", "2028-05-31", 3, ("2028-02-29", "2028-05-31")),
+        ("attendance-changed", "2026-08-01", None, (None, "2026-08-01")),
+        ("attendance-changed", "2026-08-01", 2, ("2026-06-01", "2026-08-01")),
     ],
 )
 def test_attendance_dates(kind, day, months, expected) -> None:
@@ -52,11 +59,24 @@ def test_attendance_dates(kind, day, months, expected) -> None:
     assert (window.first, window.last) == expected
 
 
-def test_previous_year_with_few_months_in_autumn_is_empty() -> None:
-    window = attendance_dates("all-attendances-previous-year", dt.date(2026, 11, 2), 1, START)
-    assert window.first is not None and window.last is not None
-    assert window.first > window.last
-    assert "2026-07-31" not in window and "2026-10-15" not in window
+@given(
+    kind=st.sampled_from(sorted(ATTENDANCE_KINDS)),
+    day=st.dates(dt.date(2001, 1, 1), dt.date(2099, 12, 31)),
+    months=st.one_of(st.none(), st.integers(1, 13)),
+    start=st.sampled_from([(8, 1), (9, 1), (1, 1), (2, 29)]),
+)
+def test_a_window_is_never_empty_inverted_or_after_d(kind, day, months, start) -> None:
+    window = attendance_dates(kind, day, months, start)
+    assert window.last is not None and window.last <= day.isoformat()
+    assert window.first is None or window.first <= window.last
+
+
+def test_end_of_day_is_the_next_local_midnight() -> None:
+    london = ZoneInfo("Europe/London")
+    assert end_of_day(dt.date(2026, 7, 1), london) == "2026-07-01T23:00:00Z"  # BST
+    assert end_of_day(dt.date(2026, 12, 1), london) == "2026-12-02T00:00:00Z"
+    # Santiago skips 00:00-01:00 on 6 September 2026: 5 September ends when the gap ends.
+    assert end_of_day(dt.date(2026, 9, 5), ZoneInfo("America/Santiago")) == "2026-09-06T04:00:00Z"
 
 
 def test_attendance_kind_code_sets() -> None:

@@ -4,6 +4,7 @@ to-school."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -97,27 +98,29 @@ ATT_MARKS = {
 }
 
 ATT_EXPECTED = {
-    # (kind, D, months): marks kept
+    # (kind, D, months): marks kept. Every window ends at D: "e" (3 August) is never sent on
+    # 31 July or 1 August.
     ("all-attendances-current-year", "2026-07-31", None): "bcd",
     ("all-attendances-current-year", "2026-07-31", 1): "cd",
-    ("all-attendances-current-year", "2026-08-01", None): "e",
-    ("all-attendances-current-year", "2026-08-01", 1): "e",
+    ("all-attendances-current-year", "2026-08-01", None): "",
+    ("all-attendances-current-year", "2026-08-01", 1): "",
     ("unauthorised-absences-current-year", "2026-07-31", None): "b",
     ("unauthorised-absences-current-year", "2026-07-31", 1): "",
-    ("unauthorised-absences-current-year", "2026-08-01", None): "e",
-    ("unauthorised-absences-current-year", "2026-08-01", 1): "e",
+    ("unauthorised-absences-current-year", "2026-08-01", None): "",
+    ("unauthorised-absences-current-year", "2026-08-01", 1): "",
     ("all-absences-current-year", "2026-07-31", None): "bc",
     ("all-absences-current-year", "2026-07-31", 1): "c",
-    ("all-absences-current-year", "2026-08-01", None): "e",
-    ("all-absences-current-year", "2026-08-01", 1): "e",
+    ("all-absences-current-year", "2026-08-01", None): "",
+    ("all-absences-current-year", "2026-08-01", 1): "",
     ("all-attendances-previous-year", "2026-07-31", None): "af",
-    ("all-attendances-previous-year", "2026-07-31", 1): "",
+    # the previous year's last month (July 2025), never an inverted window
+    ("all-attendances-previous-year", "2026-07-31", 1): "a",
     ("all-attendances-previous-year", "2026-08-01", None): "bcd",
     ("all-attendances-previous-year", "2026-08-01", 1): "d",
-    ("attendance-changed", "2026-07-31", None): "abcdef",
-    ("attendance-changed", "2026-07-31", 1): "cde",
-    ("attendance-changed", "2026-08-01", None): "abcdef",
-    ("attendance-changed", "2026-08-01", 1): "de",
+    ("attendance-changed", "2026-07-31", None): "abcdf",
+    ("attendance-changed", "2026-07-31", 1): "cd",
+    ("attendance-changed", "2026-08-01", None): "abcdf",
+    ("attendance-changed", "2026-08-01", 1): "d",
 }
 
 
@@ -315,3 +318,58 @@ def test_to_school_delivers_listed_ncys_into_the_school_inbound(world: World) ->
     again = world.run("back", slot_at("2026-11-03"))
     assert transfer.watermark == "2026-03-01T09:00:00Z"
     assert {line["upn"] for line in world.lines(again)} == {upn(1)}
+
+
+def test_a_run_as_of_a_past_date_sends_nothing_dated_or_changed_after_it(world: World) -> None:
+    """trigger --as-of D runs as it would have on D: a change made after D, a mark dated after
+    D and a deletion after D are not sent, and the watermark stays within D, so the next run
+    sends them."""
+    early, late = pupil(1, "7", updated="2026-09-01T10:00:00Z"), pupil(2, "7")
+    late["updated_at"] = "2026-10-20T10:00:00Z"  # changed after D
+    deletion = {
+        "record": "mark",
+        "key": f"{upn(1)}/2026-09-07/AM",
+        "deleted_at": "2026-10-10T09:00:00Z",
+    }
+    world.export(
+        pupils=[early, late],
+        marks=[mark(1, "2026-09-28", "O"), mark(1, "2026-10-05", "O")],
+        deletions=[deletion],
+    )
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task(
+        "att",
+        "data: {type: attendance, attendance: all-attendances-current-year}\n"
+        "cohort: {group: ncy}\n",
+    )
+    now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+    day = dt.date(2026, 10, 1)
+    engine = world.engine()
+    first = engine.run(engine.config.tasks["chg"], now, manual=True, as_of=day)
+    assert [line["upn"] for line in world.lines(first)] == [
+        upn(1)
+    ]  # neither the late change nor the deletion
+    transfer = first.transfers[0]
+    assert transfer.watermark == "2026-09-01T10:00:00Z"
+    assert transfer.dropped["after-reference-date"] == 2, (
+        transfer.dropped,
+        transfer.rejected_by_reason,
+    )
+    manifest = world.manifest(first)
+    assert (
+        manifest["cohort"]["reference_date"] == "2026-10-01" and manifest["cohort"]["as_of"] is True
+    )
+    assert manifest["window"]["changed_before"] == "2026-10-01T23:00:00Z"  # midnight BST
+    started = next(r for r in world.journal_records() if r.type == "run-started")
+    assert started.as_of == "2026-10-01" and started.manual is True
+
+    att = engine.run(engine.config.tasks["att"], now, manual=True, as_of=day)
+    assert [line["date"] for line in world.lines(att)] == ["2026-09-28"]
+    assert world.manifest(att)["window"]["dates"] == {"first": "2026-08-01", "last": "2026-10-01"}
+
+    # The next run (as of today) sends what the past one held back; the tie on the
+    # watermark (the inclusive window) sends the early pupil again.
+    second = world.engine().run(engine.config.tasks["chg"], now + dt.timedelta(hours=1))
+    sent = {(line["kind"], line.get("upn") or line.get("key")) for line in world.lines(second)}
+    assert sent == {("pupil", upn(1)), ("pupil", upn(2)), ("deletion", deletion["key"])}
+    assert second.transfers[0].watermark == "2026-10-20T10:00:00Z"

@@ -206,3 +206,39 @@ def test_a_first_trigger_makes_the_key(world: World) -> None:
     world.task("snap", SNAP)
     assert b2bd(world, "trigger", "snap").returncode == 0
     assert len((world.state / "pupil.key").read_bytes()) == 32
+
+
+def test_trigger_as_of_runs_as_on_that_date_and_journals_it(world: World) -> None:
+    # Admitted 2026-09-03: on roll as of 2026-09-05, not as of 2026-09-01.
+    world.export(SECONDARY, pupils=[pupil(1, "7", admission="2026-09-03")])
+    world.task("snap", SNAP)
+    before = b2bd(world, "trigger", "snap", "--as-of", "2026-09-01", "--format", "json")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["transfers"][0]["counts"] == {"pupil": 0}
+    proc = b2bd(world, "trigger", "snap", "--as-of", "2026-09-05", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["reference_date"], out["as_of"]) == ("2026-09-05", True)
+    assert out["transfers"][0]["counts"] == {"pupil": 1}
+    starts = [r for r in read_journal(world.state) if r.type == "run-started"]
+    assert [r.as_of for r in starts] == ["2026-09-01", "2026-09-05"]
+    text = b2bd(world, "trigger", "snap", "--as-of", "2026-09-05")
+    assert " as of 2026-09-05: succeeded" in text.stdout.splitlines()[0]
+    plain = json.loads(b2bd(world, "trigger", "snap", "--format", "json").stdout)
+    assert plain["as_of"] is False and plain["reference_date"] is not None
+
+
+@pytest.mark.parametrize(
+    ("date", "message"),
+    [
+        ("2026-02-30", "'2026-02-30' is not a date YYYY-MM-DD"),
+        ("20260905", "'20260905' is not a date YYYY-MM-DD"),
+        ("2999-01-01", "--as-of 2999-01-01 is after today"),
+    ],
+)
+def test_trigger_as_of_refuses_what_is_not_a_past_date(world: World, date, message) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    proc = b2bd(world, "trigger", "snap", "--as-of", date)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
