@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = get_logger("b2bd.daemon")
 MAX_HISTORY = 10_000
-SECOND = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,6 @@ class ControlRequests:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.started = daemon.clock.now()
-        self._last_manual: dict[str, dt.datetime] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -151,12 +149,8 @@ class ControlRequests:
             )
             log.warning("trigger-refused", task=task.id, busy=sorted(holders))
             return
-        now = d.clock.now().astimezone(dt.UTC).replace(microsecond=0)
-        # One manual run id per second per task: a second trigger within the same second
-        # gets the next second (its deliveries' names come from the slot).
-        previous = self._last_manual.get(task.id)
-        slot = max(now, previous + SECOND) if previous is not None else now
-        self._last_manual[task.id] = slot
+        now = slot = d.clock.now().astimezone(dt.UTC).replace(microsecond=0)
+        # Two triggers in one second get distinct run ids from the engine (-2, -3...).
         try:
             context = d.engine.start_run(
                 task, slot, manual=True, bases=bases, as_of=item.request.as_of

@@ -160,6 +160,7 @@ class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
     # are then taken from ``last_outcome`` where that is a success).
     last_success: tuple[SuccessEntry, ...] = ()
     repairs: tuple[Repair, ...] = ()
+    last_manual: dict[str, str] = {}  # task -> its latest manual run name
 
 
 # -- the record types ------------------------------------------------------------------------------

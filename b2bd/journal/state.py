@@ -3,7 +3,8 @@
 ``replay(records) -> State`` reads nothing but its argument. What each record type does:
 
 - ``run-started``: the run is in progress and is the task's last run; unless ``manual``, its slot
-  is the task's last slot started (the latest one, never moving back).
+  is the task's last slot started (the latest one, never moving back); if ``manual``, its name
+  may be the task's latest manual name (:mod:`b2bd.run_names`: a new one comes after it).
 - ``run-finished``: the run is no longer in progress; if it is the task's last run, that run
   gets its outcome and end time.
 - ``transfer-succeeded`` / ``-failed`` / ``-skipped``: the latest outcome of (task, base), with the
@@ -33,6 +34,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from b2bd import run_names
 from b2bd.journal.records import (
     AppliedConfig,
     Checkpoint,
@@ -81,6 +83,7 @@ class State:
     runs_in_progress: Mapping[str, RunInProgress] = field(default_factory=dict)
     last_success: Mapping[TaskBase, LastSuccess] = field(default_factory=dict)
     repairs: tuple[Repair, ...] = ()
+    last_manual: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def holds_digests(self) -> bool:
@@ -104,6 +107,7 @@ class _Replay:
         "applied",
         "decided",
         "in_progress",
+        "last_manual",
         "last_run",
         "leavers",
         "outcome",
@@ -126,6 +130,7 @@ class _Replay:
         self.in_progress = dict(state.runs_in_progress)
         self.success = dict(state.last_success)
         self.repairs = state.repairs
+        self.last_manual = dict(state.last_manual)
 
     def state(self) -> State:
         return State(
@@ -140,6 +145,7 @@ class _Replay:
             runs_in_progress=self.in_progress,
             last_success=self.success,
             repairs=self.repairs,
+            last_manual=self.last_manual,
         )
 
     def _decided(self, task: str, slot: dt.datetime) -> None:
@@ -155,6 +161,9 @@ class _Replay:
             if old is None or r.slot > old:
                 self.started[r.task] = r.slot
             self._decided(r.task, r.slot)
+        else:
+            name = r.run.partition("/")[2]
+            self.last_manual[r.task] = run_names.later(self.last_manual.get(r.task), name)
 
     def run_finished(self, r: RunFinished) -> None:
         self.in_progress.pop(r.run, None)
@@ -260,6 +269,7 @@ def snapshot(state: State) -> StateSnapshot:
             for (task, base), success in sorted(state.last_success.items())
         ),
         repairs=state.repairs,
+        last_manual=dict(sorted(state.last_manual.items())),
     )
 
 
@@ -284,4 +294,5 @@ def restore(snap: StateSnapshot) -> State:
         runs_in_progress=dict(snap.runs_in_progress),
         last_success=last_success,
         repairs=snap.repairs,
+        last_manual=dict(snap.last_manual),
     )

@@ -16,9 +16,12 @@ run's delivery name. Guarantees:
   it describes (``sha256``, ``bytes``, ``counts``). A crash (even SIGKILL) at any point leaves
   either the previous complete delivery of that name or none, plus at most a hidden temporary
   file, which the next delivery into that folder removes before it writes.
-- **Replaces, never duplicates**: a rerun of the same name replaces it. A previous manifest of
-  that name is removed before the new data file is renamed in, so a manifest never describes
-  other bytes than the data file beside it.
+- **Replaces, never duplicates**: a rerun of the same name replaces it (a scheduled slot's
+  retry replaces its own earlier attempt). A previous manifest of that name is removed before
+  the new data file is renamed in, so a manifest never describes other bytes than the data file
+  beside it. A place with ``replace=False`` (a manual run, whose name the engine chose free)
+  never replaces anything: its files are linked in exclusively, and a name taken meanwhile
+  fails the delivery (``local``) with the other run's files untouched.
 - **One writer per folder**: the folder is locked (``flock`` on its descriptor) while a delivery
   is written into it; a second writer fails at once instead of interleaving.
 - **Streamed**: memory does not grow with the records; the sha256 is computed as chunks pass.
@@ -69,6 +72,13 @@ class DeliveryError(Exception):
         self.reason: FailureReason = reason
 
 
+def _taken(place: DeliveryPlace) -> str:
+    return (
+        f"{place.data_path}: a delivery of that name is already there (another run's): "
+        "never replaced"
+    )
+
+
 def _failed(error: ConfinedError) -> DeliveryError:
     return DeliveryError(str(error), WRITE_REASON[error.kind])
 
@@ -76,12 +86,14 @@ def _failed(error: ConfinedError) -> DeliveryError:
 @dataclass(frozen=True)
 class DeliveryPlace:
     """Where one delivery goes: ``root`` (configured: followed if a symlink; created when
-    ``create_root``), ``below`` (sub-folders, created 0750, never followed) and ``name``."""
+    ``create_root``), ``below`` (sub-folders, created 0750, never followed) and ``name``;
+    ``replace``: whether an existing delivery of that name may be replaced."""
 
     root: Path
     below: tuple[str, ...]
     name: str
     create_root: bool = True
+    replace: bool = True
 
     @property
     def folder(self) -> Path:
@@ -190,15 +202,23 @@ class DeliveryWriter:
             with folder.create_temp(manifest_name) as side:
                 side.write(msgspec.json.format(msgspec.json.encode(doc)) + b"\n")
                 side.sync()
-                # Old manifest first: from here until the new one lands, a reader sees a data
-                # file without a manifest ("in progress"), never a manifest describing other
-                # bytes.
-                folder.unlink(manifest_name)
-                temp.commit()
-                side.commit()
+                if place.replace:
+                    # Old manifest first: from here until the new one lands, a reader sees a
+                    # data file without a manifest ("in progress"), never a manifest
+                    # describing other bytes.
+                    folder.unlink(manifest_name)
+                elif folder.exists(manifest_name):
+                    raise DeliveryError(_taken(place), "local")
+                temp.commit(replace=place.replace)
+                side.commit(replace=place.replace)
         except ConfinedError as error:
             self.abort()
+            if error.errno == errno.EEXIST:
+                raise DeliveryError(_taken(place), "local") from None
             raise _failed(error) from None
+        except DeliveryError:
+            self.abort()
+            raise
         self._temp = None
         self._close()
         return Delivered(place.data_path, place.manifest_path, digest, self._size)

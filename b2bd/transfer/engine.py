@@ -49,8 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from b2bd import run_names
 from b2bd.calendar import slot_name
 from b2bd.config.model import Base, Config, Settings, Task
+from b2bd.confined import Folder
 from b2bd.connectors import (
     SOURCES,
     TRANSIENT,
@@ -221,6 +223,7 @@ class Engine:
         if state is None:
             state = journal.state()  # type: ignore[attr-defined]
         self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
+        self._last_manual: dict[str, str] = dict(getattr(state, "last_manual", {}))
         self._leavers: dict[str, frozenset[str]] = {
             base: frozenset(keys) for base, keys in state.leavers.items()
         }
@@ -292,15 +295,15 @@ class Engine:
         bases: Sequence[str] | None = None,
         as_of: dt.date | None = None,
     ) -> RunContext:
-        """Journal ``run-started``. A manual run is named ``<task>/manual-<slot>`` and writes
-        ``manual-<slot>`` deliveries; ``slot`` must be timezone-aware. The reference date D is
-        the slot's local date, or ``as_of`` (a manual run "as it would have run on that date":
-        cohort, windows, academic year), which the journal records. A base that bases.yaml no
-        longer lists is not refused here: its transfer fails the run-time guard."""
+        """Journal ``run-started``. A manual run is named ``<task>/manual-<slot>`` (``-2``,
+        ``-3``... when that is taken: :mod:`b2bd.run_names`) and writes deliveries of that
+        name, which never replace another's; ``slot`` must be timezone-aware. The reference
+        date D is the slot's local date, or ``as_of`` (a manual run "as it would have run on
+        that date": cohort, windows, academic year), which the journal records. A base that
+        bases.yaml no longer lists is not refused here: its transfer fails the run-time
+        guard."""
         chosen = tuple(task.targets if bases is None else bases)
-        name = slot_name(slot)
-        if manual:
-            name = f"manual-{name}"
+        name = self._manual_name(task, slot, chosen) if manual else slot_name(slot)
         context = RunContext(
             run=f"{task.id}/{name}",
             task=task,
@@ -322,6 +325,32 @@ class Engine:
             **extra,
         )
         return context
+
+    def _manual_name(self, task: Task, slot: dt.datetime, bases: Sequence[str]) -> str:
+        """A manual run name no run of this journal had and no target folder holds; taken
+        under the engine's lock, so runs started at once (the daemon's control socket, a
+        ``--now``) get distinct ones."""
+
+        def delivered(name: str) -> bool:
+            return any(self._holds_delivery(task, base_id, name) for base_id in bases)
+
+        with self._lock:
+            name = run_names.manual_name(slot, self._last_manual.get(task.id), delivered)
+            self._last_manual[task.id] = name
+        return name
+
+    def _holds_delivery(self, task: Task, base_id: str, name: str) -> bool:
+        """Whether the base's delivery folder for ``task`` has a delivery called ``name`` (a
+        folder that cannot be opened holds none: that transfer fails on its own)."""
+        base = self.config.bases.get(base_id)
+        if base is None:
+            return False
+        try:
+            root, below = self._delivery_folder(task, base)
+            with Folder.open(root) as top, top.descend(*below) as folder:
+                return folder.exists(f"{name}.jsonl") or folder.exists(f"{name}.manifest.json")
+        except (TransferFailure, OSError):
+            return False
 
     def finish_run(self, context: RunContext, results: Sequence[TransferResult]) -> RunResult:
         outcome = run_outcome(results)
@@ -447,7 +476,11 @@ class Engine:
             not_after = future_horizon(manifest.exported_at, context.slot)
             deadline()
             place = DeliveryPlace(
-                root, below, context.name, create_root=task.direction == "from-school"
+                root,
+                below,
+                context.name,
+                create_root=task.direction == "from-school",
+                replace=not context.manual,  # a slot's retry replaces its own attempt only
             )
             with DeliveryWriter(place) as writer:
                 tally = extract(
@@ -533,19 +566,15 @@ class Engine:
         ``<school path>/inbound/<task>/``. Nothing below a configured path is followed if it
         is a symlink."""
         store = self.settings.la_store
-        if store.type != "directory" or store.path is None:
-            raise TransferFailure("internal", f"LA store type {store.type!r} is not supported")
         endpoint = base.endpoint
         if endpoint.type not in SOURCES:
             raise TransferFailure(
                 "internal", f"{endpoint.type} connector not available in this build"
             )
+        root, below = self._delivery_folder(task, base)
         if task.direction == "from-school":
-            return open_source(endpoint, base.id), store.path, (base.id, task.id)
-        if endpoint.type != "directory" or endpoint.path is None:
-            raise TransferFailure(
-                "internal", f"to-school delivery to a {endpoint.type} endpoint is not supported"
-            )
+            return open_source(endpoint, base.id), root, below
+        assert endpoint.path is not None and store.path is not None
         if not endpoint.path.is_dir():
             # Never create a school's folder: a share that is not mounted would otherwise
             # receive the delivery on the local disk under its mount point.
@@ -562,7 +591,22 @@ class Engine:
                 store.path, below=("outbound", base.id), laestab=base.id,
                 require_services_manager=False,
             )  # fmt: skip
-        return outbound, endpoint.path, ("inbound", task.id)
+        return outbound, root, below
+
+    def _delivery_folder(self, task: Task, base: Base) -> tuple[Path, tuple[str, ...]]:
+        """Where a transfer of ``task`` for ``base`` delivers: a configured root and the
+        folders below it (``<la_store>/<base>/<task>/``, ``<school>/inbound/<task>/``)."""
+        store = self.settings.la_store
+        if store.type != "directory" or store.path is None:
+            raise TransferFailure("internal", f"LA store type {store.type!r} is not supported")
+        if task.direction == "from-school":
+            return store.path, (base.id, task.id)
+        endpoint = base.endpoint
+        if endpoint.type != "directory" or endpoint.path is None:
+            raise TransferFailure(
+                "internal", f"to-school delivery to a {endpoint.type} endpoint is not supported"
+            )
+        return endpoint.path, ("inbound", task.id)
 
     def guard(self, task: Task, base_id: str, manifest: Manifest | None = None) -> Verdict:
         """The run-time guard (DESIGN section 5): ``task`` against the base as bases.yaml

@@ -99,6 +99,23 @@ def test_runs_slots_and_outcomes():
     assert finished == state
 
 
+def test_the_latest_manual_name_per_task_is_remembered():
+    state = replay(
+        records(
+            started("t/manual-20261102T091507Z-2", "t", T0, manual=True),
+            started("t/manual-20261102T091507Z-10", "t", T0, manual=True),
+            started("t/manual-20261102T091507Z-3", "t", T0, manual=True),  # older: no effect
+            started("t/20261102T063000Z", "t", T0),  # a scheduled run: not a manual name
+            started("u/manual-20261101T000000Z", "u", T0, manual=True),
+        )
+    )
+    assert state.last_manual == {
+        "t": "manual-20261102T091507Z-10",
+        "u": "manual-20261101T000000Z",
+    }
+    assert restore(snapshot(state)) == state  # kept by compaction
+
+
 def test_config_problems_in_force():
     rejected = replay(records(("config-rejected", {"problems": [PROBLEM]})))
     assert rejected.rejected_config == (ConfigProblem(**PROBLEM),)
@@ -152,7 +169,9 @@ def test_a_checkpoint_without_last_successes_takes_them_from_the_latest_outcomes
 
 TASKS = st.sampled_from(["t", "u", "v"])
 BASES = st.sampled_from(["8814001", "8814002", "8814003"])
-RUNS = st.sampled_from(["t/1", "t/2", "u/1", "v/manual-1"])
+RUNS = st.sampled_from(
+    ["t/1", "t/2", "u/1", "v/manual-1", "t/manual-20261102T091507Z", "t/manual-20261102T091507Z-2"]
+)
 SLOTS = st.integers(0, 48).map(lambda h: T0 + h * H)
 DIGESTS = st.lists(st.sampled_from([f"{i:064x}" for i in range(8)]), max_size=3)
 MARKS = st.none() | st.sampled_from(["2025-09-01T00:00:00Z", "2025-09-02T00:00:00Z"])
@@ -259,6 +278,7 @@ def test_journal_state_equals_pure_replay_across_compaction(before, after):
     assert got.last_slot_started == expected.last_slot_started
     assert got.last_slot_decided == expected.last_slot_decided
     assert got.rejected_config == expected.rejected_config
+    assert got.last_manual == expected.last_manual
     assert {k: v.run for k, v in got.last_success.items()} == {
         k: v.run for k, v in expected.last_success.items()
     }

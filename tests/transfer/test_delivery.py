@@ -160,3 +160,24 @@ def test_kill_9_mid_delivery_leaves_nothing_visible_and_the_next_run_no_temp_fil
     # the second run removed the killed run's temporary file before writing: nothing hidden
     names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 2 and all(n.startswith("manual-") for n in names), names
+
+
+def test_a_place_that_may_not_replace_never_does(tmp_path: Path) -> None:
+    """A manual run's delivery: a name taken meanwhile fails (local) and the other run's
+    files are left byte for byte."""
+    root = tmp_path / "la"
+    (root / "b" / "t").mkdir(parents=True)
+    (root / "b" / "t" / "manual-x.jsonl").write_bytes(b"theirs\n")
+    (root / "b" / "t" / "manual-x.manifest.json").write_bytes(b"{}\n")
+    with DeliveryWriter(DeliveryPlace(root, ("b", "t"), "manual-x", replace=False)) as writer:
+        writer.write(b"ours\n")
+        with pytest.raises(DeliveryError, match=r"already there .*never replaced") as caught:
+            writer.commit({"run": "t/manual-x"})
+    assert caught.value.reason == "local"
+    names = sorted(p.name for p in (root / "b" / "t").iterdir())
+    assert names == ["manual-x.jsonl", "manual-x.manifest.json"]  # no temporary file left
+    assert (root / "b" / "t" / "manual-x.jsonl").read_bytes() == b"theirs\n"
+    with DeliveryWriter(DeliveryPlace(root, ("b", "t"), "manual-y", replace=False)) as writer:
+        writer.write(b"ours\n")
+        writer.commit({"run": "t/manual-y"})
+    assert (root / "b" / "t" / "manual-y.jsonl").read_bytes() == b"ours\n"

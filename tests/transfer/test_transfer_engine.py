@@ -299,3 +299,78 @@ def test_a_live_manifest_that_disagrees_with_the_registry_fails_the_transfer(wor
     (transfer,) = world.run("snap", slot_at(D)).transfers
     assert (transfer.outcome, transfer.reason) == ("failed", "prerequisite")
     assert "[live-mis]" in transfer.message and transfer.attempts == 1
+
+
+# -- run ids never repeat; no delivery replaced by another run ------------------------------
+
+T = dt.datetime(2026, 11, 2, 9, 15, 7, tzinfo=dt.UTC)
+
+
+def deliveries(world: World, task: str = "snap") -> dict[str, bytes]:
+    folder = world.la / SECONDARY / task
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_manual_runs_in_one_second_get_their_own_ids_and_deliveries(world: World) -> None:
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    first = world.run("snap", T, manual=True)
+    world.export(SECONDARY, pupils=[pupil(1, "7"), pupil(2, "8")])  # a change in between
+    second = world.run("snap", T, manual=True)  # a new engine: names come from the journal
+    assert (first.run, second.run) == (
+        "snap/manual-20261102T091507Z",
+        "snap/manual-20261102T091507Z-2",
+    )
+    files = deliveries(world)
+    assert sorted(files) == [
+        "manual-20261102T091507Z-2.jsonl",
+        "manual-20261102T091507Z-2.manifest.json",
+        "manual-20261102T091507Z.jsonl",
+        "manual-20261102T091507Z.manifest.json",
+    ]
+    assert files["manual-20261102T091507Z.jsonl"].count(b"\n") == 1  # the first run's, intact
+    assert files["manual-20261102T091507Z-2.jsonl"].count(b"\n") == 2
+    started = [r.run for r in world.journal_records() if r.type == "run-started"]
+    assert started == [first.run, second.run]
+    # After a clock step back the next manual run still gets a name never used.
+    third = world.run("snap", T - dt.timedelta(minutes=5), manual=True)
+    assert third.run == "snap/manual-20261102T091507Z-3"
+
+
+def test_a_delivery_the_journal_does_not_know_is_never_replaced(world: World) -> None:
+    """A state dir restored from an older backup: the folder holds a delivery of the name the
+    next manual run would take; that run takes the next name instead."""
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    folder = world.la / SECONDARY / "snap"
+    folder.mkdir(parents=True)
+    (folder / "manual-20261102T091507Z.jsonl").write_bytes(b"an earlier run's data\n")
+    run = world.run("snap", T, manual=True)
+    assert run.run == "snap/manual-20261102T091507Z-2"
+    assert (folder / "manual-20261102T091507Z.jsonl").read_bytes() == b"an earlier run's data\n"
+
+
+def test_runs_started_at_once_in_one_engine_are_separate_runs(world: World) -> None:
+    """Triggers racing into one engine (the daemon's control socket): each gets its own run
+    id. (Their transfers of one task and base then run one after another: the daemon's overlap
+    policy, and one writer per delivery folder, see to that.)"""
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    engine = world.engine()
+    task = engine.config.tasks["snap"]
+    barrier = threading.Barrier(6)
+
+    def start(_: int):
+        barrier.wait()
+        return engine.start_run(task, T, manual=True)
+
+    with ThreadPoolExecutor(6) as pool:
+        contexts = list(pool.map(start, range(6)))
+    assert len({c.run for c in contexts}) == 6
+    results = [engine.finish_run(c, [engine.run_transfer(c, SECONDARY)]) for c in contexts]
+    assert all(r.outcome == "succeeded" for r in results)
+    started = [r.run for r in world.journal_records() if r.type == "run-started"]
+    finished = [r.run for r in world.journal_records() if r.type == "run-finished"]
+    assert sorted(started) == sorted(finished) == sorted(c.run for c in contexts)
+    files = deliveries(world)
+    assert len(files) == 12 and all(data.count(b"\n") for data in files.values())

@@ -242,3 +242,49 @@ def test_trigger_as_of_refuses_what_is_not_a_past_date(world: World, date, messa
     proc = b2bd(world, "trigger", "snap", "--as-of", date)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_concurrent_triggers_are_separate_runs_or_refused_never_one_run_twice(
+    world: World,
+) -> None:
+    """Four `b2bd trigger` processes at once (no daemon): the journal has one writer, so each
+    either runs as its own run or is refused with a message; no run id is reported twice and
+    every reported delivery is there with its own bytes."""
+    world.export(SECONDARY, pupils=[pupil(1, "7"), pupil(2, "8")])
+    world.task("snap", SNAP)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "b2bd",
+                "--config",
+                str(world.config_dir),
+                "trigger",
+                "snap",
+                "--format",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        outcomes.append((p.returncode, out, err))
+    runs = []
+    for code, out, err in outcomes:
+        assert code in (0, 2), err
+        if code == 0:
+            summary = json.loads(out)
+            runs.append(summary["run"])
+            delivery = Path(summary["transfers"][0]["delivery"])
+            assert delivery.read_bytes().count(b"\n") == 2
+        else:
+            assert "cannot open the journal" in err and "Traceback" not in err
+    assert runs and len(set(runs)) == len(runs)
+    started = [r.run for r in read_journal(world.state) if r.type == "run-started"]
+    assert sorted(started) == sorted(runs)
