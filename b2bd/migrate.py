@@ -608,10 +608,12 @@ _BLOCK_KEYS = frozenset({"data", "cohort", "schedule"})
 def _printable(code: int) -> bool:
     # YAML's printable set, less the characters YAML 1.1 readers take as line breaks (NEL,
     # LS, PS) and the BOM: those are written escaped so that every reader gets them back.
+    if code in (0x2028, 0x2029, 0xFEFF):
+        return False
     return (
         0x20 <= code <= 0x7E
         or 0xA0 <= code <= 0xD7FF
-        or (0xE000 <= code <= 0xFFFD and code not in (0x2028, 0x2029, 0xFEFF))
+        or 0xE000 <= code <= 0xFFFD
         or 0x10000 <= code <= 0x10FFFF
     )
 

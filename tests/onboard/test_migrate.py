@@ -513,6 +513,7 @@ def example_target() -> TargetConfig:
 @settings(deadline=None)  # the first example pays for loading the example config
 @given(st.text(min_size=1, max_size=60), st.text(max_size=20))
 @example(name="a\n", source="")  # a plain scalar's regex once let a trailing newline through
+@example(name="&", source="\u2028")  # a YAML 1.1 line break was once written unescaped
 def test_any_task_name_migrates_to_a_file_that_reads_back(name: str, source: str) -> None:
     values = dict.fromkeys(COLUMNS, "")
     values.update(
