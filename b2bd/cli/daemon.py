@@ -8,6 +8,8 @@ local variables), and the one failure systemd restarts the service for.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from b2bd import log
@@ -35,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
     daemon = Daemon(args.config, clock=clock_from_environment(), run_now=args.now,
                     grace=args.grace)  # fmt: skip
     try:
-        return daemon.run()
+        code = daemon.run()
     except Exception:
         log.get_logger("b2bd.daemon").critical("daemon-crashed", exc_info=True)
-        return EXIT_SOFTWARE
+        code = EXIT_SOFTWARE
+    if daemon.abandoned:
+        # A worker is stuck (e.g. in a read of a share that stopped answering): the journal is
+        # closed and durable, so end the process without joining that thread.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

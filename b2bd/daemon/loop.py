@@ -16,6 +16,13 @@ or stops taking writes while running (a full disk), the pupil key cannot be read
 control socket cannot be set up. Each ends as one error line naming the path and what to do;
 none of them is cured by restarting, so the unit lists 1 and 78 in
 ``RestartPreventExitStatus=``.
+
+Stopping (SIGTERM): no new transfers; running ones get the grace period (``--grace``) to finish.
+Whatever is still running then is journaled as failed ("interrupted"), its run finished, and
+``daemon-stopped`` written; the journal is closed (every record of it already fsynced) and
+:attr:`Daemon.abandoned` tells the caller how many worker threads were left behind: a thread
+stuck in a read the OS does not interrupt (a network share that stopped answering) cannot be
+joined, so ``b2bd run`` then ends the process with ``os._exit`` instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -102,6 +109,8 @@ class Daemon:
         self.stopping = False  # read by control-socket threads
         self.control: ControlServer | None = None
         self._watch_error: str | None = None
+        self.abandoned = 0
+        """Transfers still running when the grace period ended (their threads left behind)."""
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -144,7 +153,8 @@ class Daemon:
             level = log.error if repair.records else log.warning
             level("journal-repaired", message=repair_message(repair), segment=repair.segment,
                   offset=repair.offset, records_cut=repair.records)  # fmt: skip
-        with ThreadPoolExecutor(settings.concurrency, "transfer") as pool:
+        pool = ThreadPoolExecutor(settings.concurrency, "transfer")
+        try:
             self._install_signals()  # from here on a SIGTERM is a graceful stop
             state = journal.state()
             # A key that cannot be used raises KeyFileError: run() logs it, exit 1.
@@ -184,6 +194,9 @@ class Daemon:
                     self._shutdown()
                 finally:
                     self.control.close("the daemon exited")
+        finally:
+            # Never wait for a stuck worker: abandoned threads are left to the caller.
+            pool.shutdown(wait=not self.abandoned, cancel_futures=True)
         return EXIT_OK
 
     def _watch(self, *, first: bool = False) -> None:
@@ -271,9 +284,15 @@ class Daemon:
             self.wake.clear()
             self.wake.wait(min(1.0, max(deadline - time.monotonic(), 0.0)))
         if failed is not None:
+            self.abandoned = self.runs.running_pairs()  # nothing can be journaled: do not wait
             raise JournalFailed(failed)
-        abandoned = self.runs.active
-        reason = f"signal {name}" + (f"; {abandoned} run(s) cut short" if abandoned else "")
+        if self.runs.active:
+            self.abandoned = self.runs.abandon(
+                f"interrupted: still running when the daemon stopped ({self.grace:g} s grace "
+                "period over)"
+            )
+        cut = f"; {self.abandoned} transfer(s) interrupted" if self.abandoned else ""
+        reason = f"signal {name}{cut}"
         self.journal.append("daemon-stopped", reason=reason)
         self.control.close(f"signal {name}")
         log.info("daemon-stopped", reason=reason)

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 
 from b2bd.journal import JournalError
 from b2bd.log import get_logger
-from b2bd.transfer.engine import Engine, OnProgress, RunContext, RunResult, TransferResult
+from b2bd.transfer.engine import (
+    Engine,
+    OnProgress,
+    RunContext,
+    RunResult,
+    TransferResult,
+    run_outcome,
+)
 
 log = get_logger("b2bd.daemon")
 
@@ -67,6 +74,7 @@ class Runs:
         self._queued: dict[Pair, deque[tuple[str, str]]] = {}  # behind a busy pair
         self._running: dict[Pair, Future[TransferResult]] = {}
         self._seq = 0
+        self._abandoned = False
 
     def busy(self, task_id: str, base_id: str) -> bool:
         with self._lock:
@@ -162,6 +170,8 @@ class Runs:
     def _done(self, run_id: str, base_id: str, future: Future[TransferResult]) -> None:
         finished: _Run | None = None
         with self._lock:
+            if self._abandoned:
+                return  # journaled as interrupted by abandon(); the worker ended too late
             run = self._runs[run_id]
             pair = (run.context.task.id, base_id)
             self._running.pop(pair, None)
@@ -197,6 +207,45 @@ class Runs:
         _log_at(LEVEL[result.outcome], "run-finished", run=result.run, outcome=result.outcome)
         if run.on_finished is not None:
             run.on_finished(result)
+
+    def abandon(self, message: str) -> int:
+        """The grace period is over: take no more outcomes from workers (the engine journals
+        none), journal every transfer still running as failed with ``message`` and finish its
+        run. Returns how many transfers were abandoned (their threads may still be running:
+        stuck in a read the OS does not interrupt)."""
+        with self._lock:
+            self._abandoned = True
+            journaled = self._engine.freeze()
+            runs = list(self._runs.values())
+            self._runs.clear()
+        abandoned = 0
+        journal = self._engine.journal
+        for run in runs:
+            context = run.context
+            results = dict(run.results)
+            for base_id in sorted(run.outstanding):
+                done = journaled.get((context.run, base_id))
+                if done is not None:  # journaled; its worker's callback came too late
+                    results[base_id] = TransferResult(context.task.id, base_id, done)
+                    continue
+                journal.append("transfer-failed", run=context.run, task=context.task.id,
+                               base=base_id, reason="internal", message=message,
+                               attempts=1)  # fmt: skip
+                log.error("transfer-failed", run=context.run, base=base_id, reason="internal",
+                          message=message)  # fmt: skip
+                results[base_id] = TransferResult(context.task.id, base_id, "failed",
+                                                  attempts=1, reason="internal",
+                                                  message=message)  # fmt: skip
+                abandoned += 1
+            ordered = tuple(results[b] for b in context.bases if b in results)
+            outcome = run_outcome(ordered)
+            journal.append("run-finished", run=context.run, task=context.task.id,
+                           outcome=outcome)  # fmt: skip
+            log.warning("run-finished", run=context.run, outcome=outcome)
+            if run.on_finished is not None:  # a trigger through the control socket: answer it
+                run.on_finished(RunResult(context.run, context.task.id, context.slot,
+                                          context.manual, outcome, ordered))  # fmt: skip
+        return abandoned
 
     def drop_waiting(self, reason: str, task_id: str | None = None) -> None:
         """Skip transfers not yet handed to the pool (all, or one task's): stopping, or the

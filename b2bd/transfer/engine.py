@@ -82,6 +82,11 @@ class Keyer(Protocol):
     def digest(self, upn: str) -> str: ...
 
 
+class Abandoned(Exception):
+    """The engine was frozen (:meth:`Engine.freeze`): a transfer that ends afterwards is not
+    journaled (the daemon already journaled it as interrupted)."""
+
+
 class TransferFailure(Exception):
     """A transfer attempt failed with a reason class and an operator message (no pupil data)."""
 
@@ -220,6 +225,10 @@ class Engine:
         self._own_pool = pool is None
         self._pool = pool
         self._lock = threading.Lock()
+        # Outcomes are journaled under this lock, so freeze() knows exactly which were.
+        self._outcome_lock = threading.Lock()
+        self._frozen = False
+        self._journaled: dict[tuple[str, str], TransferOutcome] = {}
         if state is None:
             state = journal.state()  # type: ignore[attr-defined]
         self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
@@ -354,7 +363,14 @@ class Engine:
 
     def finish_run(self, context: RunContext, results: Sequence[TransferResult]) -> RunResult:
         outcome = run_outcome(results)
-        self.journal.append("run-finished", run=context.run, task=context.task.id, outcome=outcome)
+        with self._outcome_lock:
+            if self._frozen:
+                raise Abandoned(context.run)
+            self.journal.append(
+                "run-finished", run=context.run, task=context.task.id, outcome=outcome
+            )
+            for base_id in context.bases:
+                self._journaled.pop((context.run, base_id), None)
         return RunResult(
             run=context.run,
             task=context.task.id,
@@ -369,13 +385,8 @@ class Engine:
     def skip_transfer(
         self, context: RunContext, base_id: str, reason: str, message: str = ""
     ) -> TransferResult:
-        self.journal.append(
-            "transfer-skipped",
-            run=context.run,
-            task=context.task.id,
-            base=base_id,
-            reason=reason,
-            message=message,
+        self._journal_outcome(
+            "skipped", "transfer-skipped", context, base_id, reason=reason, message=message
         )
         return TransferResult(
             context.task.id, base_id, "skipped", reason=reason, message=message or reason
@@ -423,14 +434,37 @@ class Engine:
         notify(Progress(context.run, base_id, "finished", result.records, result))
         return result
 
+    def freeze(self) -> dict[tuple[str, str], TransferOutcome]:
+        """Journal no more outcomes or run ends (a transfer ending later raises
+        :class:`Abandoned` in its worker instead): for a daemon that stops while transfers are
+        still running. Returns the (run, base) outcomes journaled for runs not yet finished."""
+        with self._outcome_lock:
+            self._frozen = True
+            return dict(self._journaled)
+
+    def _journal_outcome(
+        self,
+        outcome: TransferOutcome,
+        type: str,
+        context: RunContext,
+        base_id: str,
+        **fields: Any,
+    ) -> None:
+        with self._outcome_lock:
+            if self._frozen:
+                raise Abandoned(f"{context.run} {base_id}")
+            self.journal.append(type, run=context.run, task=context.task.id, base=base_id,
+                                **fields)  # fmt: skip
+            self._journaled[(context.run, base_id)] = outcome
+
     def _failed(
         self, context: RunContext, base_id: str, attempts: int, failure: TransferFailure
     ) -> TransferResult:
-        self.journal.append(
+        self._journal_outcome(
+            "failed",
             "transfer-failed",
-            run=context.run,
-            task=context.task.id,
-            base=base_id,
+            context,
+            base_id,
             reason=failure.reason,
             message=failure.message,
             attempts=attempts,
@@ -520,11 +554,11 @@ class Engine:
         if query.remember:
             known = self.leavers(query.base)
             added = sorted({d for d in map(self.keyer.digest, tally.pupils) if d not in known})
-        self.journal.append(
+        self._journal_outcome(
+            "succeeded",
             "transfer-succeeded",
-            run=context.run,
-            task=task.id,
-            base=query.base,
+            context,
+            query.base,
             direction=task.direction,
             data_type=task.data.type,
             cohort_group=task.cohort.group,
