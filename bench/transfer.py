@@ -12,11 +12,18 @@ For each size (default 1M and 10M marks) a secondary-school export is generated 
 - ``bare``: the ceiling — read the same file line by line, ``msgspec`` typed decode into
   ``SessionMark`` and encode back, write every line (no checks, no filters, no hashing).
 
-Prints marks/s (all marks read / wall time), peak RSS, and the engine/bare ratio. Runs
-``--repeat`` times (default 3) per size and mode and reports medians; pass ``--repeat-large 1``
-to run the 10M size once (it is then a single measurement, said so in the output).
+- ``previous`` (with ``--previous REV``): the ``engine`` child run against the b2bd package of
+  git revision REV (extracted with ``git archive`` and put first on ``PYTHONPATH``), on the same
+  export, interleaved with the others: the ratio to the previous version (DESIGN section 9: the
+  figures hold with the safe opens, per-line limits, integrity checks and accounting in place).
 
-    .venv/bin/python bench/transfer.py [--sizes 1000000 10000000] [--repeat 3]
+The export's manifest lists its files with record counts and sha256 (as ``b2bd.sample`` writes
+them), so the current engine also verifies both. Prints marks/s (all marks read / wall time),
+peak RSS, and the engine/bare and engine/previous ratios. Runs ``--repeat`` times (default 3)
+per size and mode and reports medians; pass ``--repeat-large 1`` to run the 10M size once (it
+is then a single measurement, said so in the output).
+
+    .venv/bin/python bench/transfer.py [--sizes 1000000 10000000] [--repeat 3] [--previous REV]
 """
 
 from __future__ import annotations
@@ -125,15 +132,29 @@ def child_bare(school: Path, work: Path) -> dict[str, float]:
     return {"seconds": seconds, "delivered": written, "rss_mb": peak_rss_mb()}
 
 
-def run_child(mode: str, school: Path) -> dict[str, float]:
+def run_child(mode: str, school: Path, previous: Path | None = None) -> dict[str, float]:
+    env = dict(os.environ)
+    if mode == "previous":
+        assert previous is not None
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(previous), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix=f"b2bd-bench-{mode}-") as work:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", mode, str(school), work],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+            [sys.executable, __file__, "--child", "bare" if mode == "bare" else "engine",
+             str(school), work],
+            capture_output=True, text=True, check=True, env=env,
+        )  # fmt: skip
     return json.loads(proc.stdout)
+
+
+def extract_revision(rev: str, into: Path) -> Path:
+    """The b2bd package (and the schemas it loads) of git revision ``rev`` of this checkout,
+    unpacked under ``into``."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "b2bd", "schemas"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def generate(school: Path, n: int) -> None:
@@ -155,6 +176,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--repeat-large", type=int, default=1, help="runs for sizes >= 5M")
+    parser.add_argument("--previous", metavar="REV", help="also run the engine of git revision REV")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SCHOOL", "WORK"))
     args = parser.parse_args()
     if args.child:
@@ -164,8 +186,15 @@ def main() -> int:
         return 0
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; marks/s = marks read / wall s")
+    modes = ["engine", "bare"]
+    previous_code: Path | None = None
+    holder = tempfile.TemporaryDirectory(prefix="b2bd-bench-previous-")
+    if args.previous:
+        previous_code = extract_revision(args.previous, Path(holder.name))
+        modes = ["engine", "previous", "bare"]
+        print(f"previous = the engine of git revision {args.previous}")
     print(
-        f"{'marks':>11} {'mode':>6} {'runs':>4} {'marks/s':>11} {'delivered':>10} {'peak RSS':>9}"
+        f"{'marks':>11} {'mode':>8} {'runs':>4} {'marks/s':>11} {'delivered':>10} {'peak RSS':>9}"
     )
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="b2bd-bench-export-") as tmp:
@@ -173,13 +202,19 @@ def main() -> int:
             generate(school, n)
             runs = args.repeat_large if n >= 5_000_000 else args.repeat
             rates: dict[str, float] = {}
-            for mode in ("engine", "bare"):
-                samples = [run_child(mode, school) for _ in range(runs)]
+            # Interleaved (engine, previous, bare, engine, ...) so load on a shared machine
+            # falls on every mode alike.
+            all_samples: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+            for _ in range(runs):
+                for mode in modes:
+                    all_samples[mode].append(run_child(mode, school, previous_code))
+            for mode in modes:
+                samples = all_samples[mode]
                 seconds = statistics.median(s["seconds"] for s in samples)
                 rss = max(s["rss_mb"] for s in samples)
                 rates[mode] = n / seconds
                 print(
-                    f"{n:>11,} {mode:>6} {runs:>4} {rates[mode]:>11,.0f} "
+                    f"{n:>11,} {mode:>8} {runs:>4} {rates[mode]:>11,.0f} "
                     f"{int(samples[0]['delivered']):>10,} {rss:>7.1f}MB"
                 )
             note = "median" if runs > 1 else "single run"
@@ -187,6 +222,9 @@ def main() -> int:
                 f"{n:>11,}  engine/bare = {rates['engine'] / rates['bare']:.2f} ({note}); "
                 f"target >= 300,000 marks/s and >= 0.50"
             )
+            if "previous" in rates:
+                ratio = rates["engine"] / rates["previous"]
+                print(f"{n:>11,}  engine/previous = {ratio:.2f} ({note})")
     return 0
 
 
