@@ -261,12 +261,12 @@ class Folder:
                 raise _error(self.path / temp, error) from None
             try:
                 os.fchmod(fd, mode)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
                 os.close(fd)
                 with contextlib.suppress(OSError):
                     os.unlink(temp, dir_fd=self.fd)
                 raise _error(self.path / temp, error) from None
+            lock(fd)  # marks it live for remove_leftovers(), where the file system can
             return TempFile(self, name, temp, fd)
         raise ConfinedError(self.path, "cannot pick a free temporary name", "failed")
 
@@ -323,9 +323,7 @@ class Folder:
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
+                if lock(fd) is False:
                     continue  # a writer is alive
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=self.fd)
@@ -495,6 +493,19 @@ class TempFile:
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             self.abort()
+
+
+def lock(fd: int) -> bool | None:
+    """Take an exclusive ``flock`` on ``fd`` without waiting: True when taken, False when
+    someone else holds it, None when the file system cannot lock (some network file systems
+    refuse it on a folder or a read-only descriptor): then nothing is promised by the lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        return None
+    return True
 
 
 def _make_configured(path: Path, mode: int) -> None:

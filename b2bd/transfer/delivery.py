@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import re
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from b2bd.confined import ConfinedError, Folder, Kind, TempFile
+from b2bd.confined import ConfinedError, Folder, Kind, TempFile, lock
 from b2bd.connectors import FailureReason
 
 WRITE_REASON: dict[Kind, FailureReason] = {
@@ -138,15 +137,13 @@ class DeliveryWriter:
                 folder = root.descend(*place.below, create=True)
         except ConfinedError as error:
             raise _failed(error) from None
-        try:
-            fcntl.flock(folder.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
+        # Where the file system cannot lock a folder (some network shares), the daemon's own
+        # rule (one outstanding transfer per task and base) still keeps writers apart.
+        if lock(folder.fd) is False:
             folder.close()
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise DeliveryError(
-                    f"{place.folder}: another transfer is writing into this folder", "internal"
-                ) from None
-            raise DeliveryError(f"{place.folder}: {error.strerror}") from None
+            raise DeliveryError(
+                f"{place.folder}: another transfer is writing into this folder", "internal"
+            )
         try:
             folder.remove_leftovers(also=_LEGACY_TEMP)
             self._temp = folder.create_temp(f"{place.name}.jsonl")

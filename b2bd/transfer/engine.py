@@ -52,7 +52,7 @@ from typing import Any, Literal, Protocol
 from b2bd import run_names
 from b2bd.calendar import slot_name
 from b2bd.config.model import Base, Config, Settings, Task
-from b2bd.confined import Folder
+from b2bd.confined import ConfinedError, Folder
 from b2bd.connectors import (
     SOURCES,
     TRANSIENT,
@@ -534,6 +534,10 @@ class Engine:
             raise TransferFailure(error.reason, error.message) from None
         except DeliveryError as error:
             raise TransferFailure(error.reason, str(error)) from None
+        except ConfinedError as error:
+            # Reads of a school's folder and deliveries say what they are themselves; what is
+            # left is our own side (the state dir's key file): the LA's to fix.
+            raise TransferFailure("local", str(error)) from None
         except Exception as error:  # isolation: one base's bug never takes the run down
             raise TransferFailure(
                 "internal", f"unexpected {type(error).__name__} in the transfer"

@@ -5,6 +5,7 @@ stuck transfer as interrupted. A real ``b2bd run`` subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from deployment import Deployment, NotifySocket, reader_waiting, start_daemon
 
 GRACE = 2.0
+SECRET = "B881400120002 Janet Example 2014-03-04"
 
 
 def test_a_fifo_school_and_a_stuck_school_hold_nobody_and_sigterm_ends_the_daemon(
@@ -23,13 +25,16 @@ def test_a_fifo_school_and_a_stuck_school_hold_nobody_and_sigterm_ends_the_daemo
     (fifo / "pupils.jsonl").unlink()
     os.mkfifo(fifo / "pupils.jsonl")
     deployment.add_school("8814003")
-    for base in ("8814001", "8814002", "8814003"):
+    echo = deployment.add_school("8814004")  # its manifest holds a child's UPN, name and DOB
+    manifest = json.loads((echo / "manifest.json").read_text())
+    (echo / "manifest.json").write_text(json.dumps({**manifest, "sims_version": SECRET}))
+    for base in ("8814001", "8814002", "8814003", "8814004"):
         deployment.add_task(f"t{base[-1]}", base)
     proc = start_daemon(deployment, notify_socket, "--now", "--grace", str(GRACE), slow=True)
     try:
         notify_socket.wait_for("READY=1")
         deployment.wait_for(
-            lambda: len(deployment.records("run-finished")) == 2, what="the two other runs"
+            lambda: len(deployment.records("run-finished")) == 3, what="the three other runs"
         )
         reader_waiting(stuck)  # and the stuck one still stuck
         outcomes = {r["base"]: r for r in deployment.records() if r["type"].startswith("transfer-")}
@@ -37,6 +42,9 @@ def test_a_fifo_school_and_a_stuck_school_hold_nobody_and_sigterm_ends_the_daemo
         assert outcomes["8814002"]["type"] == "transfer-failed"
         assert outcomes["8814002"]["reason"] == "bad-data"
         assert "is a FIFO, not a regular file" in outcomes["8814002"]["message"]
+        assert (outcomes["8814004"]["type"], outcomes["8814004"]["reason"]) == (
+            "transfer-failed", "bad-data",
+        )  # fmt: skip
         assert "8814001" not in outcomes
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
@@ -55,6 +63,9 @@ def test_a_fifo_school_and_a_stuck_school_hold_nobody_and_sigterm_ends_the_daemo
     assert len(interrupted) == 1
     assert interrupted[0]["message"].startswith("interrupted: still running when the daemon")
     finished = [r["run"] for r in records if r["type"] == "run-finished"]
-    assert len(finished) == 3 and len(set(finished)) == 3
+    assert len(finished) == 4 and len(set(finished)) == 4
     assert records[-1]["type"] == "daemon-stopped"
     assert "1 transfer(s) interrupted" in records[-1]["reason"]
+    journal = b"".join(p.read_bytes() for p in deployment.state.rglob("*") if p.is_file())
+    for secret in SECRET.split():  # never in the logs or the journal
+        assert secret not in out and secret.encode() not in journal
