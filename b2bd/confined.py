@@ -35,7 +35,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -116,19 +116,21 @@ def _check_name(folder: Path, name: str) -> None:
         raise ConfinedError(folder / name, "is not a plain file name", "not-ours")
 
 
+_NOT_REGULAR: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISLNK, "is a symlink (not followed)"),
+    (stat.S_ISFIFO, "is a FIFO, not a regular file"),
+    (stat.S_ISDIR, "is a folder, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+    (stat.S_ISCHR, "is a device, not a regular file"),
+    (stat.S_ISBLK, "is a device, not a regular file"),
+)
+
+
 def _describe(st: os.stat_result) -> str:
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        return "is a symlink (not followed)"
-    if stat.S_ISFIFO(mode):
-        return "is a FIFO, not a regular file"
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a regular file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket, not a regular file"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device, not a regular file"
-    return "is not a regular file"
+    """What is there instead of a regular file, in fixed words."""
+    return next(
+        (what for is_it, what in _NOT_REGULAR if is_it(st.st_mode)), "is not a regular file"
+    )
 
 
 class Folder:
