@@ -90,17 +90,17 @@ class PupilKeyer:
 
     def _create(self) -> bytes:
         key = secrets.token_bytes(KEY_BYTES)
-        with (
-            Folder.open(self.path.parent, create=True, mode=0o700) as folder,
-            folder.create_temp(KEY_FILE, mode=0o600) as temp,
-        ):
-            temp.write(key)
-            try:
-                temp.commit(replace=False)  # an exclusive create: never replaces a key
-            except ConfinedError as error:
-                if error.errno != errno.EEXIST:
-                    raise
-                key = self.path.read_bytes()  # another process won the race; use its key
+        with Folder.open(self.path.parent, create=True, mode=0o700) as folder:
+            folder.remove_leftovers()  # a temporary key of a start that was killed
+            temp = folder.create_temp(KEY_FILE, mode=0o600)
+            with temp:
+                temp.write(key)
+                try:
+                    temp.commit(replace=False)  # an exclusive create: never replaces a key
+                except ConfinedError as error:
+                    if error.errno != errno.EEXIST:
+                        raise
+                    key = self.path.read_bytes()  # another process won the race; use its key
         return key
 
 

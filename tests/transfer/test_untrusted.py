@@ -422,3 +422,19 @@ def test_delivered_lines_are_read_back_whole(world: World) -> None:
     world.task("att", ATT)
     run = world.run("att", slot_at(D))
     assert read_jsonl(outcome(run).delivery)[0]["kind"] == "mark"
+
+
+def test_preflight_does_not_wait_on_a_fifo_manifest(world: World) -> None:
+    """A FIFO in place of manifest.json used to hang `b2bd preflight` forever."""
+    school = world.export(SECONDARY, pupils=[pupil(1, "7")])
+    (school / "manifest.json").unlink()
+    os.mkfifo(school / "manifest.json")
+    world.task("snap", SNAP)
+    proc = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(world.config_dir), "preflight"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    line = next(line for line in proc.stdout.splitlines() if line.startswith(SECONDARY))
+    assert "manifest FAIL (" in line and "is a FIFO, not a regular file" in line
+    assert "[bad-data]" in line
