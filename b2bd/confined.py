@@ -268,7 +268,13 @@ class Folder:
                 with contextlib.suppress(OSError):
                     os.unlink(temp, dir_fd=self.fd)
                 raise _error(self.path / temp, error) from None
-            lock(fd)  # marks it live for remove_leftovers(), where the file system can
+            # The lock marks it live for remove_leftovers(), where the file system can lock. A
+            # cleanup that opened it between our create and our lock took it for a crash's
+            # leftover (it holds the lock, or already unlinked it): use another name.
+            held = lock(fd)
+            if held is False or (held and os.fstat(fd).st_nlink == 0):
+                os.close(fd)
+                continue
             return TempFile(self, name, temp, fd)
         raise ConfinedError(self.path, "cannot pick a free temporary name", "failed")
 

@@ -62,6 +62,7 @@ from b2bd.config.model import Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
 from b2bd.config.schema import Finding, check
 from b2bd.config.yamlfile import FileProblem, parse
+from b2bd.confined import Folder
 
 COLUMNS: tuple[str, ...] = (
     "Task Name",
@@ -830,12 +831,10 @@ def place(document: TaskDocument, out: Path, *, force: bool, dry_run: bool) -> O
     outcome: Outcome = "written" if existing is None else "overwritten"
     if dry_run:
         return outcome
-    temporary = out / f".{document.file_name}.tmp"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(data)
-        temporary.replace(target)
+        # Task files are read by the daemon's own user: world-readable, like a git checkout's.
+        with Folder.open(out, create=True, mode=0o755) as folder:
+            folder.write_file(document.file_name, data, mode=0o644)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise LegacyFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return outcome

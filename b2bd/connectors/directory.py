@@ -228,7 +228,7 @@ class DirectorySource:
         records = 0
         try:
             with reader:
-                for lines, skipped in _split(reader.chunks(), deadline, hasher):
+                for lines, skipped in _split(reader.chunks(LINE_LIMIT), deadline, hasher):
                     records += len(lines) + skipped
                     yield lines, skipped
         except ConfinedError as error:
@@ -267,12 +267,14 @@ class DirectorySource:
 def _split(
     chunks: Iterator[bytes], deadline: Deadline, hasher: hashlib._Hash | None
 ) -> Iterator[tuple[list[bytes], int]]:
-    """Cut chunks into lines: (complete non-blank lines, too-long lines ended) per chunk.
+    """Cut chunks of at most :data:`LINE_LIMIT` bytes into lines: (complete non-blank lines,
+    too-long lines ended) per chunk.
 
     Never holds more than one line limit plus one chunk: a partial line longer than the limit
-    is dropped and the rest of it skipped up to its newline. ``\\r\\n`` endings and a BOM at
-    the very start are tolerated. The common case (no CR, no blank or long line in the chunk)
-    is one ``split`` and one ``max`` in C.
+    is dropped and the rest of it skipped up to its newline. Since a chunk is no longer than the
+    limit, only a chunk's first line (the one continuing the previous chunk's tail) can be too
+    long: one length check per chunk, not per line. ``\\r\\n`` endings and a BOM at the very
+    start are tolerated. The common case (no CR, no blank line) is one ``split`` in C.
     """
     limit = LINE_LIMIT
     carry = b""
@@ -299,19 +301,18 @@ def _split(
         lines = data.split(_NL)
         carry = lines.pop()
         skipped = 0
-        if len(carry) > limit:
+        if len(carry) > limit + 1:  # (+1: it may yet end in the \r of a \r\n)
             carry = b""
             skipping = True
             skipped = 1
         if lines:
             if b"\r" in data:
                 lines = [line.rstrip(b"\r") for line in lines]
+            if len(lines[0]) > limit:
+                del lines[0]
+                skipped += 1
             if b"" in lines:
                 lines = [line for line in lines if line]
-            if lines and max(map(len, lines)) > limit:
-                kept = [line for line in lines if len(line) <= limit]
-                skipped += len(lines) - len(kept)
-                lines = kept
         if lines or skipped:
             yield lines, skipped
     deadline()

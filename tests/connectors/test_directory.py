@@ -230,3 +230,48 @@ def test_reading_is_streamed_not_loaded_whole(tmp_path):
         handle.write(first_line + b"\n")
     rest = [line for line, _ in stream]
     assert [first_line, *rest] == [*original, first_line]
+
+
+def test_line_cutting_matches_a_plain_reference_whatever_the_chunking():
+    """Lines around the 64 KiB limit, CRLF, blank lines and a BOM, fed in random chunk sizes up
+    to the limit: the streaming cutter keeps exactly the lines a plain split keeps and counts
+    every over-long one (hypothesis)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from b2bd.connectors import LINE_LIMIT
+    from b2bd.connectors.directory import _split
+
+    limit = LINE_LIMIT
+    lengths = st.sampled_from([0, 1, 100, limit - 1, limit, limit + 1, 2 * limit + 1])
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        st.lists(st.tuples(lengths, st.booleans()), max_size=5),
+        st.booleans(),
+        st.booleans(),
+        # mostly large chunks (cheap), now and then a tiny one (a boundary in a \r\n, a BOM)
+        st.lists(
+            st.one_of(st.integers(1, 3), st.integers(4096, LINE_LIMIT)), min_size=2, max_size=20
+        ),
+    )
+    def check(shape, bom, final_newline, sizes):
+        body = b"".join(b"x" * n + (b"\r\n" if crlf else b"\n") for n, crlf in shape)
+        if not final_newline:
+            body = body + b"tail"
+        data = (b"\xef\xbb\xbf" if bom else b"") + body
+        chunks, at, i = [], 0, 0
+        while at < len(data):
+            size = sizes[i % len(sizes)]
+            chunks.append(data[at : at + size])
+            at, i = at + size, i + 1
+        kept, skipped = [], 0
+        for lines, n in _split(iter(chunks), lambda: None, None):
+            kept.extend(lines)
+            skipped += n
+        reference = [line.rstrip(b"\r") for line in body.split(b"\n")]
+        reference = [line for line in reference if line]
+        assert kept == [line for line in reference if len(line) <= LINE_LIMIT]
+        assert skipped == sum(1 for line in reference if len(line) > LINE_LIMIT)
+
+    check()
