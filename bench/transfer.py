@@ -81,6 +81,11 @@ def make_config(root: Path, school: Path) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process image's peak RSS (VmHWM): ru_maxrss would also count the parent's memory
+    from before the exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

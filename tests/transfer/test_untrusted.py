@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,33 @@ FILES = {
 }
 
 
+# The trigger's own peak RSS is VmHWM of its process image, read as it exits: ru_maxrss would
+# also count the memory of the (large) pytest process it was forked from before its exec.
+PEAK = (
+    "import atexit, runpy, sys\n"
+    "def peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('PEAK ' + line.split()[1] + '\\n')\n"
+    "atexit.register(peak)\n"
+    "runpy.run_module('b2bd', run_name='__main__')\n"
+)
+
+
 def trigger(world: World, task: str, timeout: float = 120) -> tuple[dict[str, Any], int]:
-    """``b2bd trigger TASK --format json`` as a subprocess: (its JSON, its own peak RSS in MiB,
-    from ``wait4``). A trigger still running after ``timeout`` s is killed and the test fails."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "b2bd", "--config", str(world.config_dir), "trigger", task,
-         "--format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
+    """``b2bd trigger TASK --format json`` as a subprocess: (its JSON, its own peak RSS in MiB).
+    A trigger still running after ``timeout`` s is killed and the test fails."""
     try:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode in (0, 1), f"trigger ended with {proc.returncode} (killed: hung?)"
-    return json.loads(out), usage.ru_maxrss // 1024
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK, "--config", str(world.config_dir), "trigger", task,
+             "--format", "json"],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"trigger still running after {timeout} s (hung?)") from None
+    assert proc.returncode in (0, 1), proc.stderr
+    peak_kib = int(proc.stderr.rsplit("PEAK ", 1)[1].split()[0])
+    return json.loads(proc.stdout), peak_kib // 1024
 
 
 def transfer(out: dict[str, Any], base: str = SECONDARY) -> dict[str, Any]:
