@@ -103,6 +103,9 @@ def configure(
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     # Python warnings (a library's RuntimeWarning) become log lines too, not bare stderr text.
     logging.captureWarnings(True)
+    # httpx logs every request line at INFO (a Wonde transfer makes one per page).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             *_SHARED,

@@ -163,7 +163,7 @@ def manifest_checks(base: Base, manifest: Manifest, task: Task | None = None) ->
     for name, shown in (
         ("laestab", manifest.laestab or "not reported"),
         ("services-manager", manifest.services_manager or "not applicable"),
-        ("mis", base.mis),
+        ("mis", base.mis if manifest.mis is not None else ""),
         ("sims-version", ""),
     ):
         if name in failed:
@@ -172,6 +172,8 @@ def manifest_checks(base: Base, manifest: Manifest, task: Task | None = None) ->
             continue  # shown only when it fails (the connector checks it first)
         elif name == "sims-version":
             checks.append(_sims_version_info(base, manifest.sims_version))
+        elif name == "mis" and manifest.mis is None:
+            checks.append(Check("mis", "info", f"the endpoint does not say which SIMS; {base.mis}"))
         else:
             checks.append(Check(name, "pass", shown))
     return checks
@@ -202,9 +204,16 @@ def _sims_version_info(base: Base, reported: str | None) -> Check:
 Opener = Callable[..., Source]
 
 
-def live_checks(base: Base, opener: Opener = open_source, task: Task | None = None) -> list[Check]:
+def live_checks(
+    base: Base,
+    opener: Opener = open_source,
+    task: Task | None = None,
+    settings: Settings | None = None,
+) -> list[Check]:
     """Ask the base's connector for its manifest and check what it says (for a to-school task:
     only that the school's folder is there, which is all such a transfer needs of it).
+    ``settings`` give the connector what it needs beyond the endpoint (b2bd.yaml's credential
+    fallbacks for a token).
 
     A ConnectorError fails the check its reason class belongs to (CHECK_FOR_REASON); the checks
     before it passed, the ones after it are skipped.
@@ -215,8 +224,11 @@ def live_checks(base: Base, opener: Opener = open_source, task: Task | None = No
             return [Check("reachable", "fail", f"{path}: no such folder", "unreachable")]
         return [Check("reachable", "pass")]
     try:
-        source = opener(base.endpoint, base.id)
-        manifest = source.manifest()
+        source = opener(base.endpoint, base.id, settings)
+        try:
+            manifest = source.manifest()
+        finally:
+            source.close()
     except ConnectorError as error:
         failed = CHECK_FOR_REASON.get(error.reason, "connector")
         if failed == "connector":
@@ -246,7 +258,7 @@ def check_base(
 
     Reads the endpoint's manifest (I/O) but nothing else; never raises for what it finds.
     """
-    checks = [*static_checks(base, settings, task), *live_checks(base, opener, task)]
+    checks = [*static_checks(base, settings, task), *live_checks(base, opener, task, settings)]
     return BaseReport(base.id, base.name, base.enabled, tuple(checks))
 
 

@@ -19,6 +19,8 @@ rule                    preflight check      what                               
 ``sims-primary-only``   ``mis``              ``attendance-changed`` on a base not       failed
                                              registered ``sims-primary``
 ``to-school-…-only``    ``task``             a to-school task that is not changed/ncy   failed
+``wonde-to-school``     ``endpoint``         a to-school task to a base reached through failed
+                                             an API without write-back (``wonde``)
 ``live-laestab``        ``laestab``          the export is another school's             failed
 ``live-services-…``     ``services-manager`` SIMS Services Manager not running          failed
 ``live-mis``            ``mis``              the export's MIS is not the registered one failed
@@ -151,8 +153,25 @@ def one_shortfall(settings: Settings | None, data_type: str) -> list[str]:
 
 def base_unmet(task: Task, base: Base) -> tuple[Unmet, ...]:
     """Findings about ``base`` as bases.yaml registers it, for a task like ``task`` (only its
-    data type and whether its attendance kind is ``attendance-changed`` matter)."""
-    return registered_unmet(base, task.data.type, task.data.attendance == "attendance-changed")
+    data type, direction and whether its attendance kind is ``attendance-changed`` matter)."""
+    found = registered_unmet(base, task.data.type, task.data.attendance == "attendance-changed")
+    if task.direction == "to-school" and base.endpoint.type not in TO_SCHOOL_ENDPOINTS:
+        found = (
+            *found,
+            Unmet(
+                "wonde-to-school",
+                "endpoint",
+                f"base {base.id} is reached through {base.endpoint.type}, which has no "
+                "write-back for pupil records: to-school data cannot be delivered to it",
+            ),
+        )
+    return found
+
+
+TO_SCHOOL_ENDPOINTS = frozenset({"directory"})
+"""Endpoint types that can take a to-school delivery. Wonde's write-back covers attendance
+marks (and behaviour, achievements), not the pupil records and deletions that to-school
+``changed`` data is made of (notes/wonde.md sections 1 and 5)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -261,7 +280,7 @@ def live_unmet(base: Base, manifest: Manifest, data_type: str = "changed") -> tu
                 f"SIMS Services Manager is {manifest.services_manager} at base {base.id}",
             )
         )
-    if manifest.mis != base.mis:
+    if manifest.mis is not None and manifest.mis != base.mis:  # None: SIMS, edition unsaid
         found.append(
             Unmet(
                 "live-mis",

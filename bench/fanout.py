@@ -27,7 +27,7 @@ from pathlib import Path
 
 from b2bd import connectors
 from b2bd.config import load_config
-from b2bd.config.model import Endpoint
+from b2bd.config.model import Endpoint, Settings
 from b2bd.connectors import Manifest, Source
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.check import Rejection
@@ -59,15 +59,20 @@ class SlowSource:
         time.sleep(self.latency)
         return self.inner.manifest()
 
-    def read(self, kind: RecordKind) -> Iterator[tuple[bytes, Record | Rejection]]:
-        return self.inner.read(kind)
+    def read(
+        self, kind: RecordKind, since: str | None = None
+    ) -> Iterator[tuple[bytes, Record | Rejection]]:
+        return self.inner.read(kind, since)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def install_slow_directory() -> None:
     plain = connectors.SOURCES["directory"]
 
-    def slow(endpoint: Endpoint, laestab: str | None) -> Source:
-        return SlowSource(plain(endpoint, None))  # one shared export for every base
+    def slow(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> Source:
+        return SlowSource(plain(endpoint, None, settings))  # one shared export for every base
 
     connectors.SOURCES["directory"] = slow
 

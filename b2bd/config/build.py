@@ -18,6 +18,7 @@ from b2bd.config.model import (
     Base,
     BaseSelector,
     Cohort,
+    CredentialSource,
     DataSpec,
     Endpoint,
     Monthly,
@@ -89,6 +90,12 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         la_outbound=_resolve(root, outbound) if outbound else store / "outbound",
         control_socket=_resolve(root, control) if control else None,
         history_days=int((doc.get("journal") or {}).get("history_days", DEFAULT_HISTORY_DAYS)),
+        credentials={
+            name: CredentialSource(
+                path=_resolve(root, ref["path"]) if "path" in ref else None, env=ref.get("env")
+            )
+            for name, ref in doc.get("credentials", {}).items()
+        },
     )
 
 
@@ -100,6 +107,8 @@ def build_base(doc: dict[str, Any], root: Path) -> Base:
         school_id=ep.get("school_id"),
         token_credential=(ep.get("token") or {}).get("credential"),
         url=ep.get("url"),
+        ca_bundle=_resolve(root, ep["ca_bundle"]) if "ca_bundle" in ep else None,
+        tls_verify=ep.get("tls_verify", True),
     )
     return Base(
         id=doc["id"],

@@ -31,6 +31,7 @@ from b2bd.config.model import Base, Config, Policy, Problem, Settings, Task
 from b2bd.config.rules import (
     BaseIndex,
     duplicate_ids,
+    endpoint_findings,
     la_findings,
     registry_problems,
     resolve_bases,
@@ -426,6 +427,8 @@ def _bases(
     for index, base_id, message, problem in registry_problems(entries, settings):
         file.add(Finding(f"/bases/{index}/id", "bases-file", message))
         wrong.setdefault(base_id, []).append(problem)
+    for finding in endpoint_findings(entries):
+        file.add(finding)
     if file.has_errors and last_good:
         return dict(last_good.bases)
     registry: dict[str, Base] = {}

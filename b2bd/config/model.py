@@ -68,8 +68,9 @@ class Endpoint:
     """Where a base's data lives (or where the LA store is).
 
     ``directory``: ``path`` is absolute (resolved against the config dir).
-    ``wonde``: ``school_id`` plus the name of a systemd credential holding the token; the token
-    itself is never part of the model.
+    ``wonde``: ``school_id`` plus the name of a credential holding the token (the token itself
+    is never part of the model), the API base ``url`` (None: the public API), ``ca_bundle`` (a
+    PEM file of private CAs, resolved against the config dir) and ``tls_verify``.
     """
 
     type: EndpointType
@@ -77,6 +78,17 @@ class Endpoint:
     school_id: str | None = None
     token_credential: str | None = None
     url: str | None = None
+    ca_bundle: Path | None = None
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """b2bd.yaml ``credentials: {NAME: {path: FILE} | {env: VARIABLE}}``: where a token is read
+    when ``$CREDENTIALS_DIRECTORY/NAME`` does not exist. Exactly one of the two is set."""
+
+    path: Path | None = None
+    env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,7 @@ class Settings:
     la_outbound: Path | None = None  # the LA's changes for to-school tasks, one folder per base
     control_socket: Path | None = None  # as set in b2bd.yaml; None: the default places
     history_days: int = DEFAULT_HISTORY_DAYS  # days of run history compaction keeps
+    credentials: dict[str, CredentialSource] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

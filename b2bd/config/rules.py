@@ -13,12 +13,13 @@ the task's targets.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from b2bd.calendar import next_slot
 from b2bd.config.build import version_tuple
-from b2bd.config.model import Base, Monthly, Once, Schedule, Settings, Task, Weekly
+from b2bd.config.model import Base, Endpoint, Monthly, Once, Schedule, Settings, Task, Weekly
 from b2bd.config.schema import Finding
 from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
 
@@ -95,7 +96,7 @@ class BaseIndex:
             for tag in base.tags:
                 by_tag.setdefault(tag, []).append(base_id)
         self.by_tag = by_tag
-        self._eligibility: dict[tuple[str, bool], _Eligibility] = {}
+        self._eligibility: dict[tuple[str, bool, str], _Eligibility] = {}
 
     def exclusions(self, base: Base, task: Task) -> tuple[tuple[str, str], ...]:
         """(rule, message) for each reason ``base`` cannot take part in ``task``, from the one
@@ -106,7 +107,7 @@ class BaseIndex:
         )
 
     def eligibility(self, task: Task) -> _Eligibility:
-        key = (task.data.type, task.data.attendance == "attendance-changed")
+        key = (task.data.type, task.data.attendance == "attendance-changed", task.direction)
         known = self._eligibility.get(key)
         if known is None:
             blocked = []
@@ -122,6 +123,45 @@ class BaseIndex:
             known = _Eligibility(tuple(blocked), frozenset(usable))
             self._eligibility[key] = known
         return known
+
+
+def endpoint_findings(entries: Iterable[tuple[int, Base]]) -> Iterator[Finding]:
+    """Warnings about how b2bd talks to a base's endpoint: a ``wonde`` endpoint with TLS
+    verification turned off, or reached over plain http other than on this host (the token
+    would cross the network readable)."""
+    for index, base in entries:
+        endpoint = base.endpoint
+        if endpoint.type != "wonde":
+            continue
+        if not endpoint.tls_verify:
+            yield Finding(
+                f"/bases/{index}/endpoint/tls_verify",
+                "wonde-tls-unverified",
+                f"base {base.id}: TLS verification is off, so anyone on the path can pose as "
+                "the API and receive its token and pupil data; use ca_bundle for a private CA",
+                "warning",
+            )
+        elif _plain_http_off_host(endpoint):
+            yield Finding(
+                f"/bases/{index}/endpoint/url",
+                "wonde-tls-unverified",
+                f"base {base.id}: plain http sends the token and pupil data unencrypted; use https",
+                "warning",
+            )
+
+
+def _plain_http_off_host(endpoint: Endpoint) -> bool:
+    url = endpoint.url or ""
+    if not url.startswith("http://"):
+        return False
+    host = url[7:].split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.split(":", 1)[0]
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def resolve_bases(

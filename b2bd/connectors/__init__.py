@@ -5,17 +5,20 @@ The read side of a connector is a :class:`Source`:
 - ``manifest() -> Manifest``: what the endpoint says about itself (MIS, versions, whether SIMS
   Services Manager is running, export time). Raises :class:`ConnectorError` when the endpoint
   cannot be used at all.
-- ``read(kind, *, deadline) -> Iterator[tuple[bytes, Record | Rejection]]``: every record of
-  one kind, streamed in source order, each with its raw JSON line (no newline). A rejected line
-  comes with its :class:`~b2bd.records.check.Rejection` and must be counted, never passed on
-  (a line over :data:`LINE_LIMIT` bytes comes as ``(b"", TOO_LONG)``: it is never held). An
-  accepted line's bytes may be written to a delivery as they are (see
-  :func:`b2bd.records.model.tagged_line`), which is the fast path. ``deadline`` is called as
-  bytes arrive (at least once per MiB or per network response) and raises when the transfer's
-  time is up. A kind the data type needs but the endpoint cannot provide is ``bad-data``
-  (DESIGN section 5, integrity), except deletions: none is an empty list. The iterator ends
-  normally only when the kind's data was read completely (and matched any counts or checksum
-  the export declared); otherwise it raises.
+- ``read(kind, since=None, *, deadline) -> Iterator[tuple[bytes, Record | Rejection]]``:
+  every record of one kind, streamed in source order, each with its raw JSON line (no
+  newline). A rejected line comes with its :class:`~b2bd.records.check.Rejection` and must be
+  counted, never passed on (a line over :data:`LINE_LIMIT` bytes comes as
+  ``(b"", TOO_LONG)``: it is never held). An accepted line's bytes may be written to a
+  delivery as they are (see :func:`b2bd.records.model.tagged_line`), which is the fast path.
+  ``deadline`` is called as bytes arrive (at least once per MiB or per network response) and
+  raises when the transfer's time is up. A kind the data type needs but the endpoint cannot
+  provide is ``bad-data`` (DESIGN section 5, integrity), except deletions: none is an empty
+  list. The iterator ends normally only when the kind's data was read completely (and matched
+  any counts or checksum the export declared); otherwise it raises. ``since`` (a record time)
+  is a hint: a source *may* leave out records whose change time is before it (an API's
+  ``updated_after``); callers filter anyway.
+- ``close()``: release what the source holds (an HTTP connection pool); reads are over.
 
 Failures are :class:`ConnectorError` with one of DESIGN section 5's reason classes; only
 ``unreachable`` and ``timeout`` are transient (worth a retry). ``local`` is the LA's own side
@@ -24,7 +27,8 @@ folder should be): never retried per transfer. A message names files, fields, li
 never a value read from the endpoint (:func:`b2bd.records.check.redact` for anything else).
 
 :func:`open_source` maps a base's :class:`~b2bd.config.model.Endpoint` to its Source through
-``SOURCES``, a table keyed by endpoint type; a new connector adds one entry.
+``SOURCES``, a table keyed by endpoint type; a new connector adds one entry. Factories do no
+I/O: the first ``manifest()`` or ``read()`` does.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from b2bd.records.check import Rejection
 from b2bd.records.model import Record, RecordKind
 
 if TYPE_CHECKING:
-    from b2bd.config.model import Endpoint
+    from b2bd.config.model import Endpoint, Settings
 
 FailureReason = Literal[
     "unreachable", "timeout", "auth", "bad-data", "prerequisite", "local", "internal"
@@ -79,9 +83,10 @@ ServicesManager = Literal["running", "stopped"]
 @dataclass(frozen=True)
 class Manifest:
     """What an export says about its source. ``services_manager`` is None for sources that
-    have no SIMS behind them (e.g. the LA's own outbound store)."""
+    have no SIMS behind them (e.g. the LA's own outbound store) or do not report it; ``mis`` is
+    None when the source runs SIMS but does not say which edition (a Wonde school)."""
 
-    mis: str
+    mis: str | None
     exported_at: str
     services_manager: ServicesManager | None = None
     sims_version: str | None = None
@@ -94,11 +99,18 @@ class Source(Protocol):
     def manifest(self) -> Manifest: ...
 
     def read(
-        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+        self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
     ) -> Iterator[tuple[bytes, Record | Rejection]]: ...
 
+    def close(self) -> None: ...
 
-def _directory_source(endpoint: Endpoint, laestab: str | None) -> Source:
+
+SourceFactory = Callable[["Endpoint", str | None, "Settings | None"], Source]
+
+
+def _directory_source(
+    endpoint: Endpoint, laestab: str | None, _settings: Settings | None
+) -> Source:
     from b2bd.connectors.directory import DirectorySource  # here: directory imports this module
 
     if endpoint.path is None:
@@ -106,18 +118,30 @@ def _directory_source(endpoint: Endpoint, laestab: str | None) -> Source:
     return DirectorySource(endpoint.path, laestab=laestab)
 
 
-SOURCES: dict[str, Callable[[Endpoint, str | None], Source]] = {
+def _wonde_source(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> Source:
+    from b2bd.connectors.wonde import open_wonde  # here: wonde imports this module
+
+    return open_wonde(endpoint, laestab, settings)
+
+
+SOURCES: dict[str, SourceFactory] = {
     "directory": _directory_source,
+    "wonde": _wonde_source,
 }
-"""Endpoint type -> factory(endpoint, expected LAESTAB or None) of its Source."""
+"""Endpoint type -> factory(endpoint, expected LAESTAB or None, settings or None) of its
+Source. Settings carry what a connector needs beyond its endpoint (b2bd.yaml's credential
+fallbacks for the ``wonde`` token)."""
 
 
-def open_source(endpoint: Endpoint, laestab: str | None = None) -> Source:
+def open_source(
+    endpoint: Endpoint, laestab: str | None = None, settings: Settings | None = None
+) -> Source:
     """The Source for a base's endpoint; ``laestab``, when given, must match the export's.
 
-    Raises ConnectorError("internal") for an endpoint type with no source registered.
+    Raises ConnectorError("internal") for an endpoint type with no source registered, and
+    whatever the factory raises (a ``wonde`` token that cannot be read: ``auth``).
     """
     factory = SOURCES.get(endpoint.type)
     if factory is None:
         raise ConnectorError("internal", f"no connector for endpoint type {endpoint.type!r}")
-    return factory(endpoint, laestab)
+    return factory(endpoint, laestab, settings)

@@ -189,10 +189,11 @@ class DirectorySource:
         return doc
 
     def read(
-        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+        self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
     ) -> Iterator[tuple[bytes, Record | Rejection]]:
         """Stream every record line of ``kind``'s file as (raw line without newline, record or
-        rejection); see :class:`b2bd.connectors.Source` and the module docstring."""
+        rejection); see :class:`b2bd.connectors.Source` and the module docstring. ``since`` is
+        ignored: a file is read whole."""
         decode = RecordDecoder(kind).decode
         too_long = TOO_LONG
         for lines, skipped in self.batches(kind, deadline=deadline):
@@ -200,6 +201,9 @@ class DirectorySource:
                 yield line, decode(line)
             for _ in range(skipped):
                 yield b"", too_long
+
+    def close(self) -> None:
+        """Nothing to release: every read opens and closes its own file."""
 
     def lines(self, kind: RecordKind) -> Iterator[bytes]:
         """The raw non-blank lines of ``kind``'s file (no checks; too-long lines left out)."""

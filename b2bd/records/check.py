@@ -48,6 +48,7 @@ Reason = Literal[
     "too-long",
     "future-timestamp",
     "duplicate-key",
+    "unmapped",
 ]
 
 REASONS: dict[Reason, str] = {
@@ -65,6 +66,8 @@ REASONS: dict[Reason, str] = {
     "run's start) plus 5 minutes",
     "duplicate-key": "two different pupil records with one UPN in one export (both rejected), "
     "or a repeated identical one (delivered once)",
+    "unmapped": "an API item that does not map to a record: a field it needs is missing or "
+    "null, of an unexpected type, or names a pupil the API did not list",
 }
 """Every rejection reason class, with what it means (for manifests and documentation)."""
 

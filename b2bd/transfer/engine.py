@@ -501,6 +501,7 @@ class Engine:
         def progress(records: int) -> None:
             notify(Progress(context.run, base_id, "records", records))
 
+        source: Source | None = None
         try:
             source, root, below = self._endpoints(task, base)
             manifest = source.manifest()
@@ -542,6 +543,9 @@ class Engine:
             raise TransferFailure(
                 "internal", f"unexpected {type(error).__name__} in the transfer"
             ) from None
+        finally:
+            if source is not None:
+                source.close()
         return self._succeeded(context, query, attempt, tally, new_watermark, delivered.data_path)
 
     def _succeeded(
@@ -611,7 +615,7 @@ class Engine:
             )
         root, below = self._delivery_folder(task, base)
         if task.direction == "from-school":
-            return open_source(endpoint, base.id), root, below
+            return open_source(endpoint, base.id, self.settings), root, below
         assert endpoint.path is not None and store.path is not None
         if not endpoint.path.is_dir():
             # Never create a school's folder: a share that is not mounted would otherwise

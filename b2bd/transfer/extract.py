@@ -149,7 +149,8 @@ def extract(
         held = {digest(upn) for upn in known}
         tally.missing = len(query.leavers - held)
     for kind in query.kinds_read[1:]:
-        records = source.read(kind, deadline=deadline)
+        # ``since`` lets an API source ask only for changes (pupils are always read whole).
+        records = source.read(kind, query.since, deadline=deadline)
         if kind == "mark":
             _marks(records, query, cohort, write, tally, deadline, tick, not_after)
         elif kind == "result":

@@ -130,7 +130,8 @@ def test_each_failure_kind_is_reported_with_its_check_and_reason(every_failure: 
     assert failures(by_id["8814006"]) == [("prerequisites", "prerequisite")]
     assert failures(by_id["8814007"]) == [("mis", "prerequisite")]
     assert failures(by_id["8814008"]) == [("manifest", "bad-data")]
-    assert failures(by_id["8814009"]) == [("connector", "internal")]
+    # A Wonde base whose token credential exists nowhere: the token check fails, not retried.
+    assert failures(by_id["8814009"]) == [("reachable", "auth")]
     assert by_id["8814010"]["enabled"] is False
     assert failures(by_id["8814010"]) == [("reachable", "unreachable")]
 

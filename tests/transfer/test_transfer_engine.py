@@ -102,15 +102,15 @@ def test_all_failing_is_a_failed_run(world: World) -> None:
     assert finished.type == "run-finished" and finished.outcome == "failed"
 
 
-def test_registry_prerequisite_and_wonde_endpoint(world: World) -> None:
+def test_a_wonde_base_without_its_token_fails_alone_with_auth(world: World) -> None:
     two_schools(world)
     world.endpoints[OTHER] = "{type: wonde, school_id: A123, token: {credential: wonde}}"
     world.write_bases()
     world.task("snap", SNAP + BOTH)
     run = world.run("snap", slot_at(D))
     bad = outcome_of(run, OTHER)
-    assert (bad.reason, bad.attempts) == ("internal", 1)
-    assert bad.message == "wonde connector not available in this build"
+    assert (bad.reason, bad.attempts) == ("auth", 1)
+    assert bad.message.startswith("credential wonde: not found")
     assert outcome_of(run, SECONDARY).outcome == "succeeded"
 
 

@@ -1,0 +1,1 @@
+"""Test support shared by tests and benchmarks (never imported by the runtime package)."""
