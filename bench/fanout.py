@@ -28,7 +28,7 @@ from pathlib import Path
 from b2bd import connectors
 from b2bd.config import load_config
 from b2bd.config.model import Endpoint, Settings
-from b2bd.connectors import Manifest, Source
+from b2bd.connectors import Deadline, Manifest, Source, no_deadline
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.check import Rejection
 from b2bd.records.model import Record, RecordKind
@@ -60,9 +60,9 @@ class SlowSource:
         return self.inner.manifest()
 
     def read(
-        self, kind: RecordKind, since: str | None = None
+        self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
     ) -> Iterator[tuple[bytes, Record | Rejection]]:
-        return self.inner.read(kind, since)
+        return self.inner.read(kind, since, deadline=deadline)
 
     def close(self) -> None:
         self.inner.close()
