@@ -55,7 +55,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -527,16 +527,9 @@ class WondeSource:
         encode = self._encoder.encode
         for resource in RESOURCES["pupil"]:
             for raw in self._items(resource, {}, deadline):
-                if len(raw) > MAX_ITEM_BYTES:
-                    yield b"", _TOO_LONG
-                    continue
-                try:
-                    item = decode_item(raw)
-                except msgspec.ValidationError as error:
-                    yield bytes(raw), _unmapped(error)
-                    continue
-                except msgspec.DecodeError:
-                    yield bytes(raw), _NOT_JSON
+                item = _item(decode_item, raw)
+                if isinstance(item, tuple):
+                    yield item
                     continue
                 mis_id = _text(item.mis_id)
                 if mis_id is not None:
@@ -569,14 +562,9 @@ class WondeSource:
         dates: dict[DateTimeObject | str, str] = {}
 
         def mark(raw: msgspec.Raw) -> _Yield:
-            if len(raw) > MAX_ITEM_BYTES:
-                return b"", _TOO_LONG
-            try:
-                item = decode_item(raw)
-            except msgspec.ValidationError as error:
-                return bytes(raw), _unmapped(error)
-            except msgspec.DecodeError:
-                return bytes(raw), _NOT_JSON
+            item = _item(decode_item, raw)
+            if isinstance(item, tuple):
+                return item
             upn = students.get(item.student_id) if isinstance(item.student_id, str) else None
             if upn is None:
                 return bytes(raw), _UNKNOWN_STUDENT
@@ -619,10 +607,10 @@ class WondeSource:
         encode = self._encoder.encode
 
         def result(raw: msgspec.Raw) -> _Yield:
-            if len(raw) > MAX_ITEM_BYTES:
-                return b"", _TOO_LONG
+            item = _item(decode_item, raw)
+            if isinstance(item, tuple):
+                return item
             try:
-                item = decode_item(raw)
                 upn = students.get(item.student_id) if isinstance(item.student_id, str) else None
                 if upn is None:
                     return bytes(raw), _UNKNOWN_STUDENT
@@ -639,10 +627,6 @@ class WondeSource:
                     result_date=_need(calendar_date(item.result_date), "result_date"),
                     updated_at=_need(utc_time(item.updated_at), "updated_at"),
                 )
-            except msgspec.ValidationError as error:
-                return bytes(raw), _unmapped(error)
-            except msgspec.DecodeError:
-                return bytes(raw), _NOT_JSON
             except Unmapped as missing:
                 return bytes(raw), Rejection("unmapped", missing.field)
             line = encode(record)
@@ -655,14 +639,9 @@ class WondeSource:
         still_listed = set(students) | self._mis_ids
 
         def deletion(raw: msgspec.Raw) -> _Yield | None:
-            if len(raw) > MAX_ITEM_BYTES:
-                return b"", _TOO_LONG
-            try:
-                item = decode_item(raw)
-            except msgspec.ValidationError as error:
-                return bytes(raw), _unmapped(error)
-            except msgspec.DecodeError:
-                return bytes(raw), _NOT_JSON
+            item = _item(decode_item, raw)
+            if isinstance(item, tuple):
+                return item
             kind = DELETION_TYPES.get((item.type or "").lower())
             if kind is None or item.restored_at is not None:
                 return None  # not a record of ours, or no longer deleted
@@ -846,6 +825,7 @@ class WondeSource:
 
 
 _Yield = tuple[bytes, Record | Rejection]
+Item = TypeVar("Item", StudentItem, MarkItem, ResultItem, DeletionItem)
 _MAPPERS: dict[
     RecordKind, Callable[[WondeSource, dict[str, str]], Callable[[msgspec.Raw], Any]]
 ] = {
@@ -863,6 +843,19 @@ _NO_UPDATED = Rejection("unmapped", "updated_at")
 _NO_DATE = Rejection("unmapped", "date")
 _MAX_CACHE: Final = 100_000
 _PATH: Final = re.compile(r"at `\$\.?([\w.\[\]]*)`")
+
+
+def _item(decode: Callable[[msgspec.Raw], Item], raw: msgspec.Raw) -> Item | _Yield:
+    """The API item, or what to yield instead: too long, not JSON, or a field of a type we do
+    not read (``unmapped``, with its path)."""
+    if len(raw) > MAX_ITEM_BYTES:
+        return b"", _TOO_LONG
+    try:
+        return decode(raw)
+    except msgspec.ValidationError as error:
+        return bytes(raw), _unmapped(error)
+    except msgspec.DecodeError:
+        return bytes(raw), _NOT_JSON
 
 
 def _path_of(error: msgspec.ValidationError) -> str | None:

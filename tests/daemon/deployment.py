@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from b2bd.config.model import Endpoint
+from b2bd.config.model import Endpoint, Settings
 from b2bd.connectors import SOURCES, Deadline, Manifest, Source, no_deadline
 from b2bd.connectors.directory import DirectorySource
 from b2bd.journal import read_journal
@@ -144,17 +144,20 @@ class SlowSchool:
         return self.source.manifest()
 
     def read(
-        self, kind: RecordKind, *, deadline: Deadline = no_deadline
+        self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
     ) -> Iterator[tuple[bytes, Record | Rejection]]:
         if kind == "pupil":
             (self.folder / WAITING).touch()
             while (self.folder / WAITING).exists():
                 time.sleep(0.01)
-        yield from self.source.read(kind, deadline=deadline)
+        yield from self.source.read(kind, since, deadline=deadline)
+
+    def close(self) -> None:
+        self.source.close()
 
 
-def _slow_or_real(endpoint: Endpoint, laestab: str | None) -> Source:
-    source = DIRECTORY(endpoint, laestab)
+def _slow_or_real(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> Source:
+    source = DIRECTORY(endpoint, laestab, settings)
     assert endpoint.path is not None
     if (endpoint.path / SLOW).exists():
         return SlowSchool(source, endpoint.path)  # type: ignore[arg-type]
