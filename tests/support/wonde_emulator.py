@@ -19,7 +19,7 @@ Served, under ``/v1.0/`` (paths with and without the trailing slash):
 - ``updated_after``: ``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM:SS`` (UTC), **exclusive** (the
   strictest reading: the connector must cope);
 - injectable faults (:class:`Fault`): latency, 429 with ``Retry-After``, 500, connection reset,
-  truncated body, wrong token, malformed JSON, an oversized body, a ``next`` URL pointing to
+  truncated body, wrong token, malformed JSON, a 2 MiB body, a ``next`` URL pointing to
   another server or back to the same page.
 
 How our records become API items (the connector maps them back): a pupil is a student (legal
@@ -548,8 +548,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             elif fault.kind == "bad-json":
                 body = body[: len(body) // 2] + b"}}garbage"
-            elif fault.kind == "huge":
-                body = b'{"data":[' + b",".join([b'{"pad":"' + b"x" * 1000 + b'"}'] * 40_000)
+            elif fault.kind == "huge":  # 2 MiB: over the limit a test sets, not a memory hog
+                body = b'{"data":[' + b",".join([b'{"pad":"' + b"x" * 1000 + b'"}'] * 2_000)
                 body += b"]}"
             elif fault.kind in ("foreign-next", "loop-next") and status == 200:
                 doc = json.loads(body)
