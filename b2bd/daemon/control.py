@@ -189,6 +189,8 @@ class ControlServer:
             self._exchange(conn)
         except (OSError, ProtocolError) as exc:
             log.info("control-connection-ended", reason=str(exc))
+        except Exception as exc:  # our bug (an answer that is not JSON): one line, no traceback
+            log.error("control-connection-failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 reply = self._connections.pop(conn, None)

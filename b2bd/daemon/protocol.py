@@ -132,7 +132,7 @@ class LineReader:
             return None
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
             raise ProtocolError("not a JSON line") from None
         if not isinstance(value, dict):
             raise ProtocolError("not a JSON object")

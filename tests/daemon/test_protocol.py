@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from b2bd.cli import UsageError
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.config.model import Settings
 from b2bd.daemon.control import MAX_CONNECTIONS, ControlError, ControlServer, Reply
@@ -177,3 +178,85 @@ def test_a_handler_error_is_a_final_error_line_not_a_dead_server(tmp_path: Path)
         assert again is not None and again.ask("ping") == "pong"
     finally:
         server.close("test over")
+
+
+# -- hostile peers on either side ----------------------------------------------------------------
+
+
+def deep(n: int = 100_000) -> bytes:
+    """A JSON line nested deeper than Python's recursion limit (within MAX_REQUEST)."""
+    return b'{"op":"status","x":' + b"[" * n + b"\n"
+
+
+def test_a_line_nested_too_deep_is_a_protocol_error() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(deep(60_000))
+        with pytest.raises(ProtocolError, match="not a JSON line"):
+            LineReader(a, 1 << 20).message()
+
+
+def test_a_request_nested_too_deep_ends_its_connection_not_the_server(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / SOCKET_NAME
+    server = serve(path, {"ping": lambda r, reply: reply.result("pong")})
+    try:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(deep(60_000))
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+        sock.close()
+        assert [json.loads(x)["type"] for x in got.splitlines()] == ["hello"]  # no answer
+        link = find_daemon(settings(tmp_path))
+        assert link is not None and link.ask("ping") == "pong"
+    finally:
+        server.close("test over")
+    _, err = capfd.readouterr()
+    assert "Traceback" not in err and "RecursionError" not in err
+
+
+def test_a_greeting_nested_too_deep_is_one_line_for_the_cli(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / SOCKET_NAME))
+    listener.listen(1)
+
+    def greet() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(deep(200_000))
+
+    thread = threading.Thread(target=greet)
+    thread.start()
+    try:
+        with pytest.raises(UsageError, match="did not greet: not a JSON line"):
+            find_daemon(settings(tmp_path))
+    finally:
+        thread.join()
+        listener.close()
+
+
+def test_an_answer_that_is_not_json_ends_its_connection_without_a_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / SOCKET_NAME
+    handlers = {
+        "status": lambda r, reply: reply.result({"when": object()}),  # a handler's bug
+        "ping": lambda r, reply: reply.result("pong"),
+    }
+    server = serve(path, handlers)
+    try:
+        link = find_daemon(settings(tmp_path))
+        assert link is not None
+        with pytest.raises(UsageError, match="closed the connection without an answer"):
+            link.ask("status")
+        again = find_daemon(settings(tmp_path))
+        assert again is not None and again.ask("ping") == "pong"
+    finally:
+        server.close("test over")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err
+    assert "control-connection-failed" in out + err and "TypeError" in out + err
