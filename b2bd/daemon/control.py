@@ -3,10 +3,12 @@
 One accept thread and one thread per connection, so nothing a client does reaches the daemon
 loop: a request must arrive whole within ``REQUEST_TIMEOUT`` and within ``MAX_REQUEST`` bytes,
 an answer that the client does not take within ``SEND_TIMEOUT`` ends the connection, and at
-most ``MAX_CONNECTIONS`` are served at once (more get a ``busy`` error). Handlers run on the
-connection's thread and answer through a :class:`Reply`; one that must wait for the loop (a
-trigger) hands its Reply over and the connection thread sends what arrives on it, until the
-final line.
+most ``MAX_CONNECTIONS`` are served at once (more get a ``busy`` error). While the process is
+out of file descriptors, connections wait in the backlog and accepting is retried every
+``_ACCEPT_PAUSE`` seconds (one ``control-accept-failed`` error), never in a loop spinning on a
+core. Handlers run on the connection's thread and answer through a :class:`Reply`; one that
+must wait for the loop (a trigger) hands its Reply over and the connection thread sends what
+arrives on it, until the final line.
 
 Binding (:meth:`ControlServer.bind`) happens after the journal lock is taken, so a second daemon
 on the same journal never gets here. The socket is made under a temporary name, given mode
@@ -42,11 +44,14 @@ from b2bd.daemon.protocol import (
     peer_credentials,
     socket_address,
 )
+from b2bd.faults import explain
 from b2bd.log import get_logger
 
 MAX_CONNECTIONS = 32
 SOCKET_MODE = 0o660
 _FLUSH_WAIT = 5.0  # seconds close() gives connection threads to send their last line
+_ACCEPT_PAUSE = 0.5  # seconds between accept() attempts while the process lacks descriptors
+_SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 log = get_logger("b2bd.control")
 
@@ -158,14 +163,25 @@ class ControlServer:
     # -- serving ---------------------------------------------------------------------------
 
     def _accept(self) -> None:
+        starved = False
         while True:
             ready, _, _ = select.select([self._listener, self._stop_read], [], [])
             if self._stop_read in ready:
                 return
             try:
                 conn, _ = self._listener.accept()
-            except OSError:
-                continue  # e.g. the client gave up between select and accept
+            except OSError as exc:
+                if exc.errno not in _SCARCE:
+                    continue  # e.g. the client gave up between select and accept
+                # The connection stays in the backlog, so the listener stays readable: retrying
+                # at once would spin on a core until a descriptor is free. Say so once; wait.
+                if not starved:
+                    error = explain(exc, "cannot accept a control connection", self.path)
+                    log.error("control-accept-failed", error=error, retry_every=_ACCEPT_PAUSE)
+                starved = True
+                select.select([self._stop_read], [], [], _ACCEPT_PAUSE)
+                continue
+            starved = False
             with self._lock:
                 if self._closed:
                     conn.close()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pty
+import resource
 import shutil
 import signal
 import socket
@@ -558,3 +559,39 @@ def test_trigger_as_of_and_force_through_the_daemon(deployment, notify_socket, d
     assert started["as_of"] == "2026-11-20" and started["run"] == summary["run"]
     future = cli(deployment, "trigger", "t", "--force", "--as-of", "2999-01-01")
     assert future.returncode == 2 and "is after today" in future.stderr
+
+
+# -- a daemon out of file descriptors --------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_accept_thread_waits_instead_of_spinning(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    in_use = len(os.listdir(f"/proc/{proc.pid}/fd"))
+    limit = in_use + 3  # room for three connections, then accept() fails with EMFILE
+    soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (limit, hard))
+    path = deployment.state / SOCKET_NAME
+    waiting = [raw(path) for _ in range(8)]  # five of them stay in the listen backlog
+    time.sleep(0.5)
+    before = cpu_seconds(proc.pid)
+    time.sleep(3)
+    used = cpu_seconds(proc.pid) - before
+    for sock in waiting:
+        sock.close()
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # a spinning accept loop burns a whole core here; waiting costs next to nothing
+    assert used < 0.3, f"{used:.2f} s of CPU in 3 s while out of descriptors"
+    assert status_json(deployment)["daemon"]["pid"] == proc.pid  # serving again
+    code, out = stop_daemon(proc)
+    assert code == 0
+    (warned,) = [json.loads(x) for x in out.splitlines() if "control-accept-failed" in x]
+    assert warned["level"] == "error" and "Too many open files" in warned["error"]
