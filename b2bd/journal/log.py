@@ -68,7 +68,7 @@ from typing import Any, Self
 
 import msgspec
 
-from b2bd.confined import Folder, fsync_dir
+from b2bd.confined import ConfinedError, Folder, fsync_dir
 from b2bd.faults import explain
 from b2bd.journal.history import DEFAULT_HISTORY_DAYS, HistoryKeeper
 from b2bd.journal.records import Codec, JournalRepaired, Record, build_record, to_json
@@ -418,13 +418,19 @@ def read_journal(state_dir: Path, *, with_history: bool = False) -> Iterator[Rec
 def read_history(directory: Path, before: int) -> Iterator[Record]:
     """The records of the journal dir's history file with sequence numbers below ``before``
     (the live journal's first record; see the module docstring). Each line's checksum is
-    checked as it is read: damage raises :class:`JournalDamaged` naming the file and offset."""
-    path = directory / HISTORY_FILE
+    checked as it is read: damage raises :class:`JournalDamaged` naming the file and offset.
+    Anything but a regular file there (a FIFO, a symlink) is damage too: never waited on or
+    followed (:meth:`~b2bd.confined.Folder.open_read`)."""
     try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
+        with Folder.open(directory) as folder:
+            reader = folder.open_read(HISTORY_FILE)
+    except ConfinedError as exc:
+        if exc.kind == "missing":
+            return
+        if exc.kind == "not-ours":
+            raise JournalDamaged(HISTORY_FILE, 0, exc.what) from None
+        raise
+    with reader, os.fdopen(reader.fd, "rb", closefd=False) as f:
         offset = 0
         last = 0
         for line in f:

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_journal_state import RECORD, T0, records
@@ -217,3 +222,42 @@ def test_history_reads_the_same_before_and_after_compaction(before, after):
         got = history_report(read_journal(state_dir, with_history=True))
         assert got == expected
         assert len(run_history(read_journal(state_dir, with_history=True))) == len(expected)
+
+
+# -- a history file that is not what it seems ------------------------------------------------------
+
+
+def b2bd_process(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """b2bd as a subprocess, so that a command that would block fails the test instead."""
+    return subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(root / "config"), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("plant", "what"),
+    [
+        (lambda path: os.mkfifo(path), "is a FIFO, not a regular file"),
+        (lambda path: path.symlink_to("/dev/zero"), "is a symlink (not followed)"),
+    ],
+    ids=["fifo", "symlink-to-dev-zero"],
+)
+def test_a_history_file_that_is_not_a_regular_file_is_damage_not_a_hang(
+    tmp_path, plant, what
+) -> None:
+    root = deployment(tmp_path)
+    journal_run(root, 3, {"8814001": "succeeded"})
+    assert b2bd_process(root, "journal", "compact").returncode == 0
+    path = state(root) / JOURNAL_DIR / HISTORY_FILE
+    path.unlink()
+    plant(path)
+    for command in (["history"], ["journal", "cat"], ["journal", "compact"]):
+        result = b2bd_process(root, *command)
+        assert result.returncode == 1, (command, result.stderr)
+        assert f"segment {HISTORY_FILE}, byte 0: {what}" in result.stderr
+        assert "Traceback" not in result.stderr
+    verify = b2bd_process(root, "journal", "verify")
+    assert verify.returncode == 1 and f"segment {HISTORY_FILE}, byte 0: {what}" in verify.stdout
+    assert path.is_symlink() or stat.S_ISFIFO(path.lstat().st_mode)  # left for the operator
+    assert b2bd_process(root, "status").returncode == 0  # the state never needed it
