@@ -528,11 +528,11 @@ class _DurableFile:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:
-            try:
-                self.file.close()  # flushes into the temporary file (its descriptor stays open)
-            finally:
-                if exc_type is None:
-                    self.temp.commit()
+            # Flushes into the temporary file (its descriptor stays open). If that fails (a full
+            # disk), the file is incomplete and must never replace the old one.
+            self.file.close()
+            if exc_type is None:
+                self.temp.commit()
         finally:
             self.temp.abort()  # no-op once committed
             self.folder.close()
@@ -928,7 +928,9 @@ class Journal:
             try:
                 state, kept = self._write_history(old, now - dt.timedelta(days=history_days))
             except OSError as exc:
-                raise JournalError(f"cannot write {self.directory / HISTORY_FILE}: {exc}") from None
+                path = self.directory / HISTORY_FILE
+                error = explain(exc, "cannot write the history file", path)
+                raise JournalError(f"{error}; nothing was changed") from None
             record = build_record("checkpoint", seq, now, {"state": snapshot(state)})
             data = frame(record)
             try:

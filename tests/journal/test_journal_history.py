@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oserrors import fill, tmpfs
 from test_journal_state import RECORD, T0, records
 
 from b2bd.cli import main
@@ -261,3 +262,26 @@ def test_a_history_file_that_is_not_a_regular_file_is_damage_not_a_hang(
     assert verify.returncode == 1 and f"segment {HISTORY_FILE}, byte 0: {what}" in verify.stdout
     assert path.is_symlink() or stat.S_ISFIFO(path.lstat().st_mode)  # left for the operator
     assert b2bd_process(root, "status").returncode == 0  # the state never needed it
+
+
+def test_compaction_on_a_full_disk_changes_nothing_and_loses_no_history(tmp_path) -> None:
+    root = deployment(tmp_path)
+    with tmpfs(state(root), "1m"):
+        older = [journal_run(root, days, {"8814001": "succeeded"}) for days in (30, 20)]
+        assert b2bd_process(root, "journal", "compact").returncode == 0  # history holds them
+        newer = journal_run(root, 2, {"8814001": "failed"})
+        journal = state(root) / JOURNAL_DIR
+        kept = lambda: {p.name: p.read_bytes() for p in journal.glob("[0-9h]*")}  # noqa: E731
+        before = kept()
+        filler = fill(state(root))
+        result = b2bd_process(root, "journal", "compact")
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"{journal / HISTORY_FILE}" in result.stderr
+        assert "No space left on device" in result.stderr
+        assert kept() == before  # the history file above all: never a half-written one
+        shown = b2bd_process(root, "history", "--format", "json")
+        assert [r["run"] for r in json.loads(shown.stdout)] == [newer, *older[::-1]]
+        filler.unlink()  # space freed: the same command now works, and nothing was lost
+        assert b2bd_process(root, "journal", "compact").returncode == 0
+        shown = b2bd_process(root, "history", "--format", "json")
+        assert [r["run"] for r in json.loads(shown.stdout)] == [newer, *older[::-1]]
