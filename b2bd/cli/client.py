@@ -3,9 +3,11 @@ daemon serving this config's journal, send it one request, read its answer.
 
 :func:`find_daemon` tries the socket places in order. No socket file, or one nobody accepts on
 (the stale socket of a crashed daemon), means no daemon there; a daemon greeting with another
-state dir is another deployment's, so the search goes on. A socket the caller may not use, a
-refusal, or a daemon that does not greet in time is a :class:`~b2bd.cli.UsageError`: there is
-a daemon, and quietly working on its journal behind its back is not an option.
+state dir is another deployment's, and a process of another user than root, ours or the state
+dir's owner is no daemon of ours (it is sent nothing): either way the search goes on. A socket
+the caller may not use, a refusal, or a daemon that does not greet in time is a
+:class:`~b2bd.cli.UsageError`: there is a daemon, and quietly working on its journal behind its
+back is not an option.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from b2bd.daemon.protocol import (
     LineReader,
     ProtocolError,
     client_sockets,
+    daemon_trusted,
     encode,
+    peer_credentials,
     socket_address,
 )
 
@@ -100,7 +104,7 @@ def find_daemon(settings: Settings) -> DaemonLink | None:
     """A greeted connection to the daemon serving ``settings.state_dir``, or None when none is
     running (see the module docstring)."""
     for path in client_sockets(settings):
-        link = _connect(path)
+        link = _connect(path, settings.state_dir)
         if link is None:
             continue
         if _same_dir(link.hello.get("state_dir"), settings.state_dir):
@@ -109,12 +113,13 @@ def find_daemon(settings: Settings) -> DaemonLink | None:
     return None
 
 
-def _connect(path: Path) -> DaemonLink | None:
+def _connect(path: Path, state_dir: Path) -> DaemonLink | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         with socket_address(path) as address:
             sock.connect(address)
+        _, uid, _, _ = peer_credentials(sock)
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
         sock.close()
         return None  # no daemon here (or a crashed one's socket file)
@@ -127,6 +132,9 @@ def _connect(path: Path) -> DaemonLink | None:
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot reach the daemon at {path}: {exc.strerror or exc}") from None
+    if not daemon_trusted(uid, state_dir):
+        sock.close()
+        return None  # another user listens where a daemon might: not ours, told nothing
     reader = LineReader(sock, MAX_RESPONSE)
     try:
         hello = reader.message(time.monotonic() + ANSWER_TIMEOUT)

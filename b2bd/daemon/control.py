@@ -11,7 +11,8 @@ must wait for the loop (a trigger) hands its Reply over and the connection threa
 arrives on it, until the final line.
 
 Binding (:meth:`ControlServer.bind`) happens after the journal lock is taken, so a second daemon
-on the same journal never gets here. The socket is made under a temporary name, given mode
+on the same journal never gets here. The socket's folder must belong to root or the daemon's
+user and be writable by nobody else. The socket is made under a temporary name, given mode
 0660, and renamed into place: a stale socket left by a crashed daemon (nobody accepts on it) is
 replaced; a live one (another daemon, configured with the same path) or anything that is not a
 socket is refused. :meth:`ControlServer.close` stops accepting, ends every open exchange with a
@@ -140,8 +141,7 @@ class ControlServer:
         cls, path: Path, hello: dict[str, Any], handlers: Mapping[str, Handler]
     ) -> ControlServer:
         """Listen on ``path`` (see the module docstring); :class:`ControlError` if not."""
-        if not path.parent.is_dir():
-            raise ControlError(f"control socket {path}: no such directory {path.parent}")
+        _refuse_shared_folder(path)
         _refuse_live_or_foreign(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)
@@ -298,6 +298,33 @@ class ControlServer:
             return
         if (now.st_dev, now.st_ino) == (self._identity.st_dev, self._identity.st_ino):
             self.path.unlink(missing_ok=True)
+
+
+def _refuse_shared_folder(path: Path) -> None:
+    """Raise :class:`ControlError` unless ``path``'s folder belongs to root or us and nobody
+    else may write in it: whoever may could swap the new socket for a symlink between its bind
+    and its chmod (and the daemon, perhaps root, would chmod the symlink's target), replace it
+    later, or take its name first (even with the sticky bit)."""
+    folder = path.parent
+    try:
+        st = os.stat(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as exc:
+        raise ControlError(f"control socket {path}: {explain(exc, path=folder)}") from None
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        raise ControlError(f"control socket {path}: no such directory {folder}")
+    advice = "use a folder only the daemon's user (or root) can write, such as /run/b2bd"
+    if st.st_uid not in (0, os.geteuid()):
+        raise ControlError(
+            f"control socket {path}: its folder {folder} belongs to uid {st.st_uid}, "
+            f"neither root nor the daemon's user; {advice}"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ControlError(
+            f"control socket {path}: other users may write in its folder {folder} "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}) and so take or swap the socket; {advice}"
+        )
 
 
 def _refuse_live_or_foreign(path: Path) -> None:

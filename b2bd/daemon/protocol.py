@@ -4,7 +4,9 @@ Newline-delimited JSON over a Unix stream socket, one request per connection:
 
 1. The client connects. The daemon checks the peer's credentials (``SO_PEERCRED``): root, the
    daemon's own user, or its group (primary or supplementary). Anyone else gets one line
-   ``{"type": "error", "code": "refused", "message": ...}`` and the connection is closed.
+   ``{"type": "error", "code": "refused", "message": ...}`` and the connection is closed. The
+   client checks the daemon's too: root, its own user or the state dir's owner; a socket
+   anyone else answers on is not the daemon's, and is left without a word.
 2. The daemon sends ``{"type": "hello", "protocol": 1, "version", "pid", "state_dir"}``; a
    client that finds another state dir than its config's is talking to another daemon.
 3. The client sends one request line (at most :data:`MAX_REQUEST` bytes, within
@@ -157,3 +159,15 @@ def peer_allowed(uid: int, gid: int, groups: tuple[int, ...]) -> bool:
     """Root, the daemon's own user, or a member of its group."""
     own_gid = os.getegid()
     return uid in (0, os.geteuid()) or gid == own_gid or own_gid in groups
+
+
+def daemon_trusted(uid: int, state_dir: Path) -> bool:
+    """The check the other way round, for the CLI: the process answering is root, the CLI's
+    own user, or the owner of ``state_dir`` (the user the daemon writes its journal as).
+    Anyone else merely listens where a daemon might: it is not asked anything."""
+    if uid in (0, os.geteuid()):
+        return True
+    try:
+        return os.stat(state_dir).st_uid == uid
+    except OSError:
+        return False

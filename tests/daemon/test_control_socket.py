@@ -595,3 +595,81 @@ def test_out_of_descriptors_the_accept_thread_waits_instead_of_spinning(
     assert code == 0
     (warned,) = [json.loads(x) for x in out.splitlines() if "control-accept-failed" in x]
     assert warned["level"] == "error" and "Too many open files" in warned["error"]
+
+
+# -- a socket folder others may write in ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def impostor(path: Path, state_dir: Path) -> Iterator[Path]:
+    """Another user (nobody) listening at ``path``, posing as the daemon of ``state_dir``: it
+    greets with that state dir, writes every request it gets to ``<path>.heard`` and answers
+    each with a successful run that never happened."""
+    heard = path.with_name(path.name + ".heard")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(ready_r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(8)
+            os.write(ready_w, b"ready")
+            os.close(ready_w)
+            fake = {"run": "t/manual-19700101T000000Z", "task": "t", "outcome": "succeeded",
+                    "slot": "1970-01-01T00:00:00Z", "manual": True, "transfers": []}  # fmt: skip
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(5)
+                    hello = {"type": "hello", "protocol": 1, "state_dir": str(state_dir)}
+                    conn.sendall(json.dumps(hello).encode() + b"\n")
+                    with contextlib.suppress(OSError):
+                        if request := conn.recv(65536):
+                            with heard.open("ab") as f:
+                                f.write(request)
+                    answer = {"type": "result", "result": fake}
+                    with contextlib.suppress(OSError):
+                        conn.sendall(json.dumps(answer).encode() + b"\n")
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        assert ready.read() == b"ready"
+    try:
+        yield heard
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_a_socket_another_user_answers_is_neither_asked_nor_used(deployment, open_dir) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    squat = open_dir / "squat"
+    squat.mkdir()
+    os.chown(squat, NOBODY, NOBODY)  # a folder another user may write in
+    path = squat / SOCKET_NAME
+    with deployment.config.joinpath("b2bd.yaml").open("a") as f:
+        f.write(f"control_socket: {path}\n")
+    with impostor(path, deployment.state) as heard:
+        result = cli(deployment, "trigger", "t", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        # not the impostor's tale: the run happened here, on the journal, and it heard nothing
+        assert summary["run"] != "t/manual-19700101T000000Z"
+        assert Path(summary["transfers"][0]["delivery"]).is_file()
+        assert runs_of(deployment) == [summary["run"]]
+        assert not heard.exists()
+        status = cli(deployment, "status")
+        assert "daemon: not answering on its control socket" in status.stdout
+        assert not heard.exists()
+    # and the daemon refuses to put its socket in such a folder: one line, exit 1
+    daemon = start_daemon(deployment, None)
+    out, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 1 and "Traceback" not in out
+    (error,) = [json.loads(x) for x in out.splitlines() if "control-socket-unusable" in x]
+    assert f"its folder {squat} belongs to uid {NOBODY}" in error["error"]

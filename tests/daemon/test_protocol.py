@@ -4,6 +4,7 @@ binding over stale and foreign files, long paths, crowding and the final line at
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -260,3 +261,29 @@ def test_an_answer_that_is_not_json_ends_its_connection_without_a_traceback(
     out, err = capfd.readouterr()
     assert "Traceback" not in err
     assert "control-connection-failed" in out + err and "TypeError" in out + err
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "why"),
+    [
+        (0o777, 0, "other users may write in its folder"),
+        (0o1777, 0, "other users may write in its folder"),  # sticky: they can still squat
+        (0o770, 0, "other users may write in its folder"),
+        (0o755, 65534, "belongs to uid 65534"),
+    ],
+)
+def test_a_socket_folder_others_may_write_is_refused(
+    tmp_path: Path, mode: int, owner: int, why: str
+) -> None:
+    """Whoever may write in the folder could swap the socket for a symlink between its bind
+    and its chmod (the daemon, often root, would chmod the symlink's target) or replace it."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(mode)
+    os.chown(folder, owner, owner)
+    with pytest.raises(ControlError, match=why):
+        serve(folder / SOCKET_NAME)
+    assert os.listdir(folder) == []
+    folder.chmod(0o750)
+    os.chown(folder, 0, 0)
+    serve(folder / SOCKET_NAME).close("test over")
