@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from b2bd.daemon.loop import Daemon
 
 log = get_logger("b2bd.daemon")
-MAX_HISTORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,13 @@ class ControlRequests:
             reply.error("starting", "the daemon is starting; try again in a moment")
             return
         identity = {"pid": os.getpid(), "version": __version__, "started": iso(self.started)}
+        try:
+            state = d.journal.state()
+        except JournalDamaged as exc:  # changed behind the daemon's back: say where, as history
+            reply.error("damaged", str(exc))
+            return
         report = status_report(
-            config, d.journal.state(), d.clock.now(), running=d.runs.in_flight(), daemon=identity
+            config, state, d.clock.now(), running=d.runs.in_flight(), daemon=identity
         )
         reply.result(report)
 
@@ -90,8 +94,10 @@ class ControlRequests:
         if task is not None and not isinstance(task, str):
             reply.error("bad-request", "task must be a task id")
             return
-        if limit is not None and not (isinstance(limit, int) and 1 <= limit <= MAX_HISTORY):
-            reply.error("bad-request", f"limit must be a whole number from 1 to {MAX_HISTORY}")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            reply.error("bad-request", "limit must be a whole number, 1 or more")
             return
         try:
             runs = history_report(self.daemon.journal.records(with_history=True), task, limit)

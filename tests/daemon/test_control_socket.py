@@ -673,3 +673,34 @@ def test_a_socket_another_user_answers_is_neither_asked_nor_used(deployment, ope
     assert daemon.returncode == 1 and "Traceback" not in out
     (error,) = [json.loads(x) for x in out.splitlines() if "control-socket-unusable" in x]
     assert f"its folder {squat} belongs to uid {NOBODY}" in error["error"]
+
+
+# -- status and history through the daemon, as without one ----------------------------------------
+
+
+def test_history_limits_and_journal_damage_read_the_same_through_the_daemon(
+    deployment, notify_socket, daemons
+) -> None:
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    run = json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]
+    # any positive --limit, as without a daemon
+    history = cli(deployment, "history", "--limit", "1000000", "--format", "json")
+    assert history.returncode == 0, history.stderr
+    assert [r["run"] for r in json.loads(history.stdout)] == [run]
+    # a FIFO where the history file goes is damage, never a connection thread stuck forever
+    fifo = deployment.state / "journal" / "history.jsonl"
+    os.mkfifo(fifo)
+    history = cli(deployment, "history")
+    assert history.returncode == 1
+    assert "segment history.jsonl, byte 0: is a FIFO, not a regular file" in history.stderr
+    fifo.unlink()
+    # a segment cut short behind the daemon's back: status names it, as history does
+    (segment,) = (deployment.state / "journal").glob("*.log")
+    segment.write_bytes(segment.read_bytes()[:100])
+    for command in ("status", "history"):
+        result = cli(deployment, command)
+        assert result.returncode == 1
+        assert f"segment {segment.name}, byte " in result.stderr, (command, result.stderr)
+    assert stop_daemon(proc)[0] == 0
