@@ -94,20 +94,25 @@ def socket_address(path: Path) -> Iterator[str]:
 class LineReader:
     """Reads newline-terminated lines from a socket, at most ``limit`` bytes each, with one
     ``deadline`` (a ``time.monotonic`` instant, or None) for the whole line: a client sending
-    a byte every few seconds gains nothing."""
+    a byte every few seconds gains nothing. Each byte is looked at once, so a long answer (a
+    big ``history``) is read in linear time."""
 
     def __init__(self, sock: socket.socket, limit: int) -> None:
         self.sock = sock
         self.limit = limit
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer known to hold no newline
 
     def line(self, deadline: float | None = None) -> bytes | None:
         """The next line without its newline; None at a clean end of stream."""
         while True:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", self._scanned)
             if end != -1:
-                line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                self._scanned = 0
                 return line
+            self._scanned = len(self._buffer)
             if len(self._buffer) > self.limit:
                 raise ProtocolError(f"line longer than {self.limit} bytes")
             if deadline is None:
