@@ -265,6 +265,8 @@ def run_text(summary: dict[str, Any]) -> list[str]:
         if t["outcome"] == "succeeded":
             counts = " ".join(f"{kind}={n}" for kind, n in t["counts"].items()) or "nothing"
             extra = f"read={t['read']} rejected={t['rejected']} missing={t['missing']}"
+            if t.get("joined") or t.get("left"):  # changed data: pupils crossing the cohort's edge
+                extra += f" joined={t['joined']} left={t['left']}"
             if t["rejected_by_reason"]:
                 why = ", ".join(f"{r}={n}" for r, n in t["rejected_by_reason"].items())
                 extra += f" ({why})"

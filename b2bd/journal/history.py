@@ -8,7 +8,8 @@ the kept history) are ignored. Runs come out newest first (by their ``run-starte
 History kept across compaction (DESIGN section 7): :class:`HistoryKeeper` chooses, from the
 records a compaction drops, the runs started at or after a cutoff (``run-started``, its
 transfers' outcomes, ``run-finished``) and the slots missed or skipped since then; a
-``transfer-succeeded`` loses its pupil digests (the checkpoint holds the leavers memory). Ids,
+``transfer-succeeded`` loses its pupil digests and cohort-memory changes (``joined``/``left``: the
+checkpoint holds the memories they built, and alone they mean nothing). Ids,
 times, counts, reasons and messages stay, so ``history`` reads the same before and after.
 """
 
@@ -137,7 +138,9 @@ class HistoryKeeper:
         if isinstance(record, TransferSucceeded):
             if record.run not in self._runs:
                 return None
-            return msgspec.structs.replace(record, pupils=()) if record.pupils else record
+            if record.pupils or record.joined or record.left:  # the checkpoint holds them
+                return msgspec.structs.replace(record, pupils=(), joined="", left="")
+            return record
         if isinstance(record, RunFinished | TransferFailed | TransferSkipped):
             return record if record.run in self._runs else None
         if isinstance(record, SlotMissed | SlotSkipped):

@@ -48,6 +48,15 @@ class PupilKeyer:
             self._mac = hmac.new(self._load_or_create(), digestmod=hashlib.sha256)
 
     def digest(self, upn: str) -> str:
+        """The pupil's keyed digest (64 lowercase hex characters), as journal records carry it."""
+        return self._mac_of(upn).hexdigest()
+
+    def key(self, upn: str) -> int:
+        """The pupil's 64-bit memory key: the first 8 bytes of :meth:`digest`, as an int
+        (:func:`b2bd.journal.memory.key_of` of the digest), without the hex round trip."""
+        return int.from_bytes(self._mac_of(upn).digest()[:8], "big")
+
+    def _mac_of(self, upn: str) -> hmac.HMAC:
         mac = self._mac
         if mac is None:
             self.check()
@@ -55,7 +64,7 @@ class PupilKeyer:
             assert mac is not None
         h = mac.copy()
         h.update(upn.strip().upper().encode("ascii", "replace"))
-        return h.hexdigest()
+        return h
 
     def _load_or_create(self) -> bytes:
         try:

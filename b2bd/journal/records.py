@@ -141,6 +141,15 @@ class WatermarkEntry(msgspec.Struct, frozen=True, gc=False):
     watermark: str | None
 
 
+class MemorySnapshot(msgspec.Struct, frozen=True, gc=False):
+    """One base's pupil memories in a checkpoint (:mod:`b2bd.journal.memory`): ``keys``, the
+    leavers memory as base64 of little-endian 64-bit keys in journal order; ``members``, each
+    changed task's cohort memory as a base64 bitmap over those positions."""
+
+    keys: str = ""
+    members: dict[str, str] = {}
+
+
 class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
     """The replayed state in a JSON-friendly shape, carried by a ``checkpoint`` record.
 
@@ -161,6 +170,9 @@ class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
     last_success: tuple[SuccessEntry, ...] = ()
     repairs: tuple[Repair, ...] = ()
     last_manual: dict[str, str] = {}  # task -> its latest manual run name
+    # The pupil memories per base; ``leavers`` (hex digests) is how older checkpoints held the
+    # leavers memory, read back into ``memory``.
+    memory: dict[str, MemorySnapshot] = {}
 
 
 # -- the record types ------------------------------------------------------------------------------
@@ -205,7 +217,10 @@ class RunStarted(_Typed, frozen=True, tag="run-started", gc=False):
 
 class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False):
     """``pupils``: keyed digests (:class:`b2bd.journal.keys.PupilKeyer`) of the pupils this
-    transfer delivered any record about; only non-leavers from-school transfers carry them.
+    transfer delivered any record about that the base's leavers memory did not hold yet; only
+    non-leavers from-school transfers carry them. ``joined``/``left``: a changed task's cohort
+    memory delta at this base (:mod:`b2bd.journal.memory`: bitmaps over the base's remembered
+    pupils).
     ``read`` lines were read; each was delivered (``counts`` per kind), rejected
     (``rejected_by_reason``, total ``rejected``) or dropped (``dropped``, by reason)."""
 
@@ -223,6 +238,8 @@ class TransferSucceeded(_Typed, frozen=True, tag="transfer-succeeded", gc=False)
     read: int = 0
     rejected_by_reason: dict[str, int] = {}
     dropped: dict[str, int] = {}
+    joined: str = ""
+    left: str = ""
 
 
 class TransferFailed(_Typed, frozen=True, tag="transfer-failed", gc=False):
@@ -315,7 +332,9 @@ class TransferSucceededBrief(_Typed, frozen=True, tag="transfer-succeeded", gc=F
     task: str
     base: str
     watermark: str | None = None
-    pupils: tuple[str, ...] = ()
+    pupils: msgspec.Raw = msgspec.Raw(b"[]")  # read by b2bd.journal.memory.keys_of_json
+    joined: str = ""
+    left: str = ""
 
 
 BriefRecord = Union[  # noqa: UP007 (built from a tuple of types)

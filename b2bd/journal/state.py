@@ -10,8 +10,9 @@
 - ``transfer-succeeded`` / ``-failed`` / ``-skipped``: the latest outcome of (task, base), with the
   failure's reason class and message. Only ``transfer-succeeded`` touches the last success of
   (task, base), the watermark (set to the record's watermark; a ``null`` watermark keeps the
-  previous one) and the leavers memory (its ``pupils`` digests are added to the base's set;
-  nothing ever removes them).
+  previous one) and the base's pupil memories (:mod:`b2bd.journal.memory`: its ``pupils``
+  digests join the leavers memory, which nothing ever shrinks; its ``joined``/``left`` change
+  the task's cohort memory).
 - ``slot-missed``, ``slot-skipped`` and ``run-started`` (not manual) move the task's last slot
   decided: catch-up after a restart starts after it, so a missed slot is journaled once.
 - ``config-rejected``: its problems are the config problems in force. ``config-applied``
@@ -34,7 +35,10 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from b2bd import run_names
+from b2bd.journal.memory import BaseMemory, keys_of, keys_of_json
 from b2bd.journal.records import (
     AppliedConfig,
     Checkpoint,
@@ -77,7 +81,7 @@ class State:
     last_run: Mapping[str, LastRun] = field(default_factory=dict)
     last_outcome: Mapping[TaskBase, Outcome] = field(default_factory=dict)
     watermark: Mapping[TaskBase, str | None] = field(default_factory=dict)
-    leavers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    memory: Mapping[str, BaseMemory] = field(default_factory=dict)
     rejected_config: tuple[ConfigProblem, ...] = ()
     applied_config: AppliedConfig | None = None
     runs_in_progress: Mapping[str, RunInProgress] = field(default_factory=dict)
@@ -89,7 +93,7 @@ class State:
     def holds_digests(self) -> bool:
         """Whether any pupil digest is remembered: from then on the key file must never be
         silently re-created (:class:`b2bd.journal.keys.PupilKeyer` ``create=False``)."""
-        return any(self.leavers.values())
+        return any(len(m.keys) for m in self.memory.values())
 
     def failing(self, task: str) -> dict[str, Outcome]:
         """The task's bases whose latest transfer failed, by base id."""
@@ -109,7 +113,7 @@ class _Replay:
         "in_progress",
         "last_manual",
         "last_run",
-        "leavers",
+        "memory",
         "outcome",
         "rejected",
         "repairs",
@@ -118,13 +122,15 @@ class _Replay:
         "watermark",
     )
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, *, copy: bool = True) -> None:
         self.started = dict(state.last_slot_started)
         self.decided = dict(state.last_slot_decided)
         self.last_run = dict(state.last_run)
         self.outcome = dict(state.last_outcome)
         self.watermark = dict(state.watermark)
-        self.leavers = {base: set(keys) for base, keys in state.leavers.items()}
+        # The memories are changed in place: a state given in is copied, unless it is
+        # this replay's own (a checkpoint's).
+        self.memory = {b: m.copy() if copy else m for b, m in state.memory.items()}
         self.rejected = state.rejected_config
         self.applied = state.applied_config
         self.in_progress = dict(state.runs_in_progress)
@@ -139,7 +145,7 @@ class _Replay:
             last_run=self.last_run,
             last_outcome=self.outcome,
             watermark=self.watermark,
-            leavers={base: frozenset(keys) for base, keys in self.leavers.items()},
+            memory=self.memory,
             rejected_config=self.rejected,
             applied_config=self.applied,
             runs_in_progress=self.in_progress,
@@ -178,12 +184,14 @@ class _Replay:
         self.success[key] = LastSuccess(r.run, r.ts)
         if r.watermark is not None or key not in self.watermark:
             self.watermark[key] = r.watermark
-        if r.pupils:
-            keys = self.leavers.get(r.base)
-            if keys is None:
-                self.leavers[r.base] = set(r.pupils)
-            else:
-                keys.update(r.pupils)
+        pupils = r.pupils
+        # Most transfers bring nobody new (a brief record's pupils are raw JSON: "[]").
+        if len(pupils) > (2 if isinstance(pupils, msgspec.Raw) else 0) or r.joined or r.left:
+            keys = keys_of_json(pupils) if isinstance(pupils, msgspec.Raw) else keys_of(pupils)
+            memory = self.memory.get(r.base)
+            if memory is None:
+                memory = self.memory[r.base] = BaseMemory()
+            memory.apply(r.task, keys, r.joined, r.left)
 
     def failed(self, r: TransferFailed) -> None:
         self.outcome[(r.task, r.base)] = Outcome("failed", r.ts, r.run, r.reason, r.message)
@@ -212,7 +220,7 @@ class _Replay:
         self.repairs = tuple(x for x in self.repairs if x.seq > r.up_to)
 
     def checkpoint(self, r: Checkpoint) -> None:
-        _Replay.__init__(self, restore(r.state))
+        _Replay.__init__(self, restore(r.state), copy=False)
 
     def nothing(self, r: Record) -> None:
         pass
@@ -260,7 +268,7 @@ def snapshot(state: State) -> StateSnapshot:
             WatermarkEntry(task, base, mark)
             for (task, base), mark in sorted(state.watermark.items())
         ),
-        leavers={base: tuple(sorted(keys)) for base, keys in sorted(state.leavers.items())},
+        memory={base: m.snapshot() for base, m in sorted(state.memory.items())},
         rejected_config=state.rejected_config,
         applied_config=state.applied_config,
         runs_in_progress=dict(sorted(state.runs_in_progress.items())),
@@ -288,7 +296,7 @@ def restore(snap: StateSnapshot) -> State:
         last_run=dict(snap.last_run),
         last_outcome=last_outcome,
         watermark={(e.task, e.base): e.watermark for e in snap.watermark},
-        leavers={base: frozenset(keys) for base, keys in snap.leavers.items()},
+        memory=_restore_memory(snap),
         rejected_config=snap.rejected_config,
         applied_config=snap.applied_config,
         runs_in_progress=dict(snap.runs_in_progress),
@@ -296,3 +304,10 @@ def restore(snap: StateSnapshot) -> State:
         repairs=snap.repairs,
         last_manual=dict(snap.last_manual),
     )
+
+
+def _restore_memory(snap: StateSnapshot) -> dict[str, BaseMemory]:
+    memory = {base: BaseMemory.restore(m) for base, m in snap.memory.items()}
+    for base, digests in snap.leavers.items():  # a checkpoint written before the memories
+        memory.setdefault(base, BaseMemory()).apply("", keys_of(digests), "", "")
+    return memory

@@ -63,6 +63,7 @@ from b2bd.connectors import (
     open_source,
 )
 from b2bd.connectors.directory import DirectorySource
+from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
@@ -80,6 +81,8 @@ class JournalWriter(Protocol):
 
 class Keyer(Protocol):
     def digest(self, upn: str) -> str: ...
+
+    def key(self, upn: str) -> int: ...
 
 
 class Abandoned(Exception):
@@ -115,6 +118,8 @@ class TransferResult:
     missing: int = 0
     watermark: str | None = None
     delivery: Path | None = None
+    joined: int = 0  # pupils sent for joining the task's cohort (changed data)
+    left: int = 0  # remembered pupils sent once for leaving it
 
     @property
     def records(self) -> int:
@@ -233,9 +238,10 @@ class Engine:
             state = journal.state()  # type: ignore[attr-defined]
         self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
         self._last_manual: dict[str, str] = dict(getattr(state, "last_manual", {}))
-        self._leavers: dict[str, frozenset[str]] = {
-            base: frozenset(keys) for base, keys in state.leavers.items()
-        }
+        # The pupil memories, owned from here on (a replayed state is the engine's to change);
+        # one lock per base keeps their journal order and their in-memory order the same.
+        self._memory: dict[str, BaseMemory] = dict(state.memory)
+        self._base_locks: dict[str, threading.Lock] = {}
 
     # -- pool ------------------------------------------------------------------------------
 
@@ -266,9 +272,24 @@ class Engine:
         with self._lock:
             return self._watermarks.get((task_id, base_id))
 
-    def leavers(self, base_id: str) -> frozenset[str]:
+    def leavers(self, base_id: str) -> frozenset[int]:
+        """The base's leavers memory (memory keys)."""
+        with self._base_lock(base_id):
+            memory = self._memory.get(base_id)
+            return memory.leavers() if memory is not None else frozenset()
+
+    def members(self, task_id: str, base_id: str) -> frozenset[int]:
+        """What ``task_id`` remembers delivering at the base (its cohort memory)."""
+        with self._base_lock(base_id):
+            memory = self._memory.get(base_id)
+            return memory.cohort(task_id) if memory is not None else frozenset()
+
+    def _base_lock(self, base_id: str) -> threading.Lock:
         with self._lock:
-            return self._leavers.get(base_id, frozenset())
+            lock = self._base_locks.get(base_id)
+            if lock is None:
+                lock = self._base_locks[base_id] = threading.Lock()
+            return lock
 
     # -- a whole run ---------------------------------------------------------------------------
 
@@ -490,6 +511,7 @@ class Engine:
             watermark=self.watermark(task.id, base_id),
             leavers=self.leavers(base_id) if task.direction == "from-school" else frozenset(),
             year_start=self.settings.academic_year_start,
+            members=self.members(task.id, base_id),
         )
         deadline_at = self.monotonic() + task.policy.timeout.total_seconds()
         timeout = task.policy.timeout
@@ -522,7 +544,7 @@ class Engine:
                     source,
                     query,
                     writer.write,
-                    self.keyer.digest,
+                    self.keyer.key,
                     deadline=deadline,
                     progress=progress,
                     not_after=not_after,
@@ -558,31 +580,33 @@ class Engine:
         delivery: Path,
     ) -> TransferResult:
         task = context.task
-        added: list[str] = []
-        if query.remember:
-            known = self.leavers(query.base)
-            added = sorted({d for d in map(self.keyer.digest, tally.pupils) if d not in known})
-        self._journal_outcome(
-            "succeeded",
-            "transfer-succeeded",
-            context,
-            query.base,
-            direction=task.direction,
-            data_type=task.data.type,
-            cohort_group=task.cohort.group,
-            counts=dict(tally.counts),
-            rejected=tally.rejected_total,
-            rejected_by_reason=dict(sorted(tally.rejected.items())),
-            dropped=dict(sorted(tally.dropped.items())),
-            read=tally.read,
-            missing=tally.missing,
-            watermark=watermark,
-            pupils=added,
-        )
+        with self._base_lock(query.base):
+            memory = self._memory.get(query.base) or BaseMemory()
+            added, joined, left = _memory_delta(memory, query, tally, self.keyer.digest)
+            self._journal_outcome(
+                "succeeded",
+                "transfer-succeeded",
+                context,
+                query.base,
+                direction=task.direction,
+                data_type=task.data.type,
+                cohort_group=task.cohort.group,
+                counts=dict(tally.counts),
+                rejected=tally.rejected_total,
+                rejected_by_reason=dict(sorted(tally.rejected.items())),
+                dropped=dict(sorted(tally.dropped.items())),
+                read=tally.read,
+                missing=tally.missing,
+                watermark=watermark,
+                pupils=added,
+                joined=joined,
+                left=left,
+            )
+            if added or joined or left:
+                memory.apply(task.id, keys_of(added), joined, left)
+                self._memory[query.base] = memory
         with self._lock:
             self._watermarks[(task.id, query.base)] = watermark
-            if added:
-                self._leavers[query.base] = self._leavers.get(query.base, frozenset()).union(added)
         return TransferResult(
             task.id,
             query.base,
@@ -596,6 +620,8 @@ class Engine:
             missing=tally.missing,
             watermark=watermark,
             delivery=delivery,
+            joined=len(tally.joined_keys),
+            left=len(tally.left_keys),
         )
 
     # -- endpoints and prerequisites ---------------------------------------------------------
@@ -680,6 +706,8 @@ class Engine:
                 "ncy": _ncy_list(task.cohort.ncy) if task.cohort.group == "ncy" else None,
                 "reference_date": query.day,
                 "as_of": context.as_of,
+                "joined": len(tally.joined_keys),
+                "left": len(tally.left_keys),
             },
             "window": {
                 "updated_since": query.since,
@@ -695,6 +723,27 @@ class Engine:
             "watermark": watermark,
             "created_at": self.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+
+
+def _memory_delta(
+    memory: BaseMemory, query: Query, tally: Tally, digest: Callable[[str], str]
+) -> tuple[list[str], str, str]:
+    """What a success changes in the base's memories (:mod:`b2bd.journal.memory`): the hex
+    digests new to the leavers memory (non-leavers transfers), and for a transfer following the
+    cohort's edge the ``joined`` and ``left`` bitmaps of the task's cohort memory (positions
+    in the leavers memory once the new digests are added: every joiner was delivered, so it
+    is there; every leaver was remembered, so it was already). Remembered pupils the source
+    no longer holds stay remembered: they never got their leaving details."""
+    place = memory.index()
+    added: list[str] = []
+    if query.remember:
+        added = sorted({d for d in map(digest, tally.pupils) if key_of(d) not in place})
+        place.update((key_of(d), len(memory.keys) + i) for i, d in enumerate(added))
+    if query.members is None:
+        return added, "", ""
+    joined = bits_of(place[k] for k in tally.joined_keys if k in place)
+    left = bits_of(place[k] for k in tally.left_keys if k in place)
+    return added, encode_bits(joined), encode_bits(left)
 
 
 def _ncy_list(ncy: frozenset[str] | None) -> list[str] | str:

@@ -33,6 +33,11 @@ section 5): a change to a pupil outside the cohort must not be re-read forever. 
 when the transfer succeeds, which needs every file read to its end and matching any counts the
 export declared.
 
+**The cohort's edge** (from-school changed data, ``query.members``): a cohort member the task
+does not remember gets their full record whatever its change time (``joined``), a remembered
+pupil outside the cohort gets their current record once (``left``); :class:`Tally` says who is
+in the cohort now and who the source holds, as memory keys, for the engine to journal.
+
 Nothing here writes pupil data anywhere but the delivery; counts and reasons only.
 """
 
@@ -87,7 +92,10 @@ class Tally:
     """What a transfer read and did with it: ``read`` lines; ``counts`` delivered per kind;
     ``rejected`` and ``dropped`` per reason (their sum with the deliveries is ``read``);
     ``missing`` (remembered pupils the source no longer has); ``high`` (watermark candidate,
-    ``""`` when nothing was read) and the UPNs of pupils the delivery is about."""
+    ``""`` when nothing was read) and the UPNs of pupils the delivery is about. Following the
+    cohort's edge: ``joined_keys`` and ``left_keys``, the memory keys of the pupils sent for
+    joining the task's cohort and for having left it (the engine journals them as the change
+    of the task's cohort memory)."""
 
     counts: dict[str, int]
     rejected: dict[str, int] = field(default_factory=dict)
@@ -96,6 +104,8 @@ class Tally:
     high: str = ""
     read: int = 0
     pupils: set[str] = field(default_factory=set)
+    joined_keys: set[int] = field(default_factory=set)
+    left_keys: set[int] = field(default_factory=set)
 
     @property
     def rejected_total(self) -> int:
@@ -131,7 +141,7 @@ def extract(
     source: Source,
     query: Query,
     write: Write,
-    digest: Callable[[str], str],
+    key: Callable[[str], int],
     *,
     deadline: Deadline = _no_deadline,
     progress: Progress | None = None,
@@ -143,10 +153,10 @@ def extract(
     partial delivery."""
     tally = Tally(counts={kind: 0 for kind in query.kinds_delivered})
     tick = progress or _no_progress
-    cohort, known = _pupils(source, query, write, digest, tally, deadline, not_after)
+    cohort, known = _pupils(source, query, write, key, tally, deadline, not_after)
     tick(tally.read)
     if query.cohort_group == "leavers" and query.direction == "from-school":
-        held = {digest(upn) for upn in known}
+        held = {key(upn) for upn in known}
         tally.missing = len(query.leavers - held)
     for kind in query.kinds_read[1:]:
         # ``since`` lets an API source ask only for changes (pupils are always read whole).
@@ -156,7 +166,7 @@ def extract(
         elif kind == "result":
             _results(records, query, cohort, write, tally, deadline, tick, not_after)
         elif kind == "deletion":
-            _deletions(records, query, cohort, known, write, digest, tally, deadline, tick,
+            _deletions(records, query, cohort, known, write, key, tally, deadline, tick,
                        not_after)  # fmt: skip
         tick(tally.read)
     return tally
@@ -170,12 +180,13 @@ def _pupils(
     source: Source,
     query: Query,
     write: Write,
-    digest: Callable[[str], str],
+    key: Callable[[str], int],
     tally: Tally,
     deadline: Deadline,
     not_after: str,
 ) -> tuple[set[str], set[str]]:
-    """The cohort and every UPN the source holds; delivers the cohort's changed pupils."""
+    """The cohort and every UPN the source holds; delivers the cohort's changed pupils, and
+    those crossing the cohort's edge (see the module docstring)."""
     first: dict[str, tuple[bytes, Pupil]] = {}
     conflicts: dict[str, int] = {}  # UPN -> copies of two or more different records
     held = 0
@@ -214,6 +225,7 @@ def _pupils(
     since = query.since
     until = query.until
     later_dropped = query.changes
+    members = query.members
     high = tally.high
     out: list[bytes] = []
     delivered = outside = unchanged = later = 0
@@ -221,18 +233,32 @@ def _pupils(
         changed = pupil.updated_at
         if deliver and high < changed < until:
             high = changed
-        if not in_cohort(query, pupil, digest):
-            outside += 1
-            continue
-        cohort.add(upn)
-        if not deliver:
-            continue
-        if since is not None and changed < since:
-            unchanged += 1
-            continue
-        if later_dropped and changed >= until:
-            later += 1
-            continue
+        memory_key = 0
+        remembered = False
+        if members is not None:
+            memory_key = key(upn)
+            remembered = memory_key in members
+        if not in_cohort(query, pupil, key):
+            if not (remembered and deliver):
+                outside += 1
+                continue
+            if changed >= until:  # its current record is after D: a later run sends it
+                later += 1
+                continue
+            tally.left_keys.add(memory_key)  # left since last sent: the current record, once
+        else:
+            cohort.add(upn)
+            if not deliver:
+                continue
+            joiner = members is not None and not remembered
+            if not joiner and since is not None and changed < since:
+                unchanged += 1
+                continue
+            if later_dropped and changed >= until:
+                later += 1  # a joiner too: it stays unremembered, so a later run sends it
+                continue
+            if joiner:
+                tally.joined_keys.add(memory_key)  # the full record, however old
         out.append(tagged_line("pupil", line) + _NL)
         tally.pupils.add(upn)
         delivered += 1
@@ -399,7 +425,7 @@ def _deletions(
     cohort: set[str],
     known: set[str],
     write: Write,
-    digest: Callable[[str], str],
+    key: Callable[[str], int],
     tally: Tally,
     deadline: Deadline,
     tick: Progress,
@@ -434,7 +460,7 @@ def _deletions(
             tally.drop("unchanged")
             continue
         upn = deletion.key[:13]  # type: ignore[union-attr]
-        if upn not in cohort and (upn in known or digest(upn) not in query.leavers):
+        if upn not in cohort and (upn in known or key(upn) not in query.leavers):
             tally.drop("not-in-cohort")
             continue
         out.append(tagged_line("deletion", line) + _NL)

@@ -157,6 +157,8 @@ def transfer_summary(t: TransferResult) -> dict[str, Any]:
         "dropped": t.dropped,
         "read": t.read,
         "missing": t.missing,
+        "joined": t.joined,
+        "left": t.left,
         "watermark": t.watermark,
         "delivery": str(t.delivery) if t.delivery else None,
     }

@@ -23,6 +23,13 @@ become code:
 - **Watermark**: ``changed``, ``attendance-changed`` and to-school keep records whose change
   time is ``>=`` the (task, base) watermark (inclusive: at-least-once, consumers dedupe on
   (key, updated_at)); the first run (no watermark) keeps everything up to ``until``.
+- **Changed data follows pupils across the cohort's edge** (from-school ``changed``):
+  ``members`` is what the task remembers delivering at this base (cohort members, as memory
+  keys: :mod:`b2bd.journal.memory`). A cohort member it lacks (a joiner: the September intake, an
+  admission date arriving, a child newly in care) gets their full record whatever its
+  ``updated_at``; a remembered pupil no longer in the cohort (left, with the leaving details;
+  moved out of the listed NCYs; out of care) gets their current record once. The transfer
+  reports who joined and who left, and the engine journals the memory's change.
 """
 
 from __future__ import annotations
@@ -108,8 +115,9 @@ class Query:
     change-driven kind: changed data, attendance-changed, to-school) delivers nothing changed at
     or after it. ``watermark``: the (task, base) watermark as the journal holds
     it, carried forward when a run reads nothing newer. ``leavers``: the base's leavers memory
-    (keyed digests). ``remember``: whether a success adds the delivered pupils to that memory
-    (non-leavers from-school transfers only).
+    (memory keys). ``members``: the task's cohort memory at the base (memory keys), or None
+    for a transfer that does not follow the cohort's edge. ``remember``: whether a success
+    adds the delivered pupils to the leavers memory (non-leavers from-school transfers only).
     """
 
     task: str
@@ -127,7 +135,8 @@ class Query:
     until: str
     changes: bool
     watermark: str | None
-    leavers: frozenset[str]
+    leavers: frozenset[int]
+    members: frozenset[int] | None
     kinds_read: tuple[RecordKind, ...]
     kinds_delivered: tuple[RecordKind, ...]
     deleted_kinds: frozenset[str]
@@ -190,10 +199,12 @@ def build_query(
     day: dt.date,
     *,
     watermark: str | None,
-    leavers: frozenset[str],
+    leavers: frozenset[int],
     year_start: tuple[int, int],
+    members: frozenset[int] = frozenset(),
 ) -> Query:
-    """The query of one (task, base) transfer at reference date ``day``."""
+    """The query of one (task, base) transfer at reference date ``day``; ``members``: the
+    task's cohort memory at the base (used by from-school changed data only)."""
     data = task.data
     to_school = task.direction == "to-school"
     dates: DateWindow | None = None
@@ -230,6 +241,7 @@ def build_query(
         changes=changed or to_school,
         watermark=watermark,
         leavers=leavers,
+        members=members if data.type == "changed" and not to_school else None,
         kinds_read=read,
         kinds_delivered=delivered,
         deleted_kinds=deleted,
@@ -252,9 +264,9 @@ def has_left(pupil: Pupil, day: str) -> bool:
     return leaving is not None and leaving <= day
 
 
-def in_cohort(query: Query, pupil: Pupil, digest: Callable[[str], str]) -> bool:
-    """Whether ``pupil`` belongs to the transfer's cohort at D. ``digest(upn)`` gives the keyed
-    digest the leavers memory holds (called only for leavers)."""
+def in_cohort(query: Query, pupil: Pupil, key: Callable[[str], int]) -> bool:
+    """Whether ``pupil`` belongs to the transfer's cohort at D. ``key(upn)`` gives the memory
+    key the leavers memory holds (called only for leavers)."""
     day = query.day
     if query.direction == "to-school":
         return query.ncy is None or pupil.ncy in query.ncy
@@ -263,7 +275,7 @@ def in_cohort(query: Query, pupil: Pupil, digest: Callable[[str], str]) -> bool:
         return on_roll(pupil, day) and (query.ncy is None or pupil.ncy in query.ncy)
     if group == "lac":
         return pupil.in_care and on_roll(pupil, day)
-    return has_left(pupil, day) and digest(pupil.upn) in query.leavers
+    return has_left(pupil, day) and key(pupil.upn) in query.leavers
 
 
 def changed_since(query: Query, time: str) -> bool:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from b2bd.journal import Journal, replay
 from b2bd.journal.log import frame
-from b2bd.journal.records import Codec, ConfigProblem, Record, build_record
+from b2bd.journal.memory import bits_of, encode_bits, key_of
+from b2bd.journal.records import Codec, ConfigProblem, Record, StateSnapshot, build_record
 from b2bd.journal.state import restore, snapshot
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
@@ -75,10 +76,40 @@ def test_leavers_memory_is_a_union_per_base():
             failed("u/2", "u", "8814002"),
         )
     )
-    assert state.leavers == {
-        "8814001": frozenset({"a" * 64, "b" * 64, "c" * 64}),
-        "8814002": frozenset({"d" * 64}),
+    leavers = {base: memory.leavers() for base, memory in state.memory.items()}
+    assert leavers == {
+        "8814001": frozenset(key_of(d * 64) for d in "abc"),
+        "8814002": frozenset({key_of("d" * 64)}),
     }
+
+
+def test_a_changed_tasks_cohort_memory_follows_its_deltas():
+    def delta(run, task, pupils, joined, left):
+        kind, fields = succeeded(run, task, "8814001", None, pupils)
+        return kind, {
+            **fields,
+            "joined": encode_bits(bits_of(joined)),
+            "left": encode_bits(bits_of(left)),
+        }
+
+    digests = [f"{i:x}" * 64 for i in range(1, 6)]
+    state = replay(
+        records(
+            delta("t/1", "t", digests[:3], joined=[0, 1, 2], left=[]),
+            delta("u/1", "u", digests[3:], joined=[3], left=[]),  # another task, same base
+            delta("t/2", "t", [], joined=[4], left=[0]),
+        )
+    )
+    memory = state.memory["8814001"]
+    assert memory.cohort("t") == {key_of(digests[i]) for i in (1, 2, 4)}
+    assert memory.cohort("u") == {key_of(digests[3])}
+    assert memory.leavers() == {key_of(d) for d in digests}
+    assert restore(snapshot(state)) == state  # a checkpoint keeps both, positions and all
+
+
+def test_an_old_checkpoint_with_hex_leavers_restores_into_the_memory():
+    snap = StateSnapshot(leavers={"8814001": ("a" * 64, "b" * 64)})
+    assert restore(snap).memory["8814001"].leavers() == {key_of("a" * 64), key_of("b" * 64)}
 
 
 def test_runs_slots_and_outcomes():
@@ -179,6 +210,15 @@ MARKS = st.none() | st.sampled_from(["2025-09-01T00:00:00Z", "2025-09-02T00:00:0
 RECORD = st.one_of(
     st.builds(started, RUNS, TASKS, SLOTS, st.booleans()),
     st.builds(succeeded, RUNS, TASKS, BASES, MARKS, DIGESTS),
+    st.builds(
+        lambda record, joined, left: (
+            record[0],
+            {**record[1], "joined": encode_bits(joined), "left": encode_bits(left)},
+        ),
+        st.builds(succeeded, RUNS, TASKS, BASES, MARKS, DIGESTS),
+        st.integers(0, 2**12 - 1),
+        st.integers(0, 2**12 - 1),
+    ),
     st.builds(failed, RUNS, TASKS, BASES, st.sampled_from(["auth", "timeout"])),
     st.builds(
         lambda run, task, base: (
@@ -274,7 +314,7 @@ def test_journal_state_equals_pure_replay_across_compaction(before, after):
     # the journal's records carry other timestamps than the pure stream's; compare what the
     # timestamps do not touch
     assert got.watermark == expected.watermark
-    assert got.leavers == expected.leavers
+    assert got.memory == expected.memory
     assert got.last_slot_started == expected.last_slot_started
     assert got.last_slot_decided == expected.last_slot_decided
     assert got.rejected_config == expected.rejected_config

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from transfer_world import (
@@ -19,6 +20,8 @@ from transfer_world import (
     slot_at,
     upn,
 )
+
+from b2bd.journal import Journal
 
 D = "2026-11-02"  # a Monday in 2026/27
 D0 = "2026-07-01"  # before the leavers left
@@ -324,8 +327,19 @@ def test_a_run_as_of_a_past_date_sends_nothing_dated_or_changed_after_it(world: 
     """trigger --as-of D runs as it would have on D: a change made after D, a mark dated after
     D and a deletion after D are not sent, and the watermark stays within D, so the next run
     sends them."""
-    early, late = pupil(1, "7", updated="2026-09-01T10:00:00Z"), pupil(2, "7")
-    late["updated_at"] = "2026-10-20T10:00:00Z"  # changed after D
+    now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task(
+        "att",
+        "data: {type: attendance, attendance: all-attendances-current-year}\n"
+        "cohort: {group: ncy}\n",
+    )
+    # Both pupils are sent once (the task's first run: both join its cohort).
+    world.export(pupils=[pupil(1, "7", updated="2026-09-01T10:00:00Z"), pupil(2, "7")])
+    engine = world.engine()
+    engine.run(engine.config.tasks["chg"], now, manual=True, as_of=dt.date(2026, 9, 15))
+    early = pupil(1, "7", updated="2026-09-20T10:00:00Z")  # changed before D
+    late = pupil(2, "7", updated="2026-10-20T10:00:00Z")  # changed after D
     deletion = {
         "record": "mark",
         "key": f"{upn(1)}/2026-09-07/AM",
@@ -336,32 +350,18 @@ def test_a_run_as_of_a_past_date_sends_nothing_dated_or_changed_after_it(world: 
         marks=[mark(1, "2026-09-28", "O"), mark(1, "2026-10-05", "O")],
         deletions=[deletion],
     )
-    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
-    world.task(
-        "att",
-        "data: {type: attendance, attendance: all-attendances-current-year}\n"
-        "cohort: {group: ncy}\n",
-    )
-    now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
     day = dt.date(2026, 10, 1)
-    engine = world.engine()
     first = engine.run(engine.config.tasks["chg"], now, manual=True, as_of=day)
-    assert [line["upn"] for line in world.lines(first)] == [
-        upn(1)
-    ]  # neither the late change nor the deletion
+    # neither the late change nor the deletion
+    assert [line["upn"] for line in world.lines(first)] == [upn(1)]
     transfer = first.transfers[0]
-    assert transfer.watermark == "2026-09-01T10:00:00Z"
-    assert transfer.dropped["after-reference-date"] == 2, (
-        transfer.dropped,
-        transfer.rejected_by_reason,
-    )
+    assert transfer.watermark == "2026-09-20T10:00:00Z"
+    assert transfer.dropped["after-reference-date"] == 2, transfer.dropped
     manifest = world.manifest(first)
-    assert (
-        manifest["cohort"]["reference_date"] == "2026-10-01" and manifest["cohort"]["as_of"] is True
-    )
+    assert manifest["cohort"]["reference_date"] == "2026-10-01" and manifest["cohort"]["as_of"]
     assert manifest["window"]["changed_before"] == "2026-10-01T23:00:00Z"  # midnight BST
-    started = next(r for r in world.journal_records() if r.type == "run-started")
-    assert started.as_of == "2026-10-01" and started.manual is True
+    as_of = [r.as_of for r in world.journal_records() if r.type == "run-started"]
+    assert as_of == ["2026-09-15", "2026-10-01"]
 
     att = engine.run(engine.config.tasks["att"], now, manual=True, as_of=day)
     assert [line["date"] for line in world.lines(att)] == ["2026-09-28"]
@@ -373,3 +373,110 @@ def test_a_run_as_of_a_past_date_sends_nothing_dated_or_changed_after_it(world: 
     sent = {(line["kind"], line.get("upn") or line.get("key")) for line in world.lines(second)}
     assert sent == {("pupil", upn(1)), ("pupil", upn(2)), ("deletion", deletion["key"])}
     assert second.transfers[0].watermark == "2026-10-20T10:00:00Z"
+
+
+def test_changed_data_follows_the_cohort_edge_and_compaction_keeps_the_memory(
+    world: World,
+) -> None:
+    """The issue's cases: a Year 7 admitted on 5 January whose record was last edited in
+    October, and a pupil whose leaving date was entered weeks ahead. Neither change is
+    above the watermark when it matters; both reach the LA, once. The memory survives a
+    restart and `journal compact`."""
+    october = "2025-10-14T10:00:00Z"
+    joiner = pupil(1, "7", admission="2026-01-05", updated=october)
+    leaver = pupil(2, "8", admission="2024-09-03", updated="2025-11-20T10:00:00Z")
+    leaver["leaving_date"] = "2026-02-13"
+    stays = pupil(3, "8", admission="2024-09-03", updated=october)
+    # The newest change read (the watermark) is outside the cohort: no ties on it below.
+    other = pupil(4, "10", admission="2022-09-03", updated="2025-11-25T10:00:00Z")
+    world.export(pupils=[joiner, leaver, stays, other])
+    world.task("chg", "data: {type: changed}\ncohort: {group: ncy, ncy: [7, 8]}\n")
+
+    def run(day: str) -> set[str]:
+        engine = world.engine()  # a fresh engine each day: state replayed from the journal
+        result = engine.run(engine.config.tasks["chg"], slot_at(day))
+        return {line["upn"] for line in world.lines(result)}
+
+    assert run("2025-12-01") == {upn(2), upn(3)}  # the first run: the cohort joins
+    assert run("2026-01-04") == set()
+    assert run("2026-01-05") == {upn(1)}  # admitted today: sent, whatever its updated_at
+    assert run("2026-01-06") == set()
+    world.close()
+    with Journal.open(world.state) as journal:
+        journal.compact()
+    assert run("2026-02-12") == set()  # nothing forgotten, nothing re-sent
+    sent = run("2026-02-13")  # the leaving date arrives
+    assert sent == {upn(2)}
+    last = world.journal_records()[-2]
+    assert last.type == "transfer-succeeded" and last.left and not last.pupils
+    assert run("2026-02-14") == set()  # once
+    # No UPN anywhere in the journal: the memory is keyed digests and bitmaps.
+    journal_text = b"".join(p.read_bytes() for p in (world.state / "journal").iterdir())
+    assert not any(upn(n).encode() in journal_text for n in (1, 2, 3))
+
+
+def test_a_pupil_flipped_in_and_out_of_the_cohort_daily_costs_one_record_and_no_memory(
+    world: World,
+) -> None:
+    """A hostile (or broken) school flips one child in and out of care every day among 300
+    pupils it never edits: each day's looked-after run sends exactly that child's current
+    record, the base's leavers memory stops growing after the first run, and each day's
+    journal record carries a cohort-memory change of a few bytes, never the roll."""
+    world.task("lac", "data: {type: changed}\ncohort: {group: lac}\n")
+    world.task("all", "data: {type: changed}\ncohort: {group: ncy}\n")
+    roll = [pupil(n, "8", updated="2025-10-01T10:00:00Z") for n in range(1, 301)]
+    flipper = 150  # in the middle of the roll: its position is not the last
+    sizes: list[int] = []
+    for day in range(1, 15):
+        date = f"2025-11-{day:02d}"
+        in_care = day % 2 == 1
+        roll[flipper - 1] = pupil(flipper, "8", in_care=in_care, updated="2025-10-01T10:00:00Z")
+        world.export(pupils=roll, manifest={"exported_at": f"{date}T05:00:00Z"})
+        engine = world.engine()
+        if day == 1:  # the school's first run: the whole roll joins the every-NCY task
+            first = engine.run(engine.config.tasks["all"], slot_at(date))
+            assert len(world.lines(first)) == 300
+        result = engine.run(engine.config.tasks["lac"], slot_at(date))
+        sent = world.lines(result)
+        assert [(r["upn"], r["in_care"]) for r in sent] == [(upn(flipper), in_care)], day
+        (transfer,) = result.transfers
+        assert (transfer.joined, transfer.left) == ((1, 0) if in_care else (0, 1))
+        record = world.journal_records()[-2]
+        assert record.type == "transfer-succeeded" and not record.pupils
+        sizes.append(len(record.joined) + len(record.left))
+        assert len(world.engine().leavers(SECONDARY)) == 300
+    assert max(sizes) <= 8  # one bit: "<byte offset>:<one byte as base64>"
+    again = world.run("lac", slot_at("2025-11-15"))
+    assert world.lines(again) == []  # the last day's state is remembered: nothing new
+
+
+def test_two_changed_tasks_at_one_base_in_parallel_journal_what_the_engine_remembers(
+    world: World,
+) -> None:
+    """The cohort memory's positions depend on the order pupils entered the base's memory:
+    two tasks delivering new pupils at one base at once must journal them in the order the
+    engine applied them, so a restarted engine (a replay) remembers exactly the same."""
+    world.task("lower", "data: {type: changed}\ncohort: {group: ncy, ncy: [7, 8]}\n")
+    world.task("upper", "data: {type: changed}\ncohort: {group: ncy, ncy: [9, 10]}\n")
+    world.task("all", "data: {type: changed}\ncohort: {group: ncy}\n")
+    roll = [pupil(n, str(7 + n % 4), updated="2025-10-01T10:00:00Z") for n in range(1, 401)]
+    world.export(pupils=roll)
+    engine = world.engine()
+    tasks = engine.config.tasks
+    for day in ("2025-11-03", "2025-11-04"):
+        if day == "2025-11-04":  # ten more pupils, admitted today, in every year
+            roll += [pupil(n, str(7 + n % 4), admission=day, updated="2025-10-20T10:00:00Z")
+                     for n in range(401, 411)]  # fmt: skip
+            world.export(pupils=roll)
+        with ThreadPoolExecutor(3) as runs:
+            futures = [runs.submit(engine.run, tasks[t], slot_at(day))
+                       for t in ("lower", "upper", "all")]  # fmt: skip
+            results = [future.result() for future in futures]
+        assert all(r.outcome == "succeeded" for r in results), results
+        joined = [r.transfers[0].joined for r in results]
+        assert joined == ([200, 200, 400] if day == "2025-11-03" else [5, 5, 10])
+    live = {t: engine.members(t, SECONDARY) for t in ("lower", "upper", "all")}
+    replayed = world.engine()
+    assert {t: replayed.members(t, SECONDARY) for t in live} == live
+    assert replayed.leavers(SECONDARY) == engine.leavers(SECONDARY)
+    assert len(live["lower"]) == len(live["upper"]) == 205 and len(live["all"]) == 410
