@@ -127,6 +127,11 @@ class DirectorySource:
     ``bad-data`` instead of delivering the wrong children's data. ``require_services_manager``:
     a school export must say SIMS Services Manager is ``running``; the LA's own outbound store
     passes False.
+
+    The folder is opened once, at the first :meth:`manifest` or :meth:`read`, and held until
+    :meth:`close`: every file of one transfer comes from the folder whose manifest was checked,
+    even if the configured path is swapped meanwhile (an export tool renaming a fresh export
+    into place, a school pointing its folder elsewhere). A new source sees the new folder.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class DirectorySource:
         self.laestab = laestab
         self.require_services_manager = require_services_manager
         self._doc: _ManifestDoc | None = None
+        self._held: Folder | None = None
 
     def manifest(self) -> Manifest:
         """The folder's manifest, checked (see the module docstring for the failure classes)."""
@@ -156,19 +162,20 @@ class DirectorySource:
         )
 
     def _manifest_doc(self) -> _ManifestDoc:
-        with self._folder() as folder:
-            try:
-                data = folder.read_small(MANIFEST_FILE, _MAX_MANIFEST)
-            except ConfinedError as error:
-                if error.kind == "missing":
-                    raise ConnectorError("bad-data", f"{error.path}: no manifest") from None
-                raise ConnectorError(READ_REASON[error.kind], str(error)) from None
+        try:
+            data = self._folder().read_small(MANIFEST_FILE, _MAX_MANIFEST)
+        except ConfinedError as error:
+            if error.kind == "missing":
+                raise ConnectorError("bad-data", f"{error.path}: no manifest") from None
+            raise ConnectorError(READ_REASON[error.kind], str(error)) from None
         manifest_path = self.path / MANIFEST_FILE
         try:
             doc = msgspec.json.decode(data, type=_ManifestDoc)
         except msgspec.DecodeError as error:
             problem = _manifest_problem(error)
             raise ConnectorError("bad-data", f"{manifest_path}: {problem}") from None
+        except RecursionError:  # nesting deeper than the decoder will follow
+            raise ConnectorError("bad-data", f"{manifest_path}: nested too deeply") from None
         if not is_utc_time(doc.exported_at):
             raise ConnectorError(
                 "bad-data", f"{manifest_path}: exported_at is not YYYY-MM-DDTHH:MM:SSZ"
@@ -203,7 +210,10 @@ class DirectorySource:
                 yield b"", too_long
 
     def close(self) -> None:
-        """Nothing to release: every read opens and closes its own file."""
+        """Release the folder held since the first read (a later read opens it afresh)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def lines(self, kind: RecordKind) -> Iterator[bytes]:
         """The raw non-blank lines of ``kind``'s file (no checks; too-long lines left out)."""
@@ -218,15 +228,14 @@ class DirectorySource:
         doc = self._doc if self._doc is not None else self._manifest_doc()
         name = FILES[kind]
         facts = (doc.files or {}).get(name)
-        with self._folder() as folder:
-            try:
-                reader = folder.open_read(name)
-            except ConfinedError as error:
-                if error.kind == "missing" and kind in OPTIONAL and facts is None:
-                    return
-                what = "missing (the export must have it)" if error.kind == "missing" else None
-                message = f"{error.path}: {what}" if what else str(error)
-                raise ConnectorError(READ_REASON[error.kind], message) from None
+        try:
+            reader = self._folder().open_read(name)
+        except ConfinedError as error:
+            if error.kind == "missing" and kind in OPTIONAL and facts is None:
+                return
+            what = "missing (the export must have it)" if error.kind == "missing" else None
+            message = f"{error.path}: {what}" if what else str(error)
+            raise ConnectorError(READ_REASON[error.kind], message) from None
         path = reader.path
         hasher = hashlib.sha256() if facts is not None and facts.sha256 is not None else None
         records = 0
@@ -250,6 +259,12 @@ class DirectorySource:
                 )
 
     def _folder(self) -> Folder:
+        """The export folder, opened at the first call and held until :meth:`close`."""
+        if self._held is None:
+            self._held = self._open_folder()
+        return self._held
+
+    def _open_folder(self) -> Folder:
         try:
             root = Folder.open(self.root)
         except ConfinedError as error:
@@ -323,5 +338,7 @@ def _split(
     if first and carry.startswith(_BOM):
         carry = carry[len(_BOM) :]
     carry = carry.rstrip(b"\r")
-    if carry:
+    if len(carry) > limit:  # a last line without a newline is held to the limit too
+        yield [], 1
+    elif carry:
         yield [carry], 0

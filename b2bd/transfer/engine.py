@@ -530,7 +530,7 @@ class Engine:
             guard = self.guard(task, base_id, manifest)
             if guard.outcome != "run":
                 raise TransferFailure("prerequisite", guard.message)
-            not_after = future_horizon(manifest.exported_at, context.slot)
+            not_after = future_horizon(manifest.exported_at, self.clock())
             deadline()
             place = DeliveryPlace(
                 root,

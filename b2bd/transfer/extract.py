@@ -19,8 +19,8 @@ cannot be trusted to say whose it is) or dropped (``dropped``: a good record thi
 not deliver), each by reason, so ``read == delivered + rejected + dropped``.
 
 **Timestamps from the future** (DESIGN section 5): a change time later than ``not_after`` (the
-export's ``exported_at``, or the run's start, plus 5 minutes: :func:`future_horizon`) is
-rejected ``future-timestamp`` and never reaches the watermark.
+export's ``exported_at`` or the transfer's start, whichever is earlier, plus 5 minutes:
+:func:`future_horizon`) is rejected ``future-timestamp`` and never reaches the watermark.
 
 **Every window ends at D** (DESIGN section 5, :mod:`b2bd.transfer.query`): a mark or result dated
 after D is not delivered, and a record changed at or after ``query.until`` (the end of D) is
@@ -78,13 +78,16 @@ Progress = Callable[[int], None]
 """Told the number of records read so far, between batches."""
 
 
-def future_horizon(exported_at: str | None, run_start: dt.datetime) -> str:
+def future_horizon(exported_at: str | None, now: dt.datetime) -> str:
     """The latest acceptable change time, as ``YYYY-MM-DDTHH:MM:SSZ``: the export's own time
-    (or, when the source has none, the run's start) plus :data:`FUTURE_TOLERANCE`."""
-    base = run_start
+    plus :data:`FUTURE_TOLERANCE`, but never later than ``now`` (the transfer's start) plus it:
+    an export that claims to come from the future is itself a bad clock, and must not carry the
+    watermark past changes not yet made."""
+    base = now.astimezone(dt.UTC)
     if exported_at:
-        base = dt.datetime.strptime(exported_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-    return (base.astimezone(dt.UTC) + FUTURE_TOLERANCE).strftime("%Y-%m-%dT%H:%M:%SZ")
+        told = dt.datetime.strptime(exported_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        base = min(base, told)
+    return (base + FUTURE_TOLERANCE).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

@@ -249,16 +249,16 @@ def test_line_cutting_matches_a_plain_reference_whatever_the_chunking():
     @given(
         st.lists(st.tuples(lengths, st.booleans()), max_size=5),
         st.booleans(),
-        st.booleans(),
+        st.one_of(st.none(), lengths),
         # mostly large chunks (cheap), now and then a tiny one (a boundary in a \r\n, a BOM)
         st.lists(
             st.one_of(st.integers(1, 3), st.integers(4096, LINE_LIMIT)), min_size=2, max_size=20
         ),
     )
-    def check(shape, bom, final_newline, sizes):
+    def check(shape, bom, tail, sizes):
         body = b"".join(b"x" * n + (b"\r\n" if crlf else b"\n") for n, crlf in shape)
-        if not final_newline:
-            body = body + b"tail"
+        if tail is not None:  # a last line without a newline, short or over the limit
+            body = body + b"t" * tail
         data = (b"\xef\xbb\xbf" if bom else b"") + body
         chunks, at, i = [], 0, 0
         while at < len(data):
@@ -275,3 +275,54 @@ def test_line_cutting_matches_a_plain_reference_whatever_the_chunking():
         assert skipped == sum(1 for line in reference if len(line) > LINE_LIMIT)
 
     check()
+
+
+def test_a_last_line_one_byte_over_the_limit_without_a_newline_is_too_long(tmp_path):
+    """The limit holds for the file's last line too (it used to keep a last line of exactly
+    LINE_LIMIT + 1 bytes that had no newline)."""
+    from b2bd.connectors import LINE_LIMIT, TOO_LONG
+
+    for size, expected in ((LINE_LIMIT, "kept"), (LINE_LIMIT + 1, "too-long")):
+        folder = tmp_path / str(size)
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps(MANIFEST))
+        (folder / "attendance.jsonl").write_bytes(MARK + b"\n" + b" " * (size - len(MARK)) + MARK)
+        got = [rejection for _, rejection in DirectorySource(folder).read("mark")]
+        assert len(got) == 2 and isinstance(got[0], SessionMark)
+        assert (got[1] == TOO_LONG) == (expected == "too-long")
+
+
+@pytest.mark.parametrize("where", ["unknown field", "files"])
+def test_a_deeply_nested_manifest_is_bad_data_not_a_crash(tmp_path, where):
+    """A manifest of nested arrays (small enough for the size limit) used to escape as a
+    RecursionError (an `internal` failure, a traceback in preflight)."""
+    deep = "[" * 20_000 + "]" * 20_000
+    doc = json.dumps(MANIFEST)[:-1]
+    extra = f', "x": {deep}}}' if where == "unknown field" else f', "files": {{"a": {deep}}}}}'
+    folder = export(tmp_path, manifest=doc + extra)
+    with pytest.raises(ConnectorError) as caught:
+        DirectorySource(folder).manifest()
+    assert caught.value.reason == "bad-data"
+    assert "manifest.json" in caught.value.message
+
+
+def test_a_folder_swapped_mid_transfer_is_read_as_one_export(tmp_path):
+    """An export tool that swaps folders (export -> export.old, export.new -> export), or a
+    school that swaps in another school's folder while a transfer runs: the transfer reads every
+    file from the folder whose manifest it checked, never a mix of two exports."""
+    root = tmp_path / "share"
+    root.mkdir()
+    ours = root / "export"
+    ours.mkdir()
+    (ours / "manifest.json").write_text(json.dumps(MANIFEST))
+    (ours / "attendance.jsonl").write_bytes(MARK + b"\n")
+    theirs = root / "export.new"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text(json.dumps({**MANIFEST, "laestab": "8809999"}))
+    (theirs / "attendance.jsonl").write_bytes(MARK.replace(b"8012", b"9999") + b"\n" + MARK + b"\n")
+    source = DirectorySource(ours, laestab="8801200")
+    assert source.manifest().laestab == "8801200"
+    ours.rename(root / "export.old")
+    theirs.rename(ours)
+    lines = [line for line, _ in source.read("mark")]
+    assert lines == [MARK]

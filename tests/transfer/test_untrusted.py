@@ -205,6 +205,30 @@ def test_a_future_timestamp_is_rejected_and_later_changes_still_arrive(world: Wo
     }
 
 
+def test_an_export_time_from_the_future_does_not_let_a_future_change_through(
+    world: World,
+) -> None:
+    """An export claiming to be from 2099 (a bad clock, or a school that wants its changes
+    frozen) used to lift the future-timestamp horizon with it: a record stamped later on D was
+    accepted, the watermark moved past changes the school had not made yet, and those were
+    never delivered. The horizon is the earlier of the export's time and ours (+5 min)."""
+    run_time = slot_at(D)  # 06:30 UTC on D
+    ahead = pupil(2, "7", updated=f"{D}T23:00:00Z")
+    world.export(SECONDARY, pupils=[pupil(1, "7"), ahead],
+                 manifest={"exported_at": "2099-01-01T00:00:00Z"})  # fmt: skip
+    world.task("chg", CHANGED)
+    first = outcome(world.run("chg", run_time, clock=lambda: run_time))
+    assert (first.outcome, first.rejected_by_reason) == ("succeeded", {"future-timestamp": 1})
+    assert first.watermark == "2026-01-10T10:00:00Z"
+    # later on D the school really edits pupil 1; the next morning's run delivers it
+    edited = pupil(1, "7", updated=f"{D}T12:00:00Z", surname="Newname")
+    world.export(SECONDARY, pupils=[edited, ahead], manifest={"exported_at": f"{D}T23:50:00Z"})
+    next_day = slot_at("2026-11-03")
+    second = world.run("chg", next_day, clock=lambda: next_day)
+    delivered = {(line["upn"], line["updated_at"]) for line in world.lines(second)}
+    assert (upn(1), f"{D}T12:00:00Z") in delivered
+
+
 def test_a_missing_pupils_file_fails_and_moves_no_watermark(world: World) -> None:
     school = world.export(SECONDARY, pupils=[pupil(1, "7")], deletions=[])
     world.task("chg", CHANGED)
