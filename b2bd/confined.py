@@ -319,28 +319,38 @@ class Folder:
     def remove_leftovers(self, *, also: re.Pattern[str] | None = None) -> int:
         """Delete temporary files of ours a crash left here: regular files named like
         :meth:`create_temp`'s (or matching ``also``) that no live writer holds locked.
-        Returns how many were removed. Anything else is left alone."""
+        Returns how many were removed. Anything else is left alone, and so is a match we may
+        not remove (planted by someone else in a sticky folder). The folder is walked one
+        entry at a time: a school's folder may hold millions of names, and memory must not
+        grow with them."""
         removed = 0
-        for name in self.names():
-            if not (_TEMP_RE.match(name) or (also is not None and also.match(name))):
-                continue
-            try:
-                fd = os.open(name, _READ, dir_fd=self.fd)
-            except OSError:
-                continue  # a symlink or gone: not ours to judge
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue
-                if lock(fd) is False:
-                    continue  # a writer is alive
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=self.fd)
-                    removed += 1
-            finally:
-                os.close(fd)
+        try:
+            with os.scandir(self.fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if _TEMP_RE.match(name) or (also is not None and also.match(name)):
+                        removed += self._remove_leftover(name)
+        except OSError as error:
+            raise _error(self.path, error) from None
         if removed:
             self._fsync()
         return removed
+
+    def _remove_leftover(self, name: str) -> int:
+        """1 when ``name`` was a dead temporary file and is gone now, else 0."""
+        try:
+            fd = os.open(name, _READ, dir_fd=self.fd)
+        except OSError:
+            return 0  # a symlink or gone: not ours to judge
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or lock(fd) is False:
+                return 0  # not a file, or a writer is alive
+            os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            return 0  # gone meanwhile, or not ours to remove
+        finally:
+            os.close(fd)
+        return 1
 
     def fsync(self) -> None:
         """Make this folder's entries (new, renamed, removed names) durable."""

@@ -8,8 +8,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from oserrors import open_tmp
 
 from b2bd.confined import ConfinedError, Folder
+
+__all__ = ["open_tmp"]
 
 
 def test_the_configured_path_may_be_a_symlink_but_nothing_below_it(tmp_path: Path) -> None:
@@ -116,3 +119,51 @@ def test_errors_name_the_path_and_classify(tmp_path: Path) -> None:
     with Folder.open(tmp_path) as root, pytest.raises(ConfinedError) as caught:
         root.child("..")
     assert caught.value.kind == "not-ours"
+
+
+def test_leftover_cleanup_does_not_hold_the_folder_listing(tmp_path: Path) -> None:
+    """A school can fill its inbound/<task> folder with millions of files: cleaning up before a
+    delivery walks the folder one entry at a time instead of holding every name (300,000 names
+    of 200 bytes held the daemon at +78 MiB; a few million would pass MemoryMax and take every
+    school's transfers down with it)."""
+    import tracemalloc
+
+    folder_path = tmp_path / "inbound"
+    folder_path.mkdir()
+    stem = "n" * 200
+    for i in range(10_000):
+        (folder_path / f"{stem}{i}").touch()
+    (folder_path / ".20261102T063000Z.jsonl.0123456789abcdef.tmp").touch()
+    with Folder.open(folder_path) as folder:
+        tracemalloc.start()
+        try:
+            removed = folder.remove_leftovers()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert removed == 1
+    assert peak < 256 * 1024, f"cleanup held {peak} bytes"  # the listing was ~2.5 MB
+
+
+def test_a_leftover_that_cannot_be_removed_is_left_and_the_write_goes_on(open_tmp: Path) -> None:
+    """A school that owns a sticky inbound folder can plant a file named like our temporary
+    files that we may not delete: it is not ours, so it is left alone and the delivery is still
+    written (it used to escape as a bare PermissionError: an `internal` failure every run)."""
+    from oserrors import run_as_nobody
+
+    folder_path = open_tmp / "inbound"
+    folder_path.mkdir()
+    folder_path.chmod(0o1777)  # sticky: only a file's owner may remove it
+    planted = folder_path / ".20261102T063000Z.jsonl.0123456789abcdef.tmp"
+    planted.touch()  # root's
+
+    def clean_and_write() -> int:
+        with Folder.open(folder_path) as folder:
+            removed = folder.remove_leftovers()
+            folder.write_file("delivery.jsonl", b"{}\n")
+        return removed
+
+    code, _out, err = run_as_nobody(clean_and_write)
+    assert (code, err) == (0, "")
+    assert planted.exists()
+    assert (folder_path / "delivery.jsonl").read_bytes() == b"{}\n"

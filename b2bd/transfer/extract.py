@@ -12,6 +12,8 @@ Two passes over the source, both streamed:
 2. **Marks / results / deletions** (marks run to millions): each accepted line whose pupil is
    in the cohort and which passes the kind's filters is written *as its raw bytes* with
    ``"kind"`` spliced in front (:func:`b2bd.records.model.tagged_line`), never re-encoded.
+   A delivery never holds more marks than the cohort has sessions in the window
+   (:func:`mark_cap`): beyond that the export is ``bad-data``, before it fills the LA store.
 
 **Every line read is accounted for** (:class:`Tally`): it is delivered (``counts``), rejected
 (``rejected``: the record is bad, whichever pupil it concerns; a line that fails its checks
@@ -44,13 +46,14 @@ Nothing here writes pupil data anywhere but the delivery; counts and reasons onl
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from b2bd.connectors import ConnectorError, Deadline, Source
 from b2bd.records.check import Rejection
 from b2bd.records.model import Deletion, Pupil, Record, Result, SessionMark, tagged_line
-from b2bd.transfer.query import Query, in_cohort
+from b2bd.transfer.query import DateWindow, Query, in_cohort
 
 BATCH = 8192
 """Lines joined into one write; progress is reported about every 65,536 lines read."""
@@ -310,6 +313,7 @@ def _marks(
     out: list[bytes] = []
     append = out.append
     delivered = read = future = outside = unchanged = window = other_code = later = 0
+    cap = mark_cap(len(cohort), dates)
     last_upn = ""
     for line, mark in records:
         read += 1
@@ -351,6 +355,8 @@ def _marks(
         append(prefix + line[1:] + nl if line[0] == 123 else tagged_line("mark", line) + nl)
         if len(out) >= BATCH:
             delivered += len(out)
+            if delivered > cap:
+                raise _too_many_marks(len(cohort))
             write(b"".join(out))
             out.clear()
         if not read & 0xFFFF:
@@ -358,6 +364,8 @@ def _marks(
             tick(tally.read + read)
     if out:
         delivered += len(out)
+        if delivered > cap:
+            raise _too_many_marks(len(cohort))
         write(b"".join(out))
     tally.read += read
     tally.high = high
@@ -370,6 +378,25 @@ def _marks(
     tally.drop("code-not-selected", other_code)
     tally.drop("after-reference-date", later)
     deadline()
+
+
+def mark_cap(pupils: int, dates: DateWindow | None) -> float:
+    """The most marks a delivery can hold: two sessions a day for every pupil of the cohort on
+    every day of the window (an export holds each session's current mark once). More is a
+    runaway or repeated export, which would otherwise fill the LA store until the timeout and
+    fail every other school's delivery there. Unbounded when the window has no first day."""
+    if dates is None or dates.first is None or dates.last is None:
+        return math.inf
+    days = (dt.date.fromisoformat(dates.last) - dt.date.fromisoformat(dates.first)).days + 1
+    return 2 * pupils * max(days, 0)
+
+
+def _too_many_marks(pupils: int) -> ConnectorError:
+    return ConnectorError(
+        "bad-data",
+        f"marks: more than two a day for each of the cohort's {pupils} pupils over the window "
+        "(a repeated or runaway export)",
+    )
 
 
 def _results(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from oserrors import NOBODY, chown_tree, fill, open_tmp, root_owned_segment, run_as_nobody, tmpfs
-from transfer_world import SECONDARY, World, pupil
+from transfer_world import SECONDARY, World, pupil, slot_at
 
 from b2bd.cli import main
 from b2bd.journal import Journal, PupilKeyer, read_journal, scan_journal
@@ -143,3 +143,40 @@ def test_root_refuses_to_write_a_state_dir_that_belongs_to_the_service_user(
         "(runuser -u nobody -- b2bd ...), so the journal stays writable by the service"
     )
     assert list(world.state.iterdir()) == []  # nothing created as root
+
+
+def test_a_full_la_store_mid_delivery_is_local_leaves_nothing_and_keeps_the_watermark(
+    tmp_path: Path,
+) -> None:
+    """The LA store fills up while a delivery is being written: that transfer fails `local`
+    (the path and "no space", one attempt: retrying cannot free a disk), no partial delivery or
+    temporary file is left, the watermark stays where the last success put it, and once space is
+    freed the next run delivers every change."""
+    world = World(tmp_path)
+    task = f'data: {{type: changed}}\ncohort: {{group: ncy}}\nbases: {{ids: ["{SECONDARY}"]}}\n'
+    long = "Longname-" * 8
+    try:
+        with tmpfs(world.la, "512k"):
+            world.export(SECONDARY, pupils=[pupil(i, "7") for i in range(1, 11)])
+            world.task("chg", task)
+            first = world.run("chg", slot_at("2026-11-02"))
+            assert first.transfers[0].outcome == "succeeded"
+            watermark = first.transfers[0].watermark
+            changed = [pupil(i, "7", updated="2026-11-20T10:00:00Z", surname=long)
+                       for i in range(1, 1000)]  # fmt: skip
+            world.export(SECONDARY, pupils=changed)  # ~300 KB to deliver
+            folder = world.la / SECONDARY / "chg"
+            before = sorted(p.name for p in folder.iterdir())
+            filler = world.la / "filler"
+            filler.write_bytes(b"\0" * 300_000)  # ~150 KB left: full mid-delivery
+            second = world.run("chg", slot_at("2026-11-23")).transfers[0]
+            assert (second.outcome, second.reason, second.attempts) == ("failed", "local", 1)
+            assert str(folder) in second.message and "No space left" in second.message
+            assert sorted(p.name for p in folder.iterdir()) == before  # nothing partial, no temp
+            assert world.engine().watermark("chg", SECONDARY) == watermark
+            filler.unlink()
+            third = world.run("chg", slot_at("2026-11-23"))
+            assert len(world.lines(third)) == 999
+            assert third.transfers[0].watermark == "2026-11-20T10:00:00Z"
+    finally:
+        world.close()

@@ -13,12 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transfer_world import OTHER, SECONDARY, World, mark, pupil, read_jsonl, slot_at, upn
+from transfer_world import (
+    OTHER,
+    SECONDARY,
+    World,
+    mark,
+    pupil,
+    read_jsonl,
+    result,
+    slot_at,
+    upn,
+)
 
 D = "2026-11-02"
 SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
 CHANGED = "data: {type: changed}\ncohort: {group: ncy}\n"
 ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
+RESULTS = "data: {type: attainment}\ncohort: {group: ncy}\n"
 BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
 FILES = {
     "manifest": "manifest.json",
@@ -163,6 +174,21 @@ def test_an_endless_junk_file_ends_by_timeout(world: World, junk: str) -> None:
     assert (t["outcome"], t["reason"]) == ("failed", "timeout")
     assert "transfer took longer than 0:00:02" in t["message"]
     assert world.delivered("att") == []
+
+
+def test_a_runaway_marks_file_is_bad_data_before_it_fills_the_la_store(world: World) -> None:
+    """One valid mark repeated without end (a looping export tool, or a school that wants the
+    LA's disk full): the delivery stops at two marks a day per cohort pupil over the window, the
+    transfer fails `bad-data` and nothing is delivered. Without the cap every copy was written
+    to the LA store until the timeout, filling the disk every other school delivers to."""
+    school = world.export(SECONDARY, pupils=[pupil(1, "7")], marks=[mark(1, "2026-10-05")])
+    line = (school / "attendance.jsonl").read_bytes()
+    (school / "attendance.jsonl").write_bytes(line * 50_000)
+    world.task("att", ATT)
+    t = outcome(world.run("att", slot_at(D)))
+    assert (t.outcome, t.reason, t.attempts) == ("failed", "bad-data", 1)
+    assert "marks: more than two a day for each of the cohort's 1 pupils" in t.message
+    assert files_below(world.la) == {}
 
 
 def test_a_200_mb_line_is_rejected_without_being_held(world: World) -> None:
@@ -387,6 +413,74 @@ def test_a_manifest_value_is_never_echoed(world: World, field: str) -> None:
         seen += data.decode("utf-8", "replace")
     for secret in (SECRET_UPN, "Jane", "2014-03-04"):
         assert secret not in seen
+
+
+SENTINEL = "Zqxsentinelqz"
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "pupil": pupil(1, "7"),
+    "mark": mark(1, "2026-10-05"),
+    "result": result(1),
+    "deletion": {"record": "pupil", "key": upn(1), "deleted_at": "2026-10-05T10:00:00Z"},
+}
+
+
+def planted(kind: str) -> list[Any]:
+    """Lines of ``kind`` carrying the sentinel in every field in turn (alone, with a control
+    character, as a number's place), as a field name, as the whole line, in a too-long line."""
+    template = TEMPLATES[kind]
+    rows: list[Any] = [template]
+    for name in template:
+        for value in (SENTINEL, f"{SENTINEL}\u0000", f"{SENTINEL}-{SENTINEL}"):
+            rows.append({**template, name: value})
+    rows += [{**template, SENTINEL: 1}, SENTINEL, f'{{"upn": "{SENTINEL}"' + " " * 70_000 + "}"]
+    return rows
+
+
+def test_no_value_planted_anywhere_in_an_export_reaches_a_message_journal_or_summary(
+    world: World,
+) -> None:
+    """Every field a school controls holds a sentinel in some line (and, for another school, in
+    the manifest): trigger (text and JSON), status, history, journal cat, preflight, the state dir
+    and the delivery manifests never show it. Only a delivery's data file may hold it (a
+    surname that is one is a valid surname)."""
+    world.export(
+        SECONDARY,
+        pupils=[*planted("pupil"), pupil(2, "7", surname=SENTINEL)],
+        marks=planted("mark"),
+        results=planted("result"),
+        deletions=planted("deletion"),
+        manifest={SENTINEL: SENTINEL, "files": {SENTINEL: {"records": 1}}},
+    )
+    world.export(
+        OTHER,
+        pupils=[pupil(1, "7", estab="3003")],
+        manifest={"mis": SENTINEL, "sims_version": SENTINEL, "laestab": SENTINEL,
+                  "services_manager": SENTINEL, "exported_at": SENTINEL},
+    )  # fmt: skip
+    for task, spec in (("chg", CHANGED), ("att", ATT), ("res", RESULTS)):
+        world.task(task, spec + BOTH)
+    seen = ""
+    for args in (
+        ["trigger", "chg"], ["trigger", "att", "--format", "json"], ["trigger", "res"],
+        ["status"], ["status", "--format", "json"], ["history"], ["journal", "cat"],
+        ["journal", "verify"], ["preflight"], ["validate"],
+    ):  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "b2bd", "--config", str(world.config_dir), *args],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "Traceback" not in proc.stderr, args
+        seen += proc.stdout + proc.stderr
+    for data in files_below(world.state).values():
+        seen += data.decode("utf-8", "replace")
+    delivered = ""
+    for name, data in files_below(world.la).items():
+        if name.endswith(".manifest.json"):
+            seen += data.decode("utf-8", "replace")
+        else:
+            delivered += data.decode("utf-8", "replace")
+    assert SENTINEL in delivered  # the planted export was read (a sentinel surname is valid)
+    assert SENTINEL not in seen
 
 
 # -- writing: symlinks where our files or folders should be --------------------------------------
