@@ -3,6 +3,7 @@ rerun, one writer per delivery."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -122,12 +123,19 @@ KILLED = textwrap.dedent(
 def test_kill_9_mid_delivery_leaves_nothing_visible_and_the_next_run_no_temp_file(
     world: World,
 ) -> None:
-    pupils = [pupil(i, "7") for i in range(1, 21)]
+    # 400 pupils, a mark for every session from 1 August to D: 75,200 marks, all delivered (a
+    # delivery holds at most two marks a day per cohort pupil, so repeats would be refused).
+    pupils = [pupil(i, "7") for i in range(1, 401)]
     world.export(pupils=pupils, marks=[])
-    line = json.dumps(mark(1, "2026-10-05")) + "\n"
+    first = dt.date(2026, 8, 1)
+    days = [(first + dt.timedelta(n)).isoformat() for n in range(94)]
     with (world.school_dir(SECONDARY) / "attendance.jsonl").open("w") as marks:
-        for _ in range(10):
-            marks.write(line * 10_000)
+        for i in range(1, 401):
+            marks.writelines(
+                json.dumps(mark(i, day, session=session)) + "\n"
+                for day in days
+                for session in ("AM", "PM")
+            )
     world.task("att", ATT)
     world.config()  # valid before we start
     child = subprocess.Popen(
