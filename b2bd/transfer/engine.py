@@ -73,6 +73,8 @@ from b2bd.transfer.query import Query, advance_watermark, build_query, reference
 TransferOutcome = Literal["succeeded", "failed", "skipped"]
 RunOutcome = Literal["succeeded", "partial", "failed"]
 PROGRESS_EVERY = 1 << 16
+PROBE_WAIT = 5.0
+"""Seconds a manual run waits for a target folder to say whether its name is taken."""
 
 
 class JournalWriter(Protocol):
@@ -357,17 +359,35 @@ class Engine:
         return context
 
     def _manual_name(self, task: Task, slot: dt.datetime, bases: Sequence[str]) -> str:
-        """A manual run name no run of this journal had and no target folder holds; taken
-        under the engine's lock, so runs started at once (the daemon's control socket, a
-        ``--now``) get distinct ones."""
+        """A manual run name no run of this journal had and no target folder holds. Runs
+        started at once (the daemon's control socket, a ``--now``) get distinct ones: the name
+        is claimed under the engine's lock, and chosen again if another run claimed one in
+        between. The folders are looked at outside the lock, each for at most
+        :data:`PROBE_WAIT` seconds: a school's share that stopped answering must hold neither
+        other transfers (they take the lock) nor the daemon's loop. A folder that does not
+        answer is taken to hold nothing: the exclusive commit of a manual delivery still never
+        replaces one that is there."""
+        silent: set[str] = set()  # bases whose folder did not answer: not asked again
 
         def delivered(name: str) -> bool:
-            return any(self._holds_delivery(task, base_id, name) for base_id in bases)
+            for base_id in bases:
+                if base_id in silent:
+                    continue
+                held = _within(PROBE_WAIT, lambda b=base_id: self._holds_delivery(task, b, name))
+                if held is None:
+                    silent.add(base_id)
+                elif held:
+                    return True
+            return False
 
-        with self._lock:
-            name = run_names.manual_name(slot, self._last_manual.get(task.id), delivered)
-            self._last_manual[task.id] = name
-        return name
+        while True:
+            with self._lock:
+                last = self._last_manual.get(task.id)
+            name = run_names.manual_name(slot, last, delivered)
+            with self._lock:
+                if self._last_manual.get(task.id) == last:
+                    self._last_manual[task.id] = name
+                    return name
 
     def _holds_delivery(self, task: Task, base_id: str, name: str) -> bool:
         """Whether the base's delivery folder for ``task`` has a delivery called ``name`` (a
@@ -744,6 +764,17 @@ def _memory_delta(
     joined = bits_of(place[k] for k in tally.joined_keys if k in place)
     left = bits_of(place[k] for k in tally.left_keys if k in place)
     return added, encode_bits(joined), encode_bits(left)
+
+
+def _within(seconds: float, call: Callable[[], bool]) -> bool | None:
+    """``call()`` on a thread of its own, or None when it has not answered in ``seconds`` (it
+    is then left to finish, or to stay blocked in the kernel, on a daemon thread that never
+    holds up the process's exit)."""
+    answer: list[bool] = []
+    probe = threading.Thread(target=lambda: answer.append(call()), name="probe", daemon=True)
+    probe.start()
+    probe.join(seconds)
+    return answer[0] if answer else None
 
 
 def _ncy_list(ncy: frozenset[str] | None) -> list[str] | str:

@@ -87,6 +87,32 @@ def test_a_second_writer_into_the_same_folder_is_refused(tmp_path: Path) -> None
     assert place.data_path.read_bytes() == b'{"kind":"pupil"}\n'
 
 
+def test_a_delivery_folder_swapped_for_a_symlink_mid_delivery_writes_nothing_through_it(
+    tmp_path: Path,
+) -> None:
+    """A school renames its inbound/<task> folder while a delivery is being written into it and
+    puts a symlink to somewhere else in its place: the delivery lands in the folder it opened
+    (now under its new name, still the school's), nothing is written through the symlink."""
+    school = tmp_path / "school"
+    school.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    place = DeliveryPlace(school, ("inbound", "to"), "20261102T063000Z", create_root=False)
+    with DeliveryWriter(place) as writer:
+        writer.write(b'{"kind":"pupil"}\n')
+        (school / "inbound" / "to").rename(school / "inbound" / "moved")
+        (school / "inbound" / "to").symlink_to(victim)
+        writer.write(b'{"kind":"mark"}\n')
+        writer.commit({})
+    assert list(victim.iterdir()) == []
+    moved = school / "inbound" / "moved"
+    assert sorted(p.name for p in moved.iterdir()) == [
+        "20261102T063000Z.jsonl",
+        "20261102T063000Z.manifest.json",
+    ]
+    assert (moved / "20261102T063000Z.jsonl").read_bytes() == b'{"kind":"pupil"}\n{"kind":"mark"}\n'
+
+
 def test_abandoned_writer_leaves_nothing(tmp_path: Path) -> None:
     place = DeliveryPlace(tmp_path, ("out",), "x")
     with pytest.raises(RuntimeError), DeliveryWriter(place) as writer:

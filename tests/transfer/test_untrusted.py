@@ -29,6 +29,7 @@ D = "2026-11-02"
 SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
 CHANGED = "data: {type: changed}\ncohort: {group: ncy}\n"
 ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
+TO_SCHOOL = "direction: to-school\ndata: {type: changed}\ncohort: {group: ncy, ncy: [7]}\n"
 RESULTS = "data: {type: attainment}\ncohort: {group: ncy}\n"
 BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
 FILES = {
@@ -562,3 +563,62 @@ def test_preflight_does_not_wait_on_a_fifo_manifest(world: World) -> None:
     line = next(line for line in proc.stdout.splitlines() if line.startswith(SECONDARY))
     assert "manifest FAIL (" in line and "is a FIFO, not a regular file" in line
     assert "[bad-data]" in line
+
+
+# -- a stuck share ---------------------------------------------------------------------------------
+
+
+def test_a_manual_run_to_a_stuck_share_holds_no_other_transfer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manual to-school run first checks that its delivery name is free in each school's
+    inbound folder. A share that stopped answering (simulated: opening that school's folder
+    blocks, as on a hung network mount) used to block that check forever while it held the
+    engine's lock, so every other transfer (which reads its watermark under that lock) and the
+    daemon's loop (which starts manual runs) stood still. Now the check waits a few seconds
+    outside the lock, takes an unanswered folder as holding nothing (the exclusive commit still
+    never replaces a delivery), and other schools' transfers go on meanwhile."""
+    import threading
+    import time
+
+    world.export(OTHER, pupils=[pupil(1, "7", estab="3003")])
+    school = world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    world.task("to", TO_SCHOOL)
+    engine = world.engine()
+    stuck, blocked = threading.Event(), threading.Event()
+    real_open = os.open
+
+    def hung_share_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(school):
+            blocked.set()
+            stuck.wait()
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", hung_share_open)
+    named: list[Any] = []
+    done: list[Any] = []
+
+    def manual_start() -> None:
+        task = engine.config.tasks["to"]
+        named.append(engine.start_run(task, slot_at(D), manual=True, bases=[SECONDARY]))
+
+    def other_school() -> None:
+        done.append(engine.run(engine.config.tasks["snap"], slot_at(D), bases=[OTHER]))
+
+    try:
+        start = time.monotonic()
+        starter = threading.Thread(target=manual_start, daemon=True)
+        starter.start()
+        assert blocked.wait(10)
+        other = threading.Thread(target=other_school, daemon=True)
+        other.start()
+        other.join(60)
+        assert done, "another school's transfer waited for the stuck share"
+        assert done[0].transfers[0].outcome == "succeeded"
+        starter.join(30)
+        assert named, "the manual run never got its name"
+        assert named[0].run.startswith("to/manual-")
+        assert time.monotonic() - start < 30
+    finally:
+        stuck.set()
