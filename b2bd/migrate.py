@@ -55,14 +55,13 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from b2bd import calendar
 from b2bd.config.build import build_schedule, build_task
-from b2bd.config.load import DEFAULT_TIMEZONE
-from b2bd.config.model import Base, Policy, Settings
+from b2bd.config.model import DEFAULT_TIMEZONE, Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
 from b2bd.config.schema import Finding, check
 from b2bd.config.yamlfile import FileProblem, parse
 from b2bd.confined import Folder
+from b2bd.schedule import slots
 
 COLUMNS: tuple[str, ...] = (
     "Task Name",
@@ -499,7 +498,7 @@ def _runs_on(schedule: Mapping[str, Any], day: dt.date) -> list[str]:
     midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
     try:
         built = build_schedule(rule, ZoneInfo("UTC"))
-        found = calendar.slots(built, midnight - _TICK, midnight + dt.timedelta(days=1) - _TICK)
+        found = slots(built, midnight - _TICK, midnight + dt.timedelta(days=1) - _TICK)
         return [slot.strftime("%H:%M") for slot in found]
     except (KeyError, TypeError, ValueError):
         return []

@@ -37,7 +37,8 @@ from typing import Literal
 
 from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
-from b2bd.connectors import ConnectorError, FailureReason, Manifest, Source, open_source
+from b2bd.connectors import open_source
+from b2bd.connectors.source import ConnectorError, FailureReason, Manifest, Source
 from b2bd.prerequisites import (
     MIN_ONE_VERSION,
     Obstacle,

@@ -50,7 +50,7 @@ from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
 
 if TYPE_CHECKING:
-    from b2bd.connectors import Manifest
+    from b2bd.connectors.source import Manifest
 
 MIN_ONE_VERSION = "3.58"
 MIN_SIMS_VERSION = "7.166"

@@ -20,11 +20,11 @@ from typing import Any
 
 import msgspec
 
-from b2bd.calendar import next_slot
 from b2bd.config.model import Config, Task
 from b2bd.journal.history import RunHistory, run_history
 from b2bd.journal.records import Outcome, Record
 from b2bd.journal.state import State
+from b2bd.schedule import next_slot
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1

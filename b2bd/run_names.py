@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from b2bd.calendar import slot_name
+from b2bd.schedule import slot_name
 
 MANUAL = "manual-"
 _MANUAL = re.compile(r"^manual-(\d{8}T\d{6}Z)(?:-([1-9][0-9]*))?$")

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from b2bd import connectors
-from b2bd.config import load_config
+from b2bd.config.load import load_config
 from b2bd.config.model import Endpoint, Settings
-from b2bd.connectors import Deadline, Manifest, Source, no_deadline
+from b2bd.connectors.source import Deadline, Manifest, Source, no_deadline
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.check import Rejection
 from b2bd.records.model import Record, RecordKind

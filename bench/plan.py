@@ -13,8 +13,7 @@ import statistics
 import time
 from zoneinfo import ZoneInfo
 
-from b2bd import calendar
-from b2bd.config.model import Monthly, Once, Schedule, Weekly
+from b2bd.schedule import Monthly, Once, Schedule, Weekly, _utc_midnight, merge_slots, slots
 
 ZONES = ("Europe/London",) * 8 + ("America/New_York", "Australia/Sydney")
 TARGET_SECONDS = 1.0
@@ -55,18 +54,18 @@ def one_run(
     schedules: dict[str, Schedule], start: dt.datetime, end: dt.datetime
 ) -> tuple[float, int]:
     """Every task's slots, merged in slot order (what `b2bd plan --until` does)."""
-    calendar._utc_midnight.cache_clear()  # cold cache: each run pays for its zone lookups
+    _utc_midnight.cache_clear()  # cold cache: each run pays for its zone lookups
     began = time.perf_counter()
-    total = sum(1 for _ in calendar.merge_slots(schedules, start, end))
+    total = sum(1 for _ in merge_slots(schedules, start, end))
     return time.perf_counter() - began, total
 
 
 def slots_only(schedules: dict[str, Schedule], start: dt.datetime, end: dt.datetime) -> float:
     """Every task's slots, task after task, not merged (what the daemon needs per task)."""
-    calendar._utc_midnight.cache_clear()
+    _utc_midnight.cache_clear()
     began = time.perf_counter()
     for schedule in schedules.values():
-        for _ in calendar.slots(schedule, start, end):
+        for _ in slots(schedule, start, end):
             pass
     return time.perf_counter() - began
 

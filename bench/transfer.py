@@ -90,7 +90,7 @@ def peak_rss_mb() -> float:
 
 
 def child_engine(school: Path, work: Path) -> dict[str, float]:
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
     from b2bd.journal import Journal, PupilKeyer
     from b2bd.transfer.engine import Engine
 

@@ -288,7 +288,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
 
     work = Path(tempfile.mkdtemp(prefix="b2bd-bench-"))
     root = args.keep or work / "config"

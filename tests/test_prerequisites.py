@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from b2bd.config import load_config
+from b2bd.config.load import load_config
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.preflight import check_base
 from b2bd.transfer.engine import Engine

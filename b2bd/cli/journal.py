@@ -23,7 +23,7 @@ from typing import Any
 
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonError, find_daemon
-from b2bd.config import ConfigDirError, load_config
+from b2bd.config.load import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings
 from b2bd.journal import Journal, JournalError, State
 from b2bd.journal.log import (

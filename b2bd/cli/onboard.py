@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from b2bd.cli import UsageError
-from b2bd.config import Config, ConfigDirError, load_config
-from b2bd.config.load import BASES_FILE, SETTINGS_FILE
-from b2bd.config.model import Base, Task
+from b2bd.config.load import BASES_FILE, SETTINGS_FILE, ConfigDirError, load_config
+from b2bd.config.model import Base, Config, Task
 from b2bd.migrate import (
     LegacyFileError,
     Migration,

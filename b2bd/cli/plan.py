@@ -1,7 +1,7 @@
 """``b2bd plan``: the next slots of every enabled task, merged in time order.
 
 The only clock read is here (the default ``--from`` is now); when each task is due is decided by
-:mod:`b2bd.calendar`. Text output shows local time and UTC side by side and notes slots moved or
+:mod:`b2bd.schedule`. Text output shows local time and UTC side by side and notes slots moved or
 chosen by a clock change; JSON output is a list of ``{"task", "slot", "local"}`` in slot order.
 """
 
@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from b2bd import calendar
 from b2bd.cli import UsageError
-from b2bd.config import ConfigDirError, load_config
-from b2bd.config.load import DEFAULT_TIMEZONE
-from b2bd.config.model import Task
+from b2bd.config.load import ConfigDirError, load_config
+from b2bd.config.model import DEFAULT_TIMEZONE, Task
+from b2bd.schedule import local_to_utc, merge_slots, next_slot
 
 DEFAULT_COUNT = 10
 _TICK = dt.timedelta(microseconds=1)
@@ -90,8 +89,8 @@ def make_plan(
     """
     after = start - _TICK  # the calendar's `after` is exclusive; plan's --from is inclusive
     enabled = [t for t in tasks if t.enabled]
-    live = {t.id: t for t in enabled if calendar.next_slot(t.schedule, after) is not None}
-    merged = calendar.merge_slots({i: t.schedule for i, t in live.items()}, after, until)
+    live = {t.id: t for t in enabled if next_slot(t.schedule, after) is not None}
+    merged = merge_slots({i: t.schedule for i, t in live.items()}, after, until)
     chosen = merged if count is None else itertools.islice(merged, count)
     slots = tuple(Planned(task, slot, live[task].schedule.timezone) for slot, task in chosen)
     return Plan(start, until, slots, len(tasks) - len(enabled), len(enabled) - len(live))
@@ -137,7 +136,7 @@ def parse_instant(text: str, zone: ZoneInfo, option: str) -> dt.datetime:
             "2026-03-29T01:30:00+01:00, 2026-03-29T00:30Z)"
         ) from None
     if value.tzinfo is None:
-        return calendar.local_to_utc(value, zone)
+        return local_to_utc(value, zone)
     return value.astimezone(dt.UTC)
 
 

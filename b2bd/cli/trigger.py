@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
-from b2bd.config import ConfigDirError, load_config
+from b2bd.config.load import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings, Task
 from b2bd.journal import Journal, JournalBusy, JournalError, JournalFailed, PupilKeyer, State
 from b2bd.journal.keys import KeyFileError, open_keyer

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from b2bd.cli import UsageError
-from b2bd.config import Config, ConfigDirError, Problem, load_config
+from b2bd.config.load import ConfigDirError, load_config
+from b2bd.config.model import Config, Problem
 from b2bd.config.schema import SCHEMA_FILES
 
 EXIT_VALID = 0

@@ -15,21 +15,19 @@ from zoneinfo import ZoneInfo
 
 from b2bd.config.model import (
     DEFAULT_HISTORY_DAYS,
+    DEFAULT_TIMEZONE,
     Base,
     BaseSelector,
     Cohort,
     CredentialSource,
     DataSpec,
     Endpoint,
-    Monthly,
-    Once,
     Policy,
-    Schedule,
     Settings,
     Task,
-    Weekly,
 )
 from b2bd.records.ncy import normalise_ncy
+from b2bd.schedule import Monthly, Once, Rule, Schedule, Weekly
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -81,7 +79,7 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         la_code=doc["la"]["code"],
         la_name=doc["la"]["name"],
         one_version=doc["one_version"],
-        timezone=ZoneInfo(doc.get("timezone", "Europe/London")),
+        timezone=ZoneInfo(doc["timezone"]) if "timezone" in doc else DEFAULT_TIMEZONE,
         academic_year_start=(month, day),
         state_dir=state_dir,
         la_store=Endpoint(type="directory", path=store),
@@ -134,7 +132,7 @@ def build_schedule(doc: dict[str, Any], default_zone: ZoneInfo) -> Schedule:
     zone = ZoneInfo(doc["timezone"]) if "timezone" in doc else default_zone
     expires = dt.date.fromisoformat(doc["expires"]) if "expires" in doc else None
     starts = dt.date.fromisoformat(doc["starts"]) if "starts" in doc else None
-    rule: Weekly | Monthly | Once
+    rule: Rule
     if "weekly" in doc:
         w = doc["weekly"]
         rule = Weekly(

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from b2bd.config.build import build_base, build_settings, build_task
-from b2bd.config.model import Base, Config, Policy, Problem, Settings, Task
+from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
 from b2bd.config.rules import (
     BaseIndex,
     duplicate_ids,
@@ -57,7 +56,6 @@ _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
 SETTINGS_FILE = "b2bd.yaml"
 BASES_FILE = "bases.yaml"
 TASKS_DIR = "tasks"
-DEFAULT_TIMEZONE = ZoneInfo("Europe/London")
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
 
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+# The schedule types belong to the calendar that reads them (b2bd.schedule); re-exported here as
+# part of the model.
+from b2bd.schedule import Monthly as Monthly
+from b2bd.schedule import Once as Once
+from b2bd.schedule import Rule as Rule
+from b2bd.schedule import Schedule as Schedule
+from b2bd.schedule import Weekly as Weekly
+
 Severity = Literal["error", "warning"]
 Direction = Literal["from-school", "to-school"]
 DataType = Literal["attainment", "attendance", "changed", "snapshot"]
@@ -29,6 +37,8 @@ Overlap = Literal["skip", "queue"]
 Mis = Literal["sims", "sims-primary"]
 EndpointType = Literal["directory", "wonde"]
 
+# b2bd.yaml's timezone when it names none, and the tasks' when b2bd.yaml is unusable.
+DEFAULT_TIMEZONE = ZoneInfo("Europe/London")
 DEFAULT_HISTORY_DAYS = 400  # DESIGN section 7: run history kept across compaction, at least
 
 
@@ -110,41 +120,6 @@ class Base:
     cross_border: bool = False
     enabled: bool = True
     problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Weekly:
-    """Each listed weekday (0 = Monday) at each listed local time."""
-
-    days: frozenset[int]
-    times: tuple[dt.time, ...]
-
-
-@dataclass(frozen=True)
-class Monthly:
-    """Each listed day (1..31 or ``"last"``) of each listed month (1..12) at each local time."""
-
-    days: tuple[int | Literal["last"], ...]
-    months: frozenset[int]
-    times: tuple[dt.time, ...]
-
-
-@dataclass(frozen=True)
-class Once:
-    """A single naive local date-time."""
-
-    at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When a task is due: the rule, the zone its local times are read in, and inclusive local
-    start and expiry dates (no slot listed for an earlier / a later local date)."""
-
-    rule: Weekly | Monthly | Once
-    timezone: ZoneInfo
-    expires: dt.date | None = None
-    starts: dt.date | None = None
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from b2bd.calendar import next_slot
 from b2bd.config.build import version_tuple
-from b2bd.config.model import Base, Endpoint, Monthly, Once, Schedule, Settings, Task, Weekly
+from b2bd.config.model import Base, Endpoint, Settings, Task
 from b2bd.config.schema import Finding
 from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
+from b2bd.schedule import Monthly, Once, Schedule, Weekly, next_slot
 
 HEAVY_MONTHS = 6
 
@@ -256,16 +256,17 @@ def _never_runs(schedule: Schedule) -> tuple[str, str]:
     starts, expires = schedule.starts, schedule.expires
     if starts is not None and expires is not None and starts > expires:
         return "/schedule/starts", "starts is after expires"
-    if isinstance(schedule.rule, Once):
-        when = schedule.rule.at.date()
-        if starts is not None and when < starts:
+    match schedule.rule:
+        case Once(at=at) if starts is not None and at.date() < starts:
             return "/schedule/once", "the once slot is before starts"
-        if expires is not None and when > expires:
+        case Once(at=at) if expires is not None and at.date() > expires:
             return "/schedule/once", "the once slot is after expires"
-        return "/schedule/once", "the once slot is in the past"
-    if expires is None:
-        return "/schedule/monthly/days", "no listed day exists in a listed month"
-    return "/schedule/expires", "expires is past"
+        case Once():
+            return "/schedule/once", "the once slot is in the past"
+        case _ if expires is None:
+            return "/schedule/monthly/days", "no listed day exists in a listed month"
+        case _:
+            return "/schedule/expires", "expires is past"
 
 
 _TASK_POINTERS = {"to-school-ncy-only": "/cohort/group"}
@@ -273,12 +274,13 @@ _TASK_POINTERS = {"to-school-ncy-only": "/cohort/group"}
 
 
 def _more_than_weekly(task: Task) -> bool:
-    rule = task.schedule.rule
-    if isinstance(rule, Weekly):
-        return len(rule.days) * len(rule.times) > 1
-    if isinstance(rule, Monthly):
-        return len(rule.days) * len(rule.times) > 4
-    return False
+    match task.schedule.rule:
+        case Weekly(days=days, times=times):
+            return len(days) * len(times) > 1
+        case Monthly(days=days, times=times):
+            return len(days) * len(times) > 4
+        case Once():
+            return False
 
 
 def duplicate_ids(tasks: Iterable[Task]) -> dict[str, list[Task]]:

@@ -1,125 +1,41 @@
-"""Connectors: one small class per endpoint ``type`` (DESIGN section 6).
+"""Connectors: one small class per endpoint ``type`` (DESIGN section 6), and the table that
+picks one.
 
-The read side of a connector is a :class:`Source`:
+What a connector is (the :class:`~b2bd.connectors.source.Source` interface, its failures and
+limits) is :mod:`b2bd.connectors.source`; the connectors are :mod:`~b2bd.connectors.directory`
+and :mod:`~b2bd.connectors.wonde`. Everything that reads an endpoint gets its Source here:
 
-- ``manifest() -> Manifest``: what the endpoint says about itself (MIS, versions, whether SIMS
-  Services Manager is running, export time). Raises :class:`ConnectorError` when the endpoint
-  cannot be used at all.
-- ``read(kind, since=None, *, deadline) -> Iterator[tuple[bytes, Record | Rejection]]``:
-  every record of one kind, streamed in source order, each with its raw JSON line (no
-  newline). A rejected line comes with its :class:`~b2bd.records.check.Rejection` and must be
-  counted, never passed on (a line over :data:`LINE_LIMIT` bytes comes as
-  ``(b"", TOO_LONG)``: it is never held). An accepted line's bytes may be written to a
-  delivery as they are (see :func:`b2bd.records.model.tagged_line`), which is the fast path.
-  ``deadline`` is called as bytes arrive (at least once per MiB or per network response) and
-  raises when the transfer's time is up. A kind the data type needs but the endpoint cannot
-  provide is ``bad-data`` (DESIGN section 5, integrity), except deletions: none is an empty
-  list. The iterator ends normally only when the kind's data was read completely (and matched
-  any counts or checksum the export declared); otherwise it raises. ``since`` (a record time)
-  is a hint: a source *may* leave out records whose change time is before it (an API's
-  ``updated_after``); callers filter anyway.
-- ``close()``: release what the source holds (an HTTP connection pool); reads are over.
+- :func:`open_source` maps a base's :class:`~b2bd.config.model.Endpoint` to its Source through
+  ``SOURCES``, a table keyed by endpoint type; a new connector adds one entry.
+- :func:`open_outbound` gives the LA's own changes for one base (what to-school tasks read),
+  through ``OUTBOUND``, keyed by the LA store's type.
 
-Failures are :class:`ConnectorError` with one of DESIGN section 5's reason classes; only
-``unreachable`` and ``timeout`` are transient (worth a retry). ``local`` is the LA's own side
-(the LA store, state dir or a delivery folder: permission, read-only, full, a symlink where our
-folder should be): never retried per transfer. A message names files, fields, lines and rules,
-never a value read from the endpoint (:func:`b2bd.records.check.redact` for anything else).
-
-:func:`open_source` maps a base's :class:`~b2bd.config.model.Endpoint` to its Source through
-``SOURCES``, a table keyed by endpoint type; a new connector adds one entry. Factories do no
-I/O: the first ``manifest()`` or ``read()`` does.
+Factories do no I/O: the first ``manifest()`` or ``read()`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Callable
 
-from b2bd.records.check import Rejection
-from b2bd.records.model import Record, RecordKind
+from b2bd.config.model import Endpoint, Settings
+from b2bd.connectors.directory import DirectorySource
+from b2bd.connectors.source import ConnectorError, Source
 
-if TYPE_CHECKING:
-    from b2bd.config.model import Endpoint, Settings
-
-FailureReason = Literal[
-    "unreachable", "timeout", "auth", "bad-data", "prerequisite", "local", "internal"
-]
-TRANSIENT: frozenset[FailureReason] = frozenset({"unreachable", "timeout"})
-"""Reason classes a retry may cure."""
-
-LINE_LIMIT = 64 * 1024
-"""Bytes in one record line (without its newline) beyond which it is rejected ``too-long``."""
-
-TOO_LONG = Rejection("too-long")
-"""What :meth:`Source.read` yields (with ``b""``) for a line over :data:`LINE_LIMIT`."""
-
-Deadline = Callable[[], None]
-"""Raises when the transfer's time is up; sources call it as bytes arrive."""
-
-
-def no_deadline() -> None:
-    """A :data:`Deadline` that never expires."""
-
-
-class ConnectorError(Exception):
-    """An endpoint could not be used. ``str(error)`` is a message for operators: it names
-    paths and fields, never pupil data."""
-
-    def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: FailureReason = reason
-        self.message = message
-
-    @property
-    def transient(self) -> bool:
-        return self.reason in TRANSIENT
-
-
-ServicesManager = Literal["running", "stopped"]
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What an export says about its source. ``services_manager`` is None for sources that
-    have no SIMS behind them (e.g. the LA's own outbound store) or do not report it; ``mis`` is
-    None when the source runs SIMS but does not say which edition (a Wonde school)."""
-
-    mis: str | None
-    exported_at: str
-    services_manager: ServicesManager | None = None
-    sims_version: str | None = None
-    laestab: str | None = None
-
-
-class Source(Protocol):
-    """The read side of a connector (see the module docstring for the contract)."""
-
-    def manifest(self) -> Manifest: ...
-
-    def read(
-        self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
-    ) -> Iterator[tuple[bytes, Record | Rejection]]: ...
-
-    def close(self) -> None: ...
-
-
-SourceFactory = Callable[["Endpoint", str | None, "Settings | None"], Source]
+SourceFactory = Callable[[Endpoint, str | None, Settings | None], Source]
+OutboundFactory = Callable[[Settings, str], Source]
 
 
 def _directory_source(
     endpoint: Endpoint, laestab: str | None, _settings: Settings | None
 ) -> Source:
-    from b2bd.connectors.directory import DirectorySource  # here: directory imports this module
-
     if endpoint.path is None:
         raise ConnectorError("internal", "directory endpoint without a path")
     return DirectorySource(endpoint.path, laestab=laestab)
 
 
 def _wonde_source(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> Source:
-    from b2bd.connectors.wonde import open_wonde  # here: wonde imports this module
+    # Imported here: only a wonde base pays for httpx.
+    from b2bd.connectors.wonde import open_wonde
 
     return open_wonde(endpoint, laestab, settings)
 
@@ -145,3 +61,35 @@ def open_source(
     if factory is None:
         raise ConnectorError("internal", f"no connector for endpoint type {endpoint.type!r}")
     return factory(endpoint, laestab, settings)
+
+
+def _directory_outbound(settings: Settings, base_id: str) -> Source:
+    below: tuple[str, ...]
+    if settings.la_outbound is not None:
+        root, below = settings.la_outbound, (base_id,)
+    else:
+        assert settings.la_store.path is not None  # a directory store has a path (schema)
+        root, below = settings.la_store.path, ("outbound", base_id)
+    return DirectorySource(root, below=below, laestab=base_id, require_services_manager=False)
+
+
+OUTBOUND: dict[str, OutboundFactory] = {
+    "directory": _directory_outbound,
+}
+"""LA store type -> factory(settings, base id) of the Source of the LA's changes for that base."""
+
+
+def open_outbound(settings: Settings, base_id: str) -> Source:
+    """The LA's own changes for one base, read like a school's export but with no SIMS behind
+    it (no Services Manager required): ``<la outbound>/<base>/`` (b2bd.yaml
+    ``la_store.outbound``, default ``<la_store>/outbound``). Nothing below the configured
+    folder is followed if it is a symlink.
+
+    Raises ConnectorError("internal") for an LA store type with no outbound reader.
+    """
+    factory = OUTBOUND.get(settings.la_store.type)
+    if factory is None:
+        raise ConnectorError(
+            "internal", f"no outbound reader for LA store type {settings.la_store.type!r}"
+        )
+    return factory(settings, base_id)

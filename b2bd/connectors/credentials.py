@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from b2bd.config.model import CredentialSource
-from b2bd.connectors import ConnectorError
+from b2bd.connectors.source import ConnectorError
 
 MAX_TOKEN_BYTES = 4096
 _TOKEN = re.compile(r"[!-~]{1,4096}")

@@ -14,8 +14,8 @@ The folder is untrusted (DESIGN section 6): everything is opened through
 :class:`b2bd.confined.Folder` (no symlink followed below the configured path, regular files
 only, opened non-blocking so a FIFO is refused rather than waited on). Files are read in 1 MiB
 chunks; the transfer's deadline is checked per chunk; a line over
-:data:`~b2bd.connectors.LINE_LIMIT` is rejected ``too-long`` and skipped to its newline without
-being held; a UTF-8 BOM at the start of a file is dropped; blank lines are not records.
+:data:`~b2bd.connectors.source.LINE_LIMIT` is rejected ``too-long`` and skipped to its newline
+without being held; a UTF-8 BOM at the start of a file is dropped; blank lines are not records.
 
 Integrity (DESIGN section 5): a file the data type needs is ``bad-data`` when missing or not a
 regular file; when the manifest lists a file under ``files`` with ``records`` (non-blank lines)
@@ -39,7 +39,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from b2bd.confined import ConfinedError, Folder, Kind
-from b2bd.connectors import (
+from b2bd.connectors.source import (
     LINE_LIMIT,
     TOO_LONG,
     ConnectorError,
@@ -199,8 +199,8 @@ class DirectorySource:
         self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
     ) -> Iterator[tuple[bytes, Record | Rejection]]:
         """Stream every record line of ``kind``'s file as (raw line without newline, record or
-        rejection); see :class:`b2bd.connectors.Source` and the module docstring. ``since`` is
-        ignored: a file is read whole."""
+        rejection); see :class:`b2bd.connectors.source.Source` and the module docstring.
+        ``since`` is ignored: a file is read whole."""
         decode = RecordDecoder(kind).decode
         too_long = TOO_LONG
         for lines, skipped in self.batches(kind, deadline=deadline):

@@ -62,7 +62,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import msgspec
 
-from b2bd.connectors import (
+from b2bd.connectors.credentials import Secret, read_token
+from b2bd.connectors.source import (
     LINE_LIMIT,
     TOO_LONG,
     ConnectorError,
@@ -71,7 +72,6 @@ from b2bd.connectors import (
     Manifest,
     no_deadline,
 )
-from b2bd.connectors.credentials import Secret, read_token
 from b2bd.records.check import RecordDecoder, Rejection
 from b2bd.records.model import Pupil, Record, RecordKind, Result, SessionMark
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from b2bd.calendar import slots
-from b2bd.config.model import Policy, Schedule
+from b2bd.config.model import Policy
+from b2bd.schedule import Schedule, slots
 
 # How late a wake-up may be and still count as running the slot on time rather than catching
 # up: covers scheduling latency and a busy machine, not downtime.

@@ -41,10 +41,8 @@ from types import FrameType
 from typing import Any
 
 from b2bd import __version__
-from b2bd.calendar import jitter_offset, next_slot
-from b2bd.config import Config, ConfigDirError, load_config
-from b2bd.config.load import TASKS_DIR, ParseCache, file_digests
-from b2bd.config.model import Problem, Task
+from b2bd.config.load import TASKS_DIR, ConfigDirError, ParseCache, file_digests, load_config
+from b2bd.config.model import Config, Problem, Task
 from b2bd.daemon.clock import Clock, SystemClock
 from b2bd.daemon.control import ControlError, ControlServer
 from b2bd.daemon.due import due
@@ -59,6 +57,7 @@ from b2bd.journal import Journal, JournalError, JournalFailed, State
 from b2bd.journal.keys import KeyFileError, open_keyer
 from b2bd.journal.log import repair_message
 from b2bd.log import get_logger
+from b2bd.schedule import jitter_offset, next_slot
 from b2bd.transfer.engine import Engine, outcome_of
 
 EXIT_OK = 0

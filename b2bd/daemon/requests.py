@@ -14,15 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from b2bd import __version__
-from b2bd.calendar import slot_name
 from b2bd.daemon.control import Handler, Reply
 from b2bd.daemon.protocol import PROTOCOL
 from b2bd.journal.log import JournalDamaged
 from b2bd.log import get_logger
 from b2bd.report import history_report, iso, status_report
+from b2bd.schedule import slot_name
 from b2bd.transfer.manual import (
     TriggerRefused,
     TriggerRequest,
@@ -32,7 +33,11 @@ from b2bd.transfer.manual import (
 )
 
 if TYPE_CHECKING:
-    from b2bd.daemon.loop import Daemon
+    from b2bd.config.model import Config
+    from b2bd.daemon.clock import Clock
+    from b2bd.daemon.runs import Runs
+    from b2bd.journal.log import Journal
+    from b2bd.transfer.engine import Engine
 
 log = get_logger("b2bd.daemon")
 
@@ -45,10 +50,25 @@ class ManualTrigger:
     reply: Reply
 
 
+class Served(Protocol):
+    """What the requests read of the daemon (:class:`b2bd.daemon.loop.Daemon`, which builds
+    them: so they name what they need here instead of importing the loop back)."""
+
+    clock: Clock
+    config: Config | None
+    state_dir: Path
+    journal: Journal
+    engine: Engine
+    runs: Runs
+    stopping: bool
+
+    def submit(self, trigger: ManualTrigger) -> None: ...
+
+
 class ControlRequests:
     """The handlers the daemon's :class:`~b2bd.daemon.control.ControlServer` serves."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.started = daemon.clock.now()
 

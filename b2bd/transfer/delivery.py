@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 from b2bd.confined import ConfinedError, Folder, Kind, TempFile, lock
-from b2bd.connectors import FailureReason
+from b2bd.connectors.source import FailureReason
 
 WRITE_REASON: dict[Kind, FailureReason] = {
     "missing": "unreachable",  # the configured folder itself (a school share not mounted)

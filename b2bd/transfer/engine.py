@@ -50,22 +50,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from b2bd import run_names
-from b2bd.calendar import slot_name
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.confined import ConfinedError, Folder
-from b2bd.connectors import (
-    SOURCES,
-    TRANSIENT,
-    ConnectorError,
-    FailureReason,
-    Manifest,
-    Source,
-    open_source,
-)
-from b2bd.connectors.directory import DirectorySource
+from b2bd.connectors import open_outbound, open_source
+from b2bd.connectors.source import TRANSIENT, ConnectorError, FailureReason, Manifest, Source
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES
+from b2bd.schedule import slot_name
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
 from b2bd.transfer.extract import Tally, extract, future_horizon
 from b2bd.transfer.query import Query, advance_watermark, build_query, reference_date
@@ -653,33 +645,16 @@ class Engine:
         ``la_store.outbound``, default ``<la_store>/outbound``), delivers to
         ``<school path>/inbound/<task>/``. Nothing below a configured path is followed if it
         is a symlink."""
-        store = self.settings.la_store
         endpoint = base.endpoint
-        if endpoint.type not in SOURCES:
-            raise TransferFailure(
-                "internal", f"{endpoint.type} connector not available in this build"
-            )
         root, below = self._delivery_folder(task, base)
         if task.direction == "from-school":
             return open_source(endpoint, base.id, self.settings), root, below
-        assert endpoint.path is not None and store.path is not None
+        assert endpoint.path is not None
         if not endpoint.path.is_dir():
             # Never create a school's folder: a share that is not mounted would otherwise
             # receive the delivery on the local disk under its mount point.
             raise TransferFailure("unreachable", f"{endpoint.path}: no such folder")
-        if self.settings.la_outbound is not None:
-            outbound = DirectorySource(
-                self.settings.la_outbound,
-                below=(base.id,),
-                laestab=base.id,
-                require_services_manager=False,
-            )
-        else:
-            outbound = DirectorySource(
-                store.path, below=("outbound", base.id), laestab=base.id,
-                require_services_manager=False,
-            )  # fmt: skip
-        return outbound, root, below
+        return open_outbound(self.settings, base.id), root, below
 
     def _delivery_folder(self, task: Task, base: Base) -> tuple[Path, tuple[str, ...]]:
         """Where a transfer of ``task`` for ``base`` delivers: a configured root and the

@@ -50,7 +50,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from b2bd.connectors import ConnectorError, Deadline, Source
+from b2bd.connectors.source import ConnectorError, Deadline, Source
 from b2bd.records.check import Rejection
 from b2bd.records.model import Deletion, Pupil, Record, Result, SessionMark, tagged_line
 from b2bd.transfer.query import DateWindow, Query, in_cohort

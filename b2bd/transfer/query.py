@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from b2bd.calendar import local_to_utc
 from b2bd.config.model import AttendanceKind, CohortGroup, DataType, Direction, Task
 from b2bd.records.academic import academic_year, months_back, previous_academic_year
 from b2bd.records.codes import ABSENCES, UNAUTHORISED
 from b2bd.records.model import Pupil, RecordKind
+from b2bd.schedule import local_to_utc
 
 YearChoice = Literal["current", "previous", "any"]
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from b2bd.config import Config, load_config
+from b2bd.config.load import load_config
+from b2bd.config.model import Config
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

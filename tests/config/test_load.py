@@ -6,8 +6,7 @@ import os
 
 from config_dir import NOW, SETTINGS, ConfigDir
 
-from b2bd.config import load_config
-from b2bd.config.load import POOL_MIN_FILES, ParseCache
+from b2bd.config.load import POOL_MIN_FILES, ParseCache, load_config
 
 GOOD = """\
 id: task-{n}

@@ -489,7 +489,7 @@ def test_attainment_needs_newer_one_and_sims(cfg: ConfigDir) -> None:
 def test_last_good_task_stays_in_force_after_a_bad_edit(cfg: ConfigDir) -> None:
     good = cfg.load()
     cfg.write("tasks/t.yaml", TASK.replace("snapshot", "snapshots"))
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
 
     reloaded = load_config(cfg.root, now=dt.datetime(2026, 11, 28, tzinfo=dt.UTC), last_good=good)
     assert not reloaded.valid

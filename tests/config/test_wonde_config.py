@@ -121,7 +121,7 @@ def test_from_school_tasks_reach_wonde_bases(cfg: ConfigDir) -> None:
 
 
 def test_the_example_config_names_its_credential_fallback(tmp_path: Path) -> None:
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
 
     settings = load_config(Path(__file__).resolve().parents[2] / "config").settings
     assert settings is not None and settings.credentials["wonde"].env == "B2BD_WONDE_TOKEN"

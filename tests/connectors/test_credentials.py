@@ -8,8 +8,8 @@ import pickle
 import pytest
 
 from b2bd.config.model import CredentialSource
-from b2bd.connectors import ConnectorError
 from b2bd.connectors.credentials import Secret, read_token
+from b2bd.connectors.source import ConnectorError
 
 TOKEN = "7e76896f9aca62569048c667db292d72dd84f224"
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from b2bd.config.model import Endpoint
-from b2bd.connectors import ConnectorError, Manifest, open_source
+from b2bd.connectors import open_source
 from b2bd.connectors.directory import FILES, DirectorySource
+from b2bd.connectors.source import ConnectorError, Manifest
 from b2bd.records import Pupil, Rejection, SessionMark, tagged_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,8 +240,8 @@ def test_line_cutting_matches_a_plain_reference_whatever_the_chunking():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from b2bd.connectors import LINE_LIMIT
     from b2bd.connectors.directory import _split
+    from b2bd.connectors.source import LINE_LIMIT
 
     limit = LINE_LIMIT
     lengths = st.sampled_from([0, 1, 100, limit - 1, limit, limit + 1, 2 * limit + 1])

@@ -14,8 +14,8 @@ import pytest
 import trustme
 
 from b2bd.config.model import Endpoint
-from b2bd.connectors import ConnectorError
 from b2bd.connectors.credentials import Secret
+from b2bd.connectors.source import ConnectorError
 from b2bd.connectors.wonde import (
     MAX_RETRY_AFTER,
     RETRY_DELAYS,

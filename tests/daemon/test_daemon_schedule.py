@@ -184,7 +184,7 @@ def test_overlap_queue_runs_the_next_slot_after_the_slow_one(deployment: Deploym
 
 
 def test_jitter_delays_each_base_by_its_stable_offset(deployment: Deployment) -> None:
-    from b2bd.calendar import jitter_offset
+    from b2bd.schedule import jitter_offset
 
     deployment.add_school("8814001")
     deployment.add_task("t", "8814001", policy="policy: {jitter: 30m}\n")

@@ -70,7 +70,7 @@ def test_the_exit_codes_the_unit_will_not_restart_for_are_the_daemons() -> None:
 def test_the_settings_for_the_systemd_layout_validate_with_the_example(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
 
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     config = tmp_path / "b2bd"

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from b2bd.calendar import next_slot
-from b2bd.config import load_config
+from b2bd.config.load import load_config
 from b2bd.config.yamlfile import parse
 from b2bd.migrate import (
     COLUMNS,
@@ -29,6 +28,7 @@ from b2bd.migrate import (
     read_rows,
     slug,
 )
+from b2bd.schedule import next_slot
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORT = Path(__file__).parent / "data" / "one-scheduled-tasks.csv"

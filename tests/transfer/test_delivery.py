@@ -128,7 +128,7 @@ KILLED = textwrap.dedent(
     """
     import datetime as dt, sys, threading
     from pathlib import Path
-    from b2bd.config import load_config
+    from b2bd.config.load import load_config
     from b2bd.journal import Journal, PupilKeyer
     from b2bd.transfer.engine import Engine
 

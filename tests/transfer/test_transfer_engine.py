@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from transfer_world import OTHER, PRIMARY, SECONDARY, World, mark, pupil, slot_at
 
-from b2bd.config import load_config
+from b2bd.config.load import load_config
 from b2bd.transfer.engine import Progress, TransferResult, backoff_delays, run_outcome
 
 D = "2026-11-02"

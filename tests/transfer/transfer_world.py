@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from b2bd.config import Config, load_config
+from b2bd.config.load import load_config
+from b2bd.config.model import Config
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.upn import make_upn
 from b2bd.transfer.engine import Engine, RunResult

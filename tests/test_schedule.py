@@ -1,4 +1,4 @@
-"""The calendar: slots of weekly, monthly and once schedules, exact across clock changes.
+"""b2bd.schedule: slots of weekly, monthly and once schedules, exact across clock changes.
 
 Expected instants in the DST tables are written out by hand from the published rules (UK: clocks
 change at 01:00 UTC on the last Sunday of March and of October), not computed by the code under
@@ -21,7 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from b2bd.calendar import (
+from b2bd.schedule import (
+    Monthly,
+    Once,
+    Schedule,
+    Weekly,
     jitter_offset,
     local_to_utc,
     merge_slots,
@@ -29,7 +33,6 @@ from b2bd.calendar import (
     slot_name,
     slots,
 )
-from b2bd.config.model import Monthly, Once, Schedule, Weekly
 
 UTC = dt.UTC
 LONDON = ZoneInfo("Europe/London")
@@ -302,7 +305,7 @@ def test_jitter_is_stable_and_within_range():
 
 def test_jitter_runs_in_a_fresh_process_give_the_same_value():
     code = (
-        "import datetime as d; from b2bd.calendar import jitter_offset as j;"
+        "import datetime as d; from b2bd.schedule import jitter_offset as j;"
         "print(j('t', '8814001', d.timedelta(minutes=10)).total_seconds())"
     )
     import sys

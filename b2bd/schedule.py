@@ -1,4 +1,6 @@
-"""When a task is due: the slots of a schedule, as UTC instants. Pure: no clock, no I/O.
+"""When a task is due: a schedule's value objects and its slots, as UTC instants. Pure: no clock,
+no I/O, nothing from the rest of b2bd (the config model re-exports these types; the loader builds
+them from task files).
 
 A schedule lists local dates (weekly: weekdays; monthly: days of months, ``last`` = the month's
 last day, a day the month lacks such as 31 April is skipped; once: one date-time) and local
@@ -23,23 +25,104 @@ per-time path.
 
 from __future__ import annotations
 
-import calendar as _stdcal
+import calendar
 import datetime as dt
 import functools
 import hashlib
 import heapq
 import operator
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    from b2bd.config.model import Monthly, Schedule, Weekly
 
 UTC = dt.UTC
 # One day short of date.max, so that local midnight plus a day or a time never overflows.
 _MAX_ORDINAL = dt.date.max.toordinal() - 1
 _FOREVER = dt.datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """Each listed weekday (0 = Monday) at each listed local time."""
+
+    days: frozenset[int]
+    times: tuple[dt.time, ...]
+
+    def local_days(self, first: int, last: int) -> Iterator[int]:
+        """The ordinals (:meth:`datetime.date.toordinal`) of the listed local dates in
+        ``first..last``, increasing."""
+        weekdays = sorted(self.days)
+        if not weekdays:
+            return
+        # date.fromordinal(1) is Monday 0001-01-01, so ordinal - 1 is a multiple of 7 on Mondays.
+        monday = first - (first - 1) % 7
+        while monday <= last:
+            for weekday in weekdays:
+                ordinal = monday + weekday
+                if ordinal > last:
+                    return
+                if ordinal >= first:
+                    yield ordinal
+            monday += 7
+
+
+@dataclass(frozen=True)
+class Monthly:
+    """Each listed day (1..31 or ``"last"``) of each listed month (1..12) at each local time."""
+
+    days: tuple[int | Literal["last"], ...]
+    months: frozenset[int]
+    times: tuple[dt.time, ...]
+
+    def local_days(self, first: int, last: int) -> Iterator[int]:
+        """The ordinals (:meth:`datetime.date.toordinal`) of the listed local dates in
+        ``first..last``, increasing."""
+        months = sorted(self.months)
+        if not _can_occur(self, months):
+            return
+        start = dt.date.fromordinal(first)
+        end = dt.date.fromordinal(last)
+        year = start.year
+        while year <= end.year:
+            for month in months:
+                if (year, month) < (start.year, start.month):
+                    continue
+                if (year, month) > (end.year, end.month):
+                    return
+                length = calendar.monthrange(year, month)[1]
+                days = sorted(
+                    {length if d == "last" else d for d in self.days if d == "last" or d <= length}
+                )
+                base = dt.date(year, month, 1).toordinal() - 1
+                for day in days:
+                    ordinal = base + day
+                    if ordinal > last:
+                        return
+                    if ordinal >= first:
+                        yield ordinal
+            year += 1
+
+
+@dataclass(frozen=True)
+class Once:
+    """A single naive local date-time."""
+
+    at: dt.datetime
+
+
+Rule = Weekly | Monthly | Once
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a task is due: the rule, the zone its local times are read in, and inclusive local
+    start and expiry dates (no slot listed for an earlier / a later local date)."""
+
+    rule: Rule
+    timezone: ZoneInfo
+    expires: dt.date | None = None
+    starts: dt.date | None = None
 
 
 def slots(
@@ -57,31 +140,25 @@ def slots(
     zone = schedule.timezone
     last_ordinal = _MAX_ORDINAL if schedule.expires is None else schedule.expires.toordinal()
     first_allowed = 1 if schedule.starts is None else schedule.starts.toordinal()
-    # Imported here, not at the top: b2bd.config's rule checks import this module.
-    from b2bd.config.model import Once, Weekly
-
-    rule = schedule.rule
-    if isinstance(rule, Once):
-        at = rule.at.replace(tzinfo=None)
-        if not first_allowed <= at.date().toordinal() <= last_ordinal:
+    match schedule.rule:
+        case Once(at=at):
+            yield from _once(at, zone, first_allowed, last_ordinal, after_utc, until_utc)
             return
-        instant = local_to_utc(at, zone)
-        if after_utc < instant and (until_utc is None or instant <= until_utc):
-            yield instant
-        return
-    # A listed time earlier than after's local wall clock maps to an instant <= after (the
-    # mapping is monotonic), so the walk can start on after's local date.
-    first_ordinal = max(after_utc.astimezone(zone).toordinal(), first_allowed)
+        case Weekly() | Monthly() as rule:
+            # A listed time earlier than after's local wall clock maps to an instant <= after
+            # (the mapping is monotonic), so the walk can start on after's local date.
+            first_ordinal = max(after_utc.astimezone(zone).toordinal(), first_allowed)
+            days = rule.local_days(first_ordinal, last_ordinal)
+            times = rule.times
     offsets = tuple(
         dt.timedelta(hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond)
-        for t in sorted(set(rule.times))
+        for t in sorted(set(times))
     )
     if not offsets:
         return
     previous = after_utc
     end = _FOREVER if until_utc is None else until_utc
-    walk = _weekly_ordinals if isinstance(rule, Weekly) else _monthly_ordinals
-    for ordinal in walk(rule, first_ordinal, last_ordinal):  # type: ignore[arg-type]
+    for ordinal in days:
         midnight = _utc_midnight(zone, ordinal)
         for offset in offsets:
             if midnight is not None:
@@ -94,6 +171,24 @@ def slots(
                 return
             previous = instant
             yield instant
+
+
+def _once(
+    at: dt.datetime,
+    zone: ZoneInfo,
+    first_allowed: int,
+    last_ordinal: int,
+    after: dt.datetime,
+    until: dt.datetime | None,
+) -> Iterator[dt.datetime]:
+    """The one slot of a ``once`` rule, when its local date is within starts..expires and its
+    instant within ``(after, until]``."""
+    local = at.replace(tzinfo=None)
+    if not first_allowed <= local.date().toordinal() <= last_ordinal:
+        return
+    instant = local_to_utc(local, zone)
+    if after < instant and (until is None or instant <= until):
+        yield instant
 
 
 def next_slot(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
@@ -196,50 +291,7 @@ def _utc_midnight(zone: ZoneInfo, ordinal: int) -> dt.datetime | None:
     return (day - start).replace(tzinfo=UTC)
 
 
-def _weekly_ordinals(rule: Weekly, first: int, last: int) -> Iterator[int]:
-    weekdays = sorted(rule.days)
-    if not weekdays:
-        return
-    # date.fromordinal(1) is Monday 0001-01-01, so ordinal - 1 is a multiple of 7 on Mondays.
-    monday = first - (first - 1) % 7
-    while monday <= last:
-        for weekday in weekdays:
-            ordinal = monday + weekday
-            if ordinal > last:
-                return
-            if ordinal >= first:
-                yield ordinal
-        monday += 7
-
-
-def _monthly_ordinals(rule: Monthly, first: int, last: int) -> Iterator[int]:
-    months = sorted(rule.months)
-    if not _can_occur(rule, months):
-        return
-    start = dt.date.fromordinal(first)
-    end = dt.date.fromordinal(last)
-    year = start.year
-    while year <= end.year:
-        for month in months:
-            if (year, month) < (start.year, start.month):
-                continue
-            if (year, month) > (end.year, end.month):
-                return
-            length = _stdcal.monthrange(year, month)[1]
-            days = sorted(
-                {length if d == "last" else d for d in rule.days if d == "last" or d <= length}
-            )
-            base = dt.date(year, month, 1).toordinal() - 1
-            for day in days:
-                ordinal = base + day
-                if ordinal > last:
-                    return
-                if ordinal >= first:
-                    yield ordinal
-        year += 1
-
-
 def _can_occur(rule: Monthly, months: Iterable[int]) -> bool:
     """Whether any listed day exists in any listed month (29 February counts: leap years)."""
-    longest = {m: _stdcal.monthrange(2000, m)[1] for m in months}  # 2000: a leap year
+    longest = {m: calendar.monthrange(2000, m)[1] for m in months}  # 2000: a leap year
     return any(d == "last" or d <= n for n in longest.values() for d in rule.days)

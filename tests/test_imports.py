@@ -1,0 +1,202 @@
+"""The package's import graph: no cycles anywhere in b2bd, and the model imports light.
+
+The graph is read from the source with :mod:`ast`, every ``import`` counted wherever it stands
+(module level, inside a function, under ``TYPE_CHECKING``): an import moved into a function to
+dodge a cycle is still a cycle in the design. Importing ``a.b.c`` also runs the ``__init__`` of
+``a`` and ``a.b``, so those count too, except a module's own enclosing packages (which are
+already being imported when it runs).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import b2bd
+
+PACKAGE_DIR = Path(b2bd.__file__).parent
+
+
+def modules_of(package_dir: Path) -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the package at ``package_dir``."""
+    found: dict[str, Path] = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(package_dir.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _enclosing(name: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b"]``: the packages whose ``__init__`` runs first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's own modules that importing ``name`` imports directly."""
+    tree = ast.parse(path.read_bytes(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, node.module] if node.module else anchor)
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                targets.add(submodule if submodule in modules else base)
+    own = set(_enclosing(name)) | {name}
+    edges: set[str] = set()
+    for target in targets:
+        if target not in modules:
+            continue  # the standard library or a third-party package
+        edges.add(target)
+        edges.update(p for p in _enclosing(target) if p not in own)
+    edges.discard(name)
+    return edges
+
+
+def import_graph(package_dir: Path) -> dict[str, set[str]]:
+    modules = modules_of(package_dir)
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one module (Tarjan), each as
+    a path that returns to its start, so a failure shows the modules to untangle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component: set[str] = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(_path_through(graph, component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _path_through(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    """A cycle inside ``component``, found by a breadth-first search back to its first node."""
+    start = min(component)
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for node in frontier:
+            for nxt in sorted(graph[node] & component):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if nxt not in previous:
+                    previous[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    raise AssertionError(f"no cycle through {sorted(component)}")
+
+
+def test_b2bd_has_no_import_cycle() -> None:
+    graph = import_graph(PACKAGE_DIR)
+    assert len(graph) > 40  # every module was read (a wrong root would find none)
+    found = cycles(graph)
+    assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
+
+
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root / "pkg"
+
+
+def test_the_checker_finds_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    package = _write_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from pkg.b import thing\n",
+            "pkg/b.py": """\
+                def thing():
+                    from pkg import a  # dodges the cycle at run time, not in the design
+                    return a
+                """,
+            "pkg/c.py": "import json\nfrom . import a\n",
+        },
+    )
+    graph = import_graph(package)
+    assert graph["pkg.c"] == {"pkg.a"}
+    assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
+
+
+def test_the_checker_counts_a_package_init_that_imports_back(tmp_path: Path) -> None:
+    """Importing ``pkg.sub.model`` runs ``pkg/sub/__init__.py``: if that imports a module that
+    imports ``pkg.sub.model`` back, it is a cycle (the old calendar/config knot)."""
+    package = _write_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/sub/__init__.py": "from pkg.sub.load import load\n",
+            "pkg/sub/load.py": "from pkg.calendar import slots\n",
+            "pkg/sub/model.py": "",
+            "pkg/calendar.py": """\
+                from typing import TYPE_CHECKING
+                if TYPE_CHECKING:
+                    from pkg.sub.model import Schedule
+                """,
+        },
+    )
+    found = cycles(import_graph(package))
+    assert found == [["pkg.calendar", "pkg.sub", "pkg.sub.load", "pkg.calendar"]]
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("b2bd.config.model", ("yaml", "jsonschema", "b2bd.config.load", "b2bd.config.rules")),
+        ("b2bd.schedule", ("b2bd.config", "yaml")),
+        ("b2bd.connectors.source", ("httpx",)),
+    ],
+)
+def test_importing_a_module_pulls_in_nothing_it_does_not_need(
+    module: str, absent: tuple[str, ...]
+) -> None:
+    code = f"import sys, {module}\nprint(' '.join(m for m in {absent!r} if m in sys.modules))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
