@@ -6,9 +6,7 @@ all valid, over a few bases with tiny real school exports. Every scheduled time 
 after the moment of generation in the task's timezone, so no slot falls due while a benchmark
 runs: what is measured is the daemon waiting and reloading, not transfers.
 
-``DaemonProcess`` runs ``b2bd --config DIR run`` as a subprocess (stdout and stderr to a file,
-JSON log lines) with a real datagram socket as NOTIFY_SOCKET, as systemd would give it, and
-waits for READY=1 on it.
+The daemon itself runs through ``tests.support.daemon.DaemonProcess`` (the runner the tests use).
 
 Not a benchmark itself (the leading underscore): the two scripts import it from this folder.
 """
@@ -16,18 +14,16 @@ Not a benchmark itself (the leading underscore): the two scripts import it from 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
+
 from b2bd.sample import SchoolSpec, write_export
+from tests.support.config_dir import b2bd_yaml
 
 LA = "881"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -42,15 +38,7 @@ KINDS = (
 )
 AREAS = ("north", "south", "east", "west")
 
-SETTINGS = """\
-la: {{code: "{la}", name: Benchshire}}
-one_version: "3.83"
-timezone: Europe/London
-state_dir: {state}
-la_store: {{type: directory, path: {store}}}
-concurrency: 8
-defaults: {{retries: 3, retry_backoff: 30s, timeout: 15m, catch_up: latest, overlap: skip}}
-"""
+DEFAULTS = "{retries: 3, retry_backoff: 30s, timeout: 15m, catch_up: latest, overlap: skip}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,15 @@ def generate(root: Path, *, tasks: int, bases: int, now: dt.datetime, seed: int 
     deployment = Deployment(root)
     (deployment.config / "tasks").mkdir(parents=True)
     deployment.config.joinpath("b2bd.yaml").write_text(
-        SETTINGS.format(la=LA, state=deployment.state, store=root / "la")
+        b2bd_yaml(
+            deployment.state,
+            root / "la",
+            la_code=LA,
+            la_name="Benchshire",
+            timezone="Europe/London",
+            concurrency=8,
+            defaults=DEFAULTS,
+        )
     )
     lines = ["bases:"]
     for n in range(bases):
@@ -223,99 +219,3 @@ def task_text(
         if rng.random() < 0.5:
             lines.append(f"  jitter: {rng.choice(('5m', '10m'))}")
     return "\n".join(lines) + "\n"
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET; ``recv`` notes arrival times."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-
-    def wait_for(self, line: str, timeout: float) -> float:
-        """Block until a message holding ``line`` arrives; its monotonic arrival time."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            if line in message.splitlines():
-                return time.monotonic()
-        raise TimeoutError(f"no {line!r} from the daemon within {timeout:.0f} s")
-
-    def drain(self) -> list[tuple[float, str]]:
-        """Messages already waiting, without blocking, with the time they were read."""
-        out = []
-        self.sock.setblocking(False)
-        try:
-            while True:
-                out.append((time.monotonic(), self.sock.recv(4096).decode()))
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.setblocking(True)
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class DaemonProcess:
-    """``b2bd --config DIR run`` as a subprocess, stopped with SIGTERM like systemd does."""
-
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-        self.log_path = deployment.root / "daemon.log"
-        self.notify = NotifySocket(deployment.root / "notify.sock")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        self.ready_at = 0.0
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 120.0) -> float:
-        """Start the daemon and wait for READY=1; seconds from process start to READY."""
-        environ = {
-            k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")
-        }
-        environ["NOTIFY_SOCKET"] = str(self.notify.path)
-        command = [sys.executable, "-m", "b2bd", "--config", str(self.deployment.config), "run"]
-        with self.log_path.open("wb") as log:
-            self.started_at = time.monotonic()
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=self.deployment.root
-            )
-        try:
-            self.ready_at = self.notify.wait_for("READY=1", timeout)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"daemon never became ready; its log:\n{self.log_tail()}") from None
-        return self.ready_at - self.started_at
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.notify.close()
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"

@@ -1,7 +1,7 @@
 """Decode-and-check throughput for session marks (the transfer hot path's first half).
 
-Generates N marks with b2bd.sample (default 1,000,000) into a temporary export folder, then
-times, over the same file, medians of --runs runs on one core:
+Generates N marks with tests/support/exports.py (default 1,000,000) into a temporary export
+folder, then times, over the same file, medians of --runs runs on one core:
 
   lines        DirectorySource.lines: read and split only (the I/O floor)
   json         stdlib json.loads per line (the reference the DESIGN quotes)
@@ -20,15 +20,18 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 
 import msgspec
 
 from b2bd.connectors.directory import DirectorySource
 from b2bd.records import Rejection, SessionMark, tagged_line
-from b2bd.sample import write_bench_export
+from tests.support.exports import write_bench_export
 
 
 def bench_lines(source):

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
+
 from b2bd import connectors
 from b2bd.config.load import load_config
 from b2bd.config.model import Endpoint, Settings
@@ -34,6 +36,7 @@ from b2bd.records.check import Rejection
 from b2bd.records.model import Record, RecordKind
 from b2bd.records.upn import make_upn
 from b2bd.transfer.engine import Engine
+from tests.support.config_dir import b2bd_yaml
 
 TASK = """\
 id: fanout
@@ -124,10 +127,7 @@ def make_world(root: Path, n_bases: int, concurrency: int) -> Path:
     (school / "attendance.jsonl").write_text("".join(json.dumps(m) + "\n" for m in marks))
     config = root / "config"
     (config / "tasks").mkdir(parents=True)
-    (config / "b2bd.yaml").write_text(
-        'la: {code: "881", name: Bench}\none_version: "3.83"\nstate_dir: state\n'
-        f"la_store: {{type: directory, path: la}}\nconcurrency: {concurrency}\n"
-    )
+    (config / "b2bd.yaml").write_text(b2bd_yaml(la_name="Bench", concurrency=concurrency))
     bases = ["bases:"]
     for i in range(n_bases):
         bases.append(

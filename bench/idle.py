@@ -33,9 +33,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _deployment import DaemonProcess, generate
+from _deployment import generate
 
 from b2bd.daemon.loop import RESCAN
+from tests.support.daemon import DaemonProcess
 
 TARGET_PERCENT = 0.5
 TICK = os.sysconf("SC_CLK_TCK")

@@ -10,14 +10,13 @@ writers >= 10x the one-fsync rate; replay of 1M records <= 3 s. Every figure is 
 journal uses (``fdatasync`` for appends), writing records of the same size. The group-commit
 figure is printed beside the bare thread hand-off it is built on (16 threads passing a leader
 role and waking each other with no journal work), which bounds it under CPython's GIL. It ends
-with the SIGKILL crash loop of the tests run for more rounds.
+with the SIGKILL crash loop of the tests (tests/support/crash_rounds.py) run for more rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import os
 import statistics
 import sys
@@ -27,9 +26,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
+
 from b2bd.journal import Journal, replay
 from b2bd.journal.log import JOURNAL_DIR, SEAL_SUFFIX, frame, seal_bytes, segment_name
 from b2bd.journal.records import Record, RunFinished, RunStarted, TransferSucceeded
+from tests.support.crash_rounds import crash_rounds
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
 FIELDS = {
@@ -155,16 +157,6 @@ def handoff_ceiling(directory: Path, line: bytes, writers: int, seconds: float) 
     os.close(fd)
     path.unlink()
     return sum(counts) / elapsed
-
-
-def crash_rounds(directory: Path, rounds: int) -> int:
-    """The SIGKILL crash loop of tests/journal/test_journal_crash.py, for more rounds."""
-    test = Path(__file__).resolve().parents[1] / "tests" / "journal" / "test_journal_crash.py"
-    spec = importlib.util.spec_from_file_location("journal_crash_test", test)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.crash_rounds(directory, rounds, seed=int(time.time())))
 
 
 def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Record]:
@@ -298,7 +290,7 @@ def main() -> int:
         )
         if args.crash_rounds:
             t = time.perf_counter()
-            acked = crash_rounds(root / "crash", args.crash_rounds)
+            acked = crash_rounds(root / "crash", args.crash_rounds, seed=int(time.time()))
             print(
                 f"SIGKILL crash loop: {args.crash_rounds} rounds, {acked:,} acknowledged records, "
                 f"all present exactly once ({time.perf_counter() - t:.1f} s)"

@@ -38,9 +38,10 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from _deployment import DaemonProcess, Deployment, generate
+from _deployment import Deployment, generate
 
 from b2bd.daemon.loop import QUIET
+from tests.support.daemon import DaemonProcess
 
 TARGET_SECONDS = 0.5
 APPLIED = b'{"type":"config-applied",'
@@ -144,15 +145,15 @@ def reload_once(
     applied = wait_applied(tail, name, digest, args.poll, timeout=60.0) - began
     ready: float | None = None
     reloading = False
-    for at, message in daemon.notify.drain():
-        lines = message.splitlines()
+    for notice in daemon.notify.drain():
+        lines = notice.splitlines()
         reloading = reloading or "RELOADING=1" in lines
         if reloading and "READY=1" in lines:
-            ready = at - began
+            ready = notice.at - began
             break
     if ready is None:
         try:
-            ready = daemon.notify.wait_for("READY=1", timeout=10.0) - began
+            ready = daemon.notify.wait_for("READY=1", timeout=10.0).at - began
         except TimeoutError:
             ready = None
     return applied, ready

@@ -1,7 +1,8 @@
 """Transfer throughput: attendance marks/s from a directory export to a delivery (DESIGN section 9).
 
 For each size (default 1M and 10M marks) a secondary-school export is generated with
-``b2bd.sample.write_bench_export`` (streamed) into a temp dir, then, each in a fresh subprocess
+``tests.support.exports.write_bench_export`` (streamed) into a temp dir, then, each in a fresh
+subprocess
 (so ``ru_maxrss`` is that run's own peak):
 
 - ``engine``: the real path — ``load_config`` of a generated config dir, a real journal, and
@@ -41,6 +42,11 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository: tests.support
+
+from tests.support.config_dir import b2bd_yaml  # noqa: E402
+
 TASK = """\
 id: bench-attendance
 description: benchmark
@@ -51,15 +57,9 @@ cohort: {group: ncy, ncy: [7, 8, 9, 10, 11]}
 schedule: {weekly: {days: [mon], times: ["06:30"]}}
 policy: {retries: 0, timeout: 1h}
 """
-B2BD = """\
-la: {code: "881", name: Bench}
-one_version: "3.83"
-timezone: Europe/London
-academic_year_start: "08-01"
-state_dir: state
-la_store: {type: directory, path: la}
-concurrency: 1
-"""
+B2BD = b2bd_yaml(
+    la_name="Bench", timezone="Europe/London", academic_year_start="08-01", concurrency=1
+)
 BASES = """\
 bases:
   - id: "8814001"
@@ -169,12 +169,14 @@ def generate(school: Path, n: int) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from b2bd.sample import write_bench_export;"
+            "import sys; from pathlib import Path; from tests.support.exports import "
+            "write_bench_export;"
             "write_bench_export(Path(sys.argv[1]), int(sys.argv[2]))",
             str(school),
             str(n),
         ],
         check=True,
+        cwd=REPO,  # so that tests.support imports
     )
 
 

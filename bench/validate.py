@@ -34,6 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository: b2bd without installing, tests.support
+
+from tests.support.config_dir import b2bd_yaml  # noqa: E402
+
 TASK_SCHEMA = REPO / "schemas" / "task.schema.json"
 BENCH_VENV = Path("/tmp/b2bd-bench-venv")
 TARGET_SECONDS = 1.5
@@ -53,22 +57,20 @@ MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", 
 NCY = ("E1", "E2", "N1", "N2", "R", *range(1, 15), "X")
 ZONES = ("Europe/London",) * 6 + ("UTC", "Europe/Dublin")
 
-SETTINGS = f"""\
-la: {{code: "{LA}", name: Benchshire}}
-one_version: "3.83"
-timezone: Europe/London
-academic_year_start: "08-01"
-state_dir: state
-la_store: {{type: directory, path: la}}
-concurrency: 8
-defaults:
+SETTINGS = b2bd_yaml(
+    la_code=LA,
+    la_name="Benchshire",
+    timezone="Europe/London",
+    academic_year_start="08-01",
+    concurrency=8,
+    defaults="""
   retries: 3
   retry_backoff: 30s
   timeout: 15m
   catch_up: latest
   starting_deadline: 12h
-  overlap: skip
-"""
+  overlap: skip""",
+)
 
 
 class Base:
@@ -287,7 +289,6 @@ def main() -> int:
     parser.add_argument("--skip-check-jsonschema", action="store_true")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
     from b2bd.config.load import load_config
 
     work = Path(tempfile.mkdtemp(prefix="b2bd-bench-"))

@@ -23,17 +23,11 @@ from b2bd.config.load import load_config
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.preflight import check_base
 from b2bd.transfer.engine import Engine
+from tests.support.config_dir import b2bd_yaml
 
 NOW = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 STATIC_RULES = {"base-prerequisites", "base-lockdown", "sims-primary-only", "bases-file"}
 
-SETTINGS = """\
-la: {{code: "881", name: Testshire}}
-one_version: "{one}"
-state_dir: state
-la_store: {{type: directory, path: la}}
-defaults: {{retries: 1, retry_backoff: 0s}}
-"""
 
 BASE = """\
 bases:
@@ -108,7 +102,9 @@ manifests = st.fixed_dictionaries(
 
 def write(root: Path, one: str, registry: dict[str, Any], task: dict[str, str]) -> None:
     (root / "tasks").mkdir(parents=True, exist_ok=True)
-    (root / "b2bd.yaml").write_text(SETTINGS.format(one=one))
+    (root / "b2bd.yaml").write_text(
+        b2bd_yaml(one_version=one, defaults="{retries: 1, retry_backoff: 0s}")
+    )
     (root / "bases.yaml").write_text(BASE.format(id="9994001", **registry))
     (root / "tasks" / "t.yaml").write_text(
         f"id: t\ndirection: {task['direction']}\nbases: {{ids: ['9994001']}}\n"

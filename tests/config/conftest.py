@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from config_dir import cfg
+from tests.support.config_dir import cfg
 
 __all__ = ["cfg"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from config_dir import NOW, SETTINGS, ConfigDir
-
 from b2bd.config.load import POOL_MIN_FILES, ParseCache, load_config
+from tests.support.config_dir import NOW, SETTINGS, ConfigDir
 
 GOOD = """\
 id: task-{n}

@@ -6,7 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
-from config_dir import BASES, SETTINGS, TASK, ConfigDir
+
+from tests.support.config_dir import BASES, SETTINGS, TASK, ConfigDir
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config_dir import BASES, SETTINGS, TASK, ConfigDir
-
 from b2bd.config.model import CredentialSource
+from tests.support.config_dir import BASES, SETTINGS, TASK, ConfigDir
 
 WONDE = """\
   - id: "8816006"

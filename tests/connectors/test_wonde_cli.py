@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,18 +16,15 @@ from pathlib import Path
 import pytest
 
 from b2bd.sample import SchoolSpec, write_export
+from tests.support.config_dir import b2bd_yaml
+from tests.support.daemon import start_daemon, stop_daemon
 from tests.support.wonde_emulator import EmulatedSchool, Fault, WondeEmulator
 
 TOKEN = "5f1c0ffee5f1c0ffee5f1c0ffee5f1c0ffee5f1c"
 WRONG = "badbadbadbadbadbadbadbadbadbadbadbadbad0"
 SYSTEMD = "c0de5c0de5c0de5c0de5c0de5c0de5c0de5c0de5"
 MANGLED = "f00dcafef00dcafe\nd00dfeedd00dfeed"  # a newline inside: not a token
-SETTINGS = """\
-la: {{code: "881", name: Essex}}
-one_version: "3.83"
-state_dir: ../state
-la_store: {{type: directory, path: ../la}}
-defaults: {{retries: 0, retry_backoff: 1s, timeout: 5m}}
+CREDENTIALS = """\
 credentials:
   wonde: {{env: B2BD_TEST_WONDE_TOKEN}}
   wrong: {{path: {wrong}}}
@@ -84,7 +80,13 @@ def world(tmp_path: Path) -> Iterator[tuple[Path, WondeEmulator, dict[str, str]]
     (config / "tasks").mkdir(parents=True)
     with WondeEmulator(schools, {TOKEN: None, SYSTEMD: frozenset({"A8814006"})}) as emulator:
         (config / "b2bd.yaml").write_text(
-            SETTINGS.format(wrong=secrets / "wrong", mangled=secrets / "mangled")
+            b2bd_yaml(
+                "../state",
+                "../la",
+                la_name="Essex",
+                defaults="{retries: 0, retry_backoff: 1s, timeout: 5m}",
+                extra=CREDENTIALS.format(wrong=secrets / "wrong", mangled=secrets / "mangled"),
+            )
         )
         (config / "bases.yaml").write_text(
             "bases:\n"
@@ -140,18 +142,13 @@ def test_trigger_and_the_daemon_deliver_and_never_show_a_token(world, tmp_path):
     delivered = list((tmp_path / "la" / "8814001" / "snapshot-all").glob("*.jsonl"))
     assert delivered and delivered[0].read_text().count('"kind":"pupil"') > 0
 
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "b2bd", "--config", str(config), "run", "--now"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={k: v for k, v in env.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")},
+    daemon = start_daemon(
+        config, None, "--now", env={k: v for k, v in env.items() if os.environ.get(k) != v}
     )
     try:
         wait_for_runs(tmp_path / "state", 2)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        log, _ = daemon.communicate(timeout=60)
+        _, log = stop_daemon(daemon, timeout=60)
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     failed = {e["base"]: e for e in events if e.get("event") == "transfer-failed"}
     assert failed["8814002"]["reason"] == "auth" and "HTTP 401" in failed["8814002"]["message"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
-from deployment import deployment, notify_socket, slow_schools
+from deployment import deployment, notify_socket
+
+from tests.support.slow_school import slow_schools
 
 __all__ = ["deployment", "notify_socket", "slow_schools"]

@@ -20,17 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployment import (
-    BASE,
-    Deployment,
-    NotifySocket,
-    reader_waiting,
-    release,
-    start_daemon,
-    stop_daemon,
-)
+from deployment import BASE, Deployment
 
 from b2bd.daemon.protocol import MAX_REQUEST, SOCKET_NAME
+from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.slow_school import reader_waiting, release
 
 NOBODY = 65534
 

@@ -10,11 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from deployment import Deployment, NotifySocket, start_daemon, stop_daemon
+from deployment import Deployment
 from oserrors import chown_tree, fill, open_tmp, root_owned_segment, run_as_nobody, tmpfs
 
 from b2bd.cli import main
 from b2bd.journal import Journal, scan_journal
+from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
 
 __all__ = ["open_tmp"]
 

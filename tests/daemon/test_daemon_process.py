@@ -9,14 +9,10 @@ import signal
 import subprocess
 import sys
 
-from deployment import (
-    Deployment,
-    NotifySocket,
-    reader_waiting,
-    release,
-    start_daemon,
-    stop_daemon,
-)
+from deployment import Deployment
+
+from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.slow_school import reader_waiting, release
 
 
 def applied_tasks(d: Deployment) -> list[list[str]]:

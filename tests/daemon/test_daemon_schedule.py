@@ -7,11 +7,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from deployment import Deployment, release
+from deployment import Deployment
 
 from b2bd.daemon.clock import ManualClock
 from b2bd.daemon.loop import Daemon
 from b2bd.journal import Journal
+from tests.support.slow_school import release
 
 UTC = dt.UTC
 # Daily at 06:00 London = 06:00 UTC in winter.

@@ -11,7 +11,10 @@ import signal
 import subprocess
 import time
 
-from deployment import Deployment, NotifySocket, reader_waiting, start_daemon
+from deployment import Deployment
+
+from tests.support.daemon import NotifySocket, start_daemon
+from tests.support.slow_school import reader_waiting
 
 GRACE = 2.0
 SECRET = "B881400120002 Janet Example 2014-03-04"

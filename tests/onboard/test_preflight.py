@@ -11,14 +11,7 @@ from typing import Any
 import pytest
 
 from b2bd.preflight import writable_dir
-
-SETTINGS = """\
-la: {code: "881", name: Essex}
-one_version: "ONE"
-timezone: Europe/London
-state_dir: STATE
-la_store: {type: directory, path: ../la}
-"""
+from tests.support.config_dir import b2bd_yaml
 
 
 def b2bd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +63,9 @@ def write_config(
     root: Path, entries: list[str], *, one: str = "3.83", state: str = "../state"
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "b2bd.yaml").write_text(SETTINGS.replace("ONE", one).replace("STATE", state))
+    (root / "b2bd.yaml").write_text(
+        b2bd_yaml(state, "../la", la_name="Essex", one_version=one, timezone="Europe/London")
+    )
     (root / "bases.yaml").write_text("bases:\n" + "".join(entries))
     return root
 

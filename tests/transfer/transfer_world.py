@@ -13,17 +13,14 @@ from b2bd.config.model import Config
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.upn import make_upn
 from b2bd.transfer.engine import Engine, RunResult
+from tests.support.config_dir import b2bd_yaml
 
-SETTINGS = """\
-la: {code: "881", name: Testshire}
-one_version: "3.83"
-timezone: Europe/London
-academic_year_start: "08-01"
-state_dir: state
-la_store: {type: directory, path: la}
-concurrency: 4
-defaults: {retries: 2, retry_backoff: 0s, timeout: 15m}
-"""
+SETTINGS = b2bd_yaml(
+    timezone="Europe/London",
+    academic_year_start="08-01",
+    concurrency=4,
+    defaults="{retries: 2, retry_backoff: 0s, timeout: 15m}",
+)
 
 BASE = """\
   - id: "{id}"

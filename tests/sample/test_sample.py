@@ -19,14 +19,13 @@ from b2bd.sample import (
     SchoolSpec,
     easter_sunday,
     school_days,
-    write_bench_export,
     write_examples,
     write_export,
     write_la_outbound,
-    write_marks,
 )
+from tests.support.exports import write_bench_export
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def digest(folder):
@@ -164,9 +163,6 @@ def test_bench_export_has_exactly_the_marks_asked_for(tmp_path):
     data = read_all(tmp_path / "bench")
     assert counts.marks == len(data["mark"]) == 20_000
     assert not [m for m in data["mark"] if isinstance(m, Rejection)]
-    assert write_marks(tmp_path / "m.jsonl", 5_000, seed=2) == 5_000
-    head = (tmp_path / "m.jsonl").read_bytes().splitlines()
-    assert head == (tmp_path / "bench" / "attendance.jsonl").read_bytes().splitlines()[:5_000]
 
 
 def test_shipped_examples_are_what_the_generator_writes(tmp_path):

@@ -1,3 +1,7 @@
+"""Config dirs for tests and benchmarks: the one b2bd.yaml template (:func:`b2bd_yaml`), a
+small valid bases.yaml and task, and :class:`ConfigDir`, a config dir in a temp folder that
+tests overwrite one file at a time."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,12 +14,39 @@ from b2bd.config.model import Config
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
-SETTINGS = """\
-la: {code: "881", name: Testshire}
-one_version: "3.83"
-state_dir: state
-la_store: {type: directory, path: la}
-"""
+
+def b2bd_yaml(
+    state_dir: str | Path = "state",
+    la_store: str | Path = "la",
+    *,
+    la_code: str = "881",
+    la_name: str = "Testshire",
+    one_version: str = "3.83",
+    timezone: str | None = None,
+    academic_year_start: str | None = None,
+    concurrency: int | None = None,
+    defaults: str | None = None,
+    extra: str = "",
+) -> str:
+    """A b2bd.yaml: the LA, One's version, the state dir and a directory LA store, plus the
+    optional keys given (``defaults`` as YAML flow or block text, e.g. ``"{retries: 0}"``) and
+    ``extra`` lines appended as they are. Keys left None are not written, so b2bd's own
+    defaults apply; line numbers of the keys always written are fixed (tests point at them)."""
+    lines = [f'la: {{code: "{la_code}", name: {la_name}}}', f'one_version: "{one_version}"']
+    if timezone is not None:
+        lines.append(f"timezone: {timezone}")
+    if academic_year_start is not None:
+        lines.append(f'academic_year_start: "{academic_year_start}"')
+    lines.append(f"state_dir: {state_dir}")
+    lines.append(f"la_store: {{type: directory, path: {la_store}}}")
+    if concurrency is not None:
+        lines.append(f"concurrency: {concurrency}")
+    if defaults is not None:
+        lines.append(f"defaults: {defaults}")
+    return "\n".join(lines) + "\n" + extra
+
+
+SETTINGS = b2bd_yaml()
 
 BASES = """\
 bases:
