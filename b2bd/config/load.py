@@ -11,22 +11,22 @@ while every valid file applies.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
+import functools
 import gc
 import hashlib
 import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from b2bd.config.build import build_base, build_settings, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
+from b2bd.config.parallel import fork_map
 from b2bd.config.rules import (
     BaseIndex,
     duplicate_ids,
@@ -49,7 +49,7 @@ from b2bd.config.yamlfile import (
 from b2bd.faults import explain
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
+    pass
 
 # Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
 _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
@@ -165,7 +165,6 @@ POOL_MIN_FILES = 200
 """A load with ``workers`` > 1 forks worker processes only when more files than this need
 parsing (below that, starting them costs more than it saves), and uses at most one process per
 this many files."""
-_CHUNK = 20  # files per piece of work handed to a worker process
 
 
 def _problem(name: str, exc: FileProblem) -> Problem:
@@ -202,95 +201,11 @@ def _examine_chunk(root: Path, real_root: Path, jobs: list[_Job]) -> list[Examin
 
 
 def _examine_all(root: Path, real_root: Path, jobs: list[_Job], workers: int) -> list[Examined]:
-    """Every job's answer, in the jobs' order, whichever process computed it.
-
-    With ``workers`` > 1 and enough jobs, ``workers - 1`` forked processes and this one take
-    turns at claiming the next chunk of jobs, so the work balances itself. Workers send each
-    chunk's answers as they go; this process takes them in between its own chunks. It then
-    examines any chunk a worker claimed but did not return (it died, or failed): a failure
-    surfaces exactly as in a one-process load.
-    """
-    # At most one process per POOL_MIN_FILES files: forking costs the parent a few ms each.
+    """Every job's answer, in the jobs' order; with ``workers`` > 1, in forked processes
+    (:func:`b2bd.config.parallel.fork_map`), at most one per POOL_MIN_FILES files (forking
+    costs the parent a few ms each)."""
     workers = min(workers, -(-len(jobs) // POOL_MIN_FILES))
-    if workers < 2:
-        return _examine_chunk(root, real_root, jobs)
-    # Imported here: only large loads use it, and it is a tenth of b2bd.config's import time.
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
-    chunks = _SharedChunks(
-        root, real_root, [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)], ctx.Value("q")
-    )
-    done: dict[int, list[Examined]] = {}
-    children: list[tuple[Any, Connection]] = []
-    open_pipes: list[Connection] = []
-
-    def take_answers(wait: bool) -> None:
-        """What the workers have sent so far; with ``wait``, everything until they close."""
-        for receive in list(open_pipes):
-            try:
-                while receive.poll(None if wait else 0):
-                    n, answers = receive.recv()
-                    done[n] = answers
-            except (EOFError, OSError):  # the worker finished, or is gone
-                open_pipes.remove(receive)
-
-    def keep(n: int, answers: list[Examined]) -> None:
-        done[n] = answers
-        take_answers(wait=False)
-
-    finished = False
-    try:
-        for _ in range(workers - 1):
-            receive, send = ctx.Pipe(duplex=False)
-            child = ctx.Process(target=_worker, args=(chunks, send), daemon=True)
-            child.start()
-            send.close()
-            children.append((child, receive))
-            open_pipes.append(receive)
-        chunks.work(keep)
-        take_answers(wait=True)
-        finished = True
-    finally:
-        for child, receive in children:
-            receive.close()
-            if not finished:
-                child.kill()
-            child.join()
-    for n, chunk in enumerate(chunks.chunks):
-        if n not in done:
-            done[n] = _examine_chunk(root, real_root, chunk)
-    return [answer for n in range(len(chunks.chunks)) for answer in done[n]]
-
-
-@dataclass(frozen=True)
-class _SharedChunks:
-    """Chunks of jobs that forked processes take turns at: each claims the next unclaimed one
-    through a counter in shared memory (inherited by the fork)."""
-
-    root: Path
-    real_root: Path
-    chunks: list[list[_Job]]
-    claimed: Any  # multiprocessing.Value: how many chunks have been claimed
-
-    def work(self, deliver: Callable[[int, list[Examined]], None]) -> None:
-        """Examine chunks until none is left unclaimed, delivering each chunk's answers."""
-        while True:
-            with self.claimed.get_lock():
-                n = self.claimed.value
-                if n >= len(self.chunks):
-                    return
-                self.claimed.value = n + 1
-            deliver(n, _examine_chunk(self.root, self.real_root, self.chunks[n]))
-
-
-def _worker(chunks: _SharedChunks, send: Connection) -> None:
-    """A forked worker: each chunk's answers go back through ``send`` as (number, answers)."""
-    # Ctrl-C is the parent's to handle (it stops the workers); a worker would only print a
-    # traceback. A failure is the parent's to raise: it examines what the worker did not return.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(BaseException), send:
-        chunks.work(lambda n, answers: send.send((n, answers)))
+    return fork_map(functools.partial(_examine_chunk, root, real_root), jobs, workers)
 
 
 def _read_files(root: Path, files: list[_File], cache: ParseCache | None, workers: int) -> None:
