@@ -29,7 +29,9 @@ from b2bd import __version__
 from b2bd.faults import explain
 
 # Command modules, in the order `b2bd --help` lists them.
-COMMANDS = ("validate", "onboard", "plan", "daemon", "trigger", "journal")
+COMMANDS = (
+    "validate", "preflight", "migrate", "plan", "daemon", "trigger", "journal", "history", "status"
+)  # fmt: skip
 
 EXIT_USAGE = 2
 CONFIG_HELP = "config dir: b2bd.yaml, bases.yaml, tasks/ (default: $B2BD_CONFIG or /etc/b2bd)"

@@ -1,0 +1,30 @@
+"""The config dir as the commands read it: a dir that cannot be read at all is a usage error
+(exit 2), never a traceback; commands that need the state dir need a usable b2bd.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from b2bd.cli import UsageError
+from b2bd.config.load import ConfigDirError, load_config
+from b2bd.config.model import Config, Settings
+
+
+def load(root: Path) -> Config:
+    """The config at ``root`` (every problem in it reported in ``Config.problems``); raises
+    UsageError when ``root`` itself cannot be read."""
+    try:
+        return load_config(root)
+    except ConfigDirError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def with_settings(root: Path) -> tuple[Config, Settings]:
+    """The config and its settings; raises UsageError when b2bd.yaml is not usable (the state
+    dir would be unknown)."""
+    config = load(root)
+    if config.settings is None:
+        raise UsageError(
+            f"{root}: b2bd.yaml is not usable, so the state dir is unknown (see `b2bd validate`)"
+        )
+    return config, config.settings
