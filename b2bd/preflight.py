@@ -9,11 +9,11 @@ lines with a status and, for a failure, a reason class (``prerequisite``, ``lock
   prerequisites (SIMS >= 7.166, B2B:Student Phase 2, SIMS Services Manager installed), and, for a
   task, its own (attainment minimums, SIMS Primary only kinds, lockdown: the transfer would be
   skipped). Without a task, lockdown and attainment readiness are information;
-- **live**, through the base's connector (:func:`b2bd.connectors.open_source`): the endpoint is
-  reachable, its manifest is present and well formed, and what it says (LAESTAB, SIMS Services
-  Manager running, MIS, SIMS version) passes :func:`b2bd.prerequisites.live_unmet`. They run in
-  that order; once one fails, the ones that depend on it are reported as skipped rather than
-  guessed. A to-school transfer never reads the school's export, only needs its folder: for a
+- **live**, through the base's connector (:func:`b2bd.connectors.table.open_source`): the endpoint
+  is reachable, its manifest is present and well formed, and what it says (LAESTAB, SIMS Services
+  Manager running, MIS, SIMS version) passes :func:`b2bd.prerequisites.live_unmet`. They run in that
+  order; once one fails, the ones that depend on it are reported as skipped rather than guessed. A
+  to-school transfer never reads the school's export, only needs its folder: for a
   to-school task the live part is that folder alone.
 
 :func:`check_base` with a task answers "what would a transfer of this task to this base do now":
@@ -37,8 +37,8 @@ from typing import Literal
 
 from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
-from b2bd.connectors import open_source
 from b2bd.connectors.source import ConnectorError, FailureReason, Manifest, Source
+from b2bd.connectors.table import open_source
 from b2bd.prerequisites import (
     MIN_ONE_VERSION,
     Obstacle,

@@ -2,9 +2,9 @@
 
 A config dir with 500 directory bases (all reading one small shared export: 20 pupils, a few
 hundred marks) and one attendance task on all of them. Only in this script, the ``directory``
-entry of ``b2bd.connectors.SOURCES`` is wrapped by ``SlowSource``, which sleeps 100 ms before
-answering ``manifest()`` — the latency of a school's share or API. Everything else is the real
-path: ``load_config``, a real journal (group commit), real deliveries (fsynced, renamed).
+entry of ``b2bd.connectors.table.SOURCES`` is wrapped by ``SlowSource``, which sleeps 100 ms
+before answering ``manifest()`` — the latency of a school's share or API. Everything else is the
+real path: ``load_config``, a real journal (group commit), real deliveries (fsynced, renamed).
 
 Prints the wall time at concurrency 16 (median of ``--repeat`` runs, default 3) and
 sequentially (concurrency 1, one run: it takes ~50 s by construction), and the speed-up.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 
-from b2bd import connectors
 from b2bd.config.load import load_config
 from b2bd.config.model import Endpoint, Settings
+from b2bd.connectors import table
 from b2bd.connectors.source import Deadline, Manifest, Source, no_deadline
 from b2bd.journal import Journal, PupilKeyer
 from b2bd.records.check import Rejection
@@ -72,12 +72,12 @@ class SlowSource:
 
 
 def install_slow_directory() -> None:
-    plain = connectors.SOURCES["directory"]
+    plain = table.SOURCES["directory"]
 
     def slow(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> Source:
         return SlowSource(plain(endpoint, None, settings))  # one shared export for every base
 
-    connectors.SOURCES["directory"] = slow
+    table.SOURCES["directory"] = slow
 
 
 def make_world(root: Path, n_bases: int, concurrency: int) -> Path:

@@ -26,7 +26,7 @@ Failures are :class:`ConnectorError` with one of DESIGN section 5's reason class
 folder should be): never retried per transfer. A message names files, fields, lines and rules,
 never a value read from the endpoint (:func:`b2bd.records.check.redact` for anything else).
 
-Which Source serves which endpoint is the table in :mod:`b2bd.connectors`.
+Which Source serves which endpoint is the table in :mod:`b2bd.connectors.table`.
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ from typing import Any, Literal, Protocol
 from b2bd import run_names
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.confined import ConfinedError, Folder
-from b2bd.connectors import open_outbound, open_source
 from b2bd.connectors.source import TRANSIENT, ConnectorError, FailureReason, Manifest, Source
+from b2bd.connectors.table import open_outbound, open_source
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from b2bd.config.model import Endpoint
-from b2bd.connectors import SOURCES, open_source
 from b2bd.connectors.directory import DirectorySource
 from b2bd.connectors.source import TRANSIENT, ConnectorError
+from b2bd.connectors.table import SOURCES, open_source
 
 
 def test_directory_endpoints_open_a_directory_source(tmp_path):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from b2bd.config.model import Endpoint
-from b2bd.connectors import open_source
 from b2bd.connectors.directory import FILES, DirectorySource
 from b2bd.connectors.source import ConnectorError, Manifest
+from b2bd.connectors.table import open_source
 from b2bd.records import Pupil, Rejection, SessionMark, tagged_line
 
 REPO = Path(__file__).resolve().parents[2]

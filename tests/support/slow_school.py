@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from b2bd.config.model import Endpoint, Settings
-from b2bd.connectors import SOURCES
 from b2bd.connectors.directory import DirectorySource
 from b2bd.connectors.source import Deadline, Manifest, Source, no_deadline
+from b2bd.connectors.table import SOURCES
 from b2bd.records import Record, Rejection
 from b2bd.records.model import RecordKind
 
