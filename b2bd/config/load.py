@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from b2bd.config.build import build_base, build_settings, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
@@ -47,9 +46,6 @@ from b2bd.config.yamlfile import (
     read_bytes,
 )
 from b2bd.faults import explain
-
-if TYPE_CHECKING:
-    pass
 
 # Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
 _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
