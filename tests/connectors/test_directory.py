@@ -281,7 +281,7 @@ def test_line_cutting_matches_a_plain_reference_whatever_the_chunking():
 def test_a_last_line_one_byte_over_the_limit_without_a_newline_is_too_long(tmp_path):
     """The limit holds for the file's last line too (it used to keep a last line of exactly
     LINE_LIMIT + 1 bytes that had no newline)."""
-    from b2bd.connectors import LINE_LIMIT, TOO_LONG
+    from b2bd.connectors.source import LINE_LIMIT, TOO_LONG
 
     for size, expected in ((LINE_LIMIT, "kept"), (LINE_LIMIT + 1, "too-long")):
         folder = tmp_path / str(size)
