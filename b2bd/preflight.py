@@ -37,7 +37,7 @@ from typing import Literal
 
 from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
-from b2bd.connectors.source import ConnectorError, FailureReason, Manifest, Source
+from b2bd.connectors.source import ConnectorError, FailureReason, Manifest, Source, expiring
 from b2bd.connectors.table import open_source
 from b2bd.prerequisites import (
     MIN_ONE_VERSION,
@@ -67,6 +67,10 @@ CHECK_FOR_REASON: dict[FailureReason, str] = {
     "internal": "connector",
 }
 """Which live check a connector's refusal belongs to, by its reason class."""
+
+LIVE_TIMEOUT = 60.0
+"""Seconds one base's live check may take: a share that hangs or an API server that trickles
+fails ``reachable`` (``timeout``) instead of holding preflight."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,9 @@ def live_checks(
     try:
         source = opener(base.endpoint, base.id, settings)
         try:
-            manifest = source.manifest()
+            manifest = source.manifest(
+                deadline=expiring(LIVE_TIMEOUT, f"no answer within {LIVE_TIMEOUT:.0f} s")
+            )
         finally:
             source.close()
     except ConnectorError as error:

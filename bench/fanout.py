@@ -58,9 +58,9 @@ class SlowSource:
     def __init__(self, inner: Source) -> None:
         self.inner = inner
 
-    def manifest(self) -> Manifest:
+    def manifest(self, *, deadline: Deadline = no_deadline) -> Manifest:
         time.sleep(self.latency)
-        return self.inner.manifest()
+        return self.inner.manifest(deadline=deadline)
 
     def read(
         self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline

@@ -150,7 +150,7 @@ class DirectorySource:
         self._doc: _ManifestDoc | None = None
         self._held: Folder | None = None
 
-    def manifest(self) -> Manifest:
+    def manifest(self, *, deadline: Deadline = no_deadline) -> Manifest:
         """The folder's manifest, checked (see the module docstring for the failure classes)."""
         doc = self._manifest_doc()
         return Manifest(

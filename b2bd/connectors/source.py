@@ -31,6 +31,7 @@ Which Source serves which endpoint is the table in :mod:`b2bd.connectors.table`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -50,12 +51,28 @@ LINE_LIMIT = 64 * 1024
 TOO_LONG = Rejection("too-long")
 """What :meth:`Source.read` yields (with ``b""``) for a line over :data:`LINE_LIMIT`."""
 
-Deadline = Callable[[], None]
+Deadline = Callable[[], float | None]
 """Raises when the transfer's time is up; sources call it as bytes arrive."""
 
 
 def no_deadline() -> None:
     """A :data:`Deadline` that never expires."""
+
+
+def expiring(
+    seconds: float, message: str, *, clock: Callable[[], float] = time.monotonic
+) -> Deadline:
+    """A :data:`Deadline` ``seconds`` from now on ``clock``: once they are gone it raises
+    ``ConnectorError("timeout", message)``."""
+    end = clock() + seconds
+
+    def deadline() -> float:
+        left = end - clock()
+        if left < 0:
+            raise ConnectorError("timeout", message)
+        return left
+
+    return deadline
 
 
 class ConnectorError(Exception):
@@ -91,7 +108,7 @@ class Manifest:
 class Source(Protocol):
     """The read side of a connector (see the module docstring for the contract)."""
 
-    def manifest(self) -> Manifest: ...
+    def manifest(self, *, deadline: Deadline = no_deadline) -> Manifest: ...
 
     def read(
         self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline

@@ -32,7 +32,9 @@ are restored items and objects of other types (contacts, classes...).
 
 HTTP: one :class:`httpx.Client` per source (connection reuse across pages and kinds), TLS
 verified (``ca_bundle`` replaces the public CAs; ``tls_verify: false`` turns it off, which
-``validate`` warns about), redirects not followed, connect/read timeouts. Requests are retried
+``validate`` warns about), redirects not followed, connect/read timeouts, and every socket wait
+bounded by the caller's deadline (:class:`_DeadlineBackend`); gzip inflated here, a step at a
+time (:meth:`WondeSource._body`); pages bounded in bytes and in values. Requests are retried
 on connection errors, timeouts, 5xx and 429 (``Retry-After`` honoured up to
 :data:`MAX_RETRY_AFTER`; a longer wait gives up at once) after :data:`RETRY_DELAYS`. Reason
 classes: 401/403 -> ``auth`` (not retried), 404 -> ``prerequisite`` (unknown school or resource),
@@ -50,15 +52,18 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpcore
 import httpx
 import msgspec
 
@@ -82,8 +87,19 @@ DEFAULT_URL = "https://api.wonde.com/v1.0/"
 PER_PAGE = 200
 """Items asked for per page (the API's per-endpoint maximums are not documented; a server that
 caps lower still paginates correctly)."""
-MAX_PAGE_BYTES = 32 << 20
-"""A page body larger than this (after decompression) is ``bad-data``."""
+MAX_PAGE_BYTES = 16 << 20
+"""A page body larger than this (after inflating) is ``bad-data``. A page of 200 students with
+their includes is about 0.5 MiB."""
+MAX_PAGE_VALUES = 1 << 18
+"""A page with this many commas (so possibly this many items) is ``bad-data``: what decoding
+it could allocate stays under 15 MiB (a student item has about 40 commas, a mark 10)."""
+INFLATE_STEP = 1 << 20
+"""Bytes inflated at a time (a 64 KiB network read of a bomb would inflate to 64 MiB at once)."""
+MAX_NEXT_BYTES = 8192
+"""A pagination ``next`` URL longer than this is not followed (``bad-data``)."""
+CONTENT_ENCODINGS: dict[str, int | None] = {"identity": None, "gzip": 31, "x-gzip": 31}
+"""Content-Encoding -> zlib ``wbits`` to inflate it (None: as is). We ask for gzip; anything
+else (a stack of encodings, one we did not ask for) is ``bad-data``."""
 MAX_ITEM_BYTES = LINE_LIMIT
 """An API item larger than this is rejected ``too-long`` (DESIGN section 5's line limit)."""
 CONNECT_TIMEOUT = 10.0
@@ -445,6 +461,7 @@ class WondeSource:
         self._transport = transport
         self._timeout = timeout or httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
         self._client: httpx.Client | None = None
+        self._backend = _DeadlineBackend()
         self._origin = httpx.URL(self.school_url)
         self._server_date: str | None = None
         self._students: dict[str, str] | None = None  # Wonde student id -> UPN
@@ -457,18 +474,20 @@ class WondeSource:
 
     # -- the Source protocol -------------------------------------------------------------
 
-    def manifest(self) -> Manifest:
+    def manifest(self, *, deadline: Deadline = no_deadline) -> Manifest:
         """The school as the API describes it: known (404: ``prerequisite``), access approved
         and online (``meta/schools/<id>``: ``prerequisite`` otherwise), the same LAESTAB as
         the base (``bad-data`` otherwise), running SIMS (``prerequisite`` otherwise; which
         SIMS edition is not said, so ``mis`` is None). ``exported_at`` is the server's
         ``Date`` of that answer, never later than our clock."""
         what = f"school {self.school_id}"
-        body = self._get(f"{self.base_url}schools/{quote(self.school_id, safe='')}", None, what)
+        school_url = f"{self.base_url}schools/{quote(self.school_id, safe='')}"
+        body = self._get(school_url, None, what, deadline)
         school = self._decode(body, SchoolDoc, what).data
         meta_what = f"access to school {self.school_id}"
         meta_url = f"{self.base_url}meta/schools/{quote(self.school_id, safe='')}"
-        meta_doc = self._decode(self._get(meta_url, None, meta_what), SchoolMetaDoc, meta_what)
+        meta_body = self._get(meta_url, None, meta_what, deadline)
+        meta_doc = self._decode(meta_body, SchoolMetaDoc, meta_what)
         meta = meta_doc.data or SchoolMeta(online=meta_doc.online, approved=meta_doc.approved)
         if meta.approved is not True:
             raise ConnectorError(
@@ -536,7 +555,11 @@ class WondeSource:
                     mis_ids.add(mis_id)
                 education = item.education_details.data if item.education_details else None
                 if education is not None and isinstance(education.upn, str):
-                    students[item.id] = education.upn
+                    # an id listed twice with two UPNs names no one: its marks are unmapped
+                    known = students.setdefault(item.id, education.upn)
+                    if known != education.upn:
+                        students[item.id] = ""
+
                 try:
                     pupil = pupil_fields(item)
                 except Unmapped as missing:
@@ -566,7 +589,7 @@ class WondeSource:
             if isinstance(item, tuple):
                 return item
             upn = students.get(item.student_id) if isinstance(item.student_id, str) else None
-            if upn is None:
+            if not upn:
                 return bytes(raw), _UNKNOWN_STUDENT
             code = item.attendance_code
             if not isinstance(code, str):
@@ -612,7 +635,7 @@ class WondeSource:
                 return item
             try:
                 upn = students.get(item.student_id) if isinstance(item.student_id, str) else None
-                if upn is None:
+                if not upn:
                     return bytes(raw), _UNKNOWN_STUDENT
                 aspect = item.aspect.data if item.aspect is not None else None
                 if aspect is None:
@@ -664,11 +687,11 @@ class WondeSource:
             params["include"] = resource.include
         url = f"{self.school_url}{resource.path}/"
         query: dict[str, str] | None = params
-        seen: set[str] = set()
+        seen: set[bytes] = set()  # digests of the pages asked for: a cycle of any length ends
         number = 1
         while True:
             what = f"{resource.path} page {number}"
-            page = self._decode(self._get(url, query, what), Page, what)
+            page = self._decode(self._get(url, query, what, deadline), Page, what)
             deadline()
             yield from page.data
             pagination = page.meta.pagination if page.meta is not None else None
@@ -677,8 +700,9 @@ class WondeSource:
             following = pagination.next
             if not following:
                 return
-            seen.add(url if query is None else str(httpx.URL(url, params=query)))
-            if following in seen:
+            here = url if query is None else str(httpx.URL(url, params=query))
+            seen.add(hashlib.sha256(here.encode()).digest())
+            if hashlib.sha256(following.encode()).digest() in seen:
                 raise ConnectorError("bad-data", f"{what}: pagination 'next' repeats a page")
             if not self._on_school(following):
                 raise ConnectorError(
@@ -687,6 +711,11 @@ class WondeSource:
             url, query, number = following, None, number + 1
 
     def _on_school(self, url: str) -> bool:
+        """Whether ``url`` is on the configured server (scheme, host, port) and under the
+        school's path, with no user info and no dot segment (``%2e%2e`` that a server would
+        resolve to another school)."""
+        if len(url) > MAX_NEXT_BYTES:
+            return False
         try:
             target = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -698,19 +727,24 @@ class WondeSource:
             and target.port == origin.port
             and not target.userinfo
             and target.path.startswith(origin.path)
+            and not _DOT_SEGMENTS.intersection(target.path.split("/"))
         )
 
-    def _get(self, url: str, params: dict[str, str] | None, what: str) -> bytes:
-        """One GET with retries (module docstring); the body, at most ``max_page_bytes``."""
-        client = self._http()
+    def _get(
+        self, url: str, params: dict[str, str] | None, what: str, deadline: Deadline
+    ) -> bytearray:
+        """One GET with retries (module docstring); the body, at most ``max_page_bytes``.
+        No wait, on the socket or between attempts, outlasts ``deadline``."""
+        client = self._http(deadline)
         attempts = len(RETRY_DELAYS) + 1
         for attempt in range(attempts):
             reason: FailureReason
+            deadline()
             try:
                 with client.stream("GET", url, params=params) as response:
                     status = response.status_code
                     if status == 200:
-                        body = self._body(response, what)
+                        body = self._body(response, what, deadline)
                         self._server_date = response.headers.get("date")
                         return body
                     reason, message, wait = self._refusal(status, response.headers, what, attempt)
@@ -729,6 +763,11 @@ class WondeSource:
                 wait = RETRY_DELAYS[attempt] if attempt < len(RETRY_DELAYS) else None
             if wait is None:
                 raise ConnectorError(reason, message)
+            left = deadline()
+            if left is not None and wait >= left:
+                raise ConnectorError(
+                    reason, f"{message}; a retry in {wait:.0f} s would outlast the transfer"
+                )
             self._sleep(wait)
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
@@ -756,23 +795,52 @@ class WondeSource:
             return "unreachable", f"{what}: server error (HTTP {status})", retry
         return "bad-data", f"{what}: unexpected HTTP {status}", None
 
-    def _body(self, response: httpx.Response, what: str) -> bytes:
+    def _body(self, response: httpx.Response, what: str, deadline: Deadline) -> bytearray:
+        """The body, inflated here (never by httpx, whose decoders inflate a whole network
+        read at once, and a stack of them a bomb's every layer): at most ``max_page_bytes``
+        after inflating, the deadline checked on every network read."""
         limit = self.max_page_bytes
+        too_big = ConnectorError("bad-data", f"{what}: response larger than {limit} bytes")
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
-            raise ConnectorError("bad-data", f"{what}: response larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise ConnectorError("bad-data", f"{what}: response larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise too_big
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in CONTENT_ENCODINGS:
+            raise ConnectorError("bad-data", f"{what}: a Content-Encoding we did not ask for")
+        wbits = CONTENT_ENCODINGS[encoding]
+        inflate = zlib.decompressobj(wbits) if wbits is not None else None
+        body = bytearray()
+        try:
+            for chunk in response.iter_raw():
+                deadline()
+                if inflate is None:
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_big
+                    continue
+                while chunk:
+                    body += inflate.decompress(chunk, min(INFLATE_STEP, limit + 1 - len(body)))
+                    if len(body) > limit:
+                        raise too_big
+                    chunk = inflate.unconsumed_tail
+        except zlib.error:
+            raise ConnectorError("bad-data", f"{what}: the compressed body is corrupt") from None
+        if inflate is not None and not inflate.eof:
+            raise ConnectorError("bad-data", f"{what}: the compressed body is cut short")
+        return body  # not copied to bytes: msgspec decodes (and its Raws keep) the buffer
 
-    def _decode(self, body: bytes, shape: type[Any], what: str) -> Any:
+    def _decode(self, body: bytes | bytearray, shape: type[Any], what: str) -> Any:
+        """``body`` as ``shape``; ``bad-data`` when it is not JSON of that shape, nests deeper
+        than msgspec recurses, or (a page) holds more than :data:`MAX_PAGE_VALUES` values:
+        msgspec makes a ``Raw`` (48 bytes) of each item before any check, so a 16 MiB page
+        of ``0,0,0...`` would hold 400 MiB; its commas bound its items, and counting them is a
+        C loop."""
         try:
             if shape is Page:
+                if body.count(b",") >= MAX_PAGE_VALUES:
+                    raise ConnectorError(
+                        "bad-data", f"{what}: more than {MAX_PAGE_VALUES} values in one page"
+                    )
                 return self._page.decode(body)
             return msgspec.json.decode(body, type=shape)
         except msgspec.ValidationError as error:
@@ -781,13 +849,18 @@ class WondeSource:
             ) from None
         except msgspec.DecodeError:
             raise ConnectorError("bad-data", f"{what}: the response is not JSON") from None
+        except RecursionError:
+            raise ConnectorError("bad-data", f"{what}: the JSON nests too deeply") from None
 
-    def _http(self) -> httpx.Client:
+    def _http(self, deadline: Deadline) -> httpx.Client:
+        """The source's client (made on first use); every socket wait it makes from now on
+        ends by ``deadline`` (see :class:`_DeadlineBackend`)."""
         if self._client is None:
             self._client = httpx.Client(
                 headers={
                     "Authorization": f"Bearer {self._token.reveal()}",
                     "Accept": "application/json",
+                    "Accept-Encoding": "gzip",
                     "User-Agent": "b2bd",
                 },
                 timeout=self._timeout,
@@ -795,6 +868,8 @@ class WondeSource:
                 follow_redirects=False,
                 transport=self._transport,
             )
+            _bound_by(self._client, self._backend)
+        self._backend.deadline = deadline
         return self._client
 
     def _verify(self) -> ssl.SSLContext | bool:
@@ -842,6 +917,7 @@ _NO_CODE = Rejection("unmapped", "attendance_code")
 _NO_UPDATED = Rejection("unmapped", "updated_at")
 _NO_DATE = Rejection("unmapped", "date")
 _MAX_CACHE: Final = 100_000
+_DOT_SEGMENTS: Final = frozenset({".", ".."})
 _PATH: Final = re.compile(r"at `\$\.?([\w.\[\]]*)`")
 
 
@@ -854,7 +930,7 @@ def _item(decode: Callable[[msgspec.Raw], Item], raw: msgspec.Raw) -> Item | _Yi
         return decode(raw)
     except msgspec.ValidationError as error:
         return bytes(raw), _unmapped(error)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return bytes(raw), _NOT_JSON
 
 
@@ -916,3 +992,88 @@ def _transport_problem(error: httpx.TransportError) -> str:
         if isinstance(error, kind):
             return words
     return f"transport error ({type(error).__name__})"
+
+
+# -- every socket wait ends by the transfer's deadline -----------------------------------------
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync backend, except that each connect, TLS handshake, read and write
+    waits at most until :attr:`deadline` (set by the source before each request): httpx's
+    timeouts bound one read, so a server trickling a byte a second would otherwise hold a
+    transfer for ever. The deadline raises once it has passed."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+        self.deadline: Deadline = no_deadline
+
+    def clamp(self, timeout: float | None) -> float | None:
+        left = self.deadline()
+        if left is None:
+            return timeout
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, self.clamp(timeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream, self)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, self.clamp(timeout), socket_options)
+        return _DeadlineStream(stream, self)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, backend: _DeadlineBackend) -> None:
+        self._stream = stream
+        self._backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._backend.clamp(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._backend.clamp(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self._stream.start_tls(ssl_context, server_hostname, self._backend.clamp(timeout))
+        return _DeadlineStream(tls, self._backend)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def _bound_by(client: httpx.Client, backend: _DeadlineBackend) -> None:
+    """Give every connection pool of ``client`` (the default transport and those of any proxy
+    from the environment) ``backend``. httpx has no public way to pass a network backend;
+    httpcore's pools keep theirs in ``_network_backend`` (httpx 0.28-0.29, httpcore 1.x;
+    tests/connectors/test_wonde_hostile.py fails if that ever stops working)."""
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        if pool is not None:
+            if not hasattr(pool, "_network_backend"):
+                raise ConnectorError("internal", "httpcore without _network_backend")
+            pool._network_backend = backend

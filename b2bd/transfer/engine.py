@@ -52,7 +52,14 @@ from typing import Any, Literal, Protocol
 from b2bd import run_names
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.confined import ConfinedError, Folder
-from b2bd.connectors.source import TRANSIENT, ConnectorError, FailureReason, Manifest, Source
+from b2bd.connectors.source import (
+    TRANSIENT,
+    ConnectorError,
+    FailureReason,
+    Manifest,
+    Source,
+    expiring,
+)
 from b2bd.connectors.table import open_outbound, open_source
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
@@ -525,12 +532,10 @@ class Engine:
             year_start=self.settings.academic_year_start,
             members=self.members(task.id, base_id),
         )
-        deadline_at = self.monotonic() + task.policy.timeout.total_seconds()
         timeout = task.policy.timeout
-
-        def deadline() -> None:
-            if self.monotonic() > deadline_at:
-                raise TransferFailure("timeout", f"transfer took longer than {timeout}")
+        deadline = expiring(
+            timeout.total_seconds(), f"transfer took longer than {timeout}", clock=self.monotonic
+        )
 
         def progress(records: int) -> None:
             notify(Progress(context.run, base_id, "records", records))
@@ -538,7 +543,7 @@ class Engine:
         source: Source | None = None
         try:
             source, root, below = self._endpoints(task, base)
-            manifest = source.manifest()
+            manifest = source.manifest(deadline=deadline)
             guard = self.guard(task, base_id, manifest)
             if guard.outcome != "run":
                 raise TransferFailure("prerequisite", guard.message)

@@ -81,6 +81,20 @@ def emulate(export: Path, **kwargs) -> WondeEmulator:
     return WondeEmulator([school], {TOKEN: None}, **kwargs)
 
 
+class _Body(httpx.SyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self):
+        yield self.data
+
+
+def streamed(doc: object) -> httpx.Response:
+    """A 200 answer of a MockTransport whose body streams, as from a socket (the connector reads
+    raw bytes; httpx reads a ``json=``/``content=`` answer before anyone can)."""
+    return httpx.Response(200, stream=_Body(json.dumps(doc).encode()))
+
+
 def failure(call) -> ConnectorError:
     with pytest.raises(ConnectorError) as caught:
         call()
@@ -158,7 +172,7 @@ def test_a_page_without_meta_ends_the_collection():
 
     def handler(request: httpx.Request) -> httpx.Response:
         handler_calls.append(request.url.path)
-        return httpx.Response(200, json={"data": []})
+        return streamed({"data": []})
 
     wonde = opened(
         WondeSource(
@@ -225,7 +239,7 @@ def test_items_that_do_not_map_are_rejected_with_the_api_field_never_the_value(e
             }  # fmt: skip
             wrong_type = {"id": "A2", "education_details": {"data": {"upn": 7}}}
             huge = {"id": "A3", "surname": "x" * 70_000}
-            return httpx.Response(200, json={"data": [student, wrong_type, huge]})
+            return streamed({"data": [student, wrong_type, huge]})
         if path.endswith("/session/") and "leavers" not in path:
             marks = [
                 {"student_id": "A9", "date": "2026-01-05", "session": "AM",
@@ -235,8 +249,8 @@ def test_items_that_do_not_map_are_rejected_with_the_api_field_never_the_value(e
                 {"student_id": "A1", "date": "2026-01-06", "session": "AM",
                  "updated_at": "2026-01-06 09:00:00"},
             ]  # fmt: skip
-            return httpx.Response(200, json={"data": marks})
-        return httpx.Response(200, json={"data": []})
+            return streamed({"data": marks})
+        return streamed({"data": []})
 
     wonde = opened(
         WondeSource(

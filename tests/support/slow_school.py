@@ -33,8 +33,8 @@ class SlowSchool:
         self.source = source
         self.folder = folder
 
-    def manifest(self) -> Manifest:
-        return self.source.manifest()
+    def manifest(self, *, deadline: Deadline = no_deadline) -> Manifest:
+        return self.source.manifest(deadline=deadline)
 
     def read(
         self, kind: RecordKind, since: str | None = None, *, deadline: Deadline = no_deadline
