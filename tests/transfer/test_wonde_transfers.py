@@ -18,7 +18,7 @@ import pytest
 from transfer_world import PRIMARY, SECONDARY, World, read_jsonl, slot_at
 
 from b2bd.sample import SchoolSpec, write_export
-from tests.support.wonde_emulator import EmulatedSchool, WondeEmulator
+from tests.support.wonde_emulator import EmulatedSchool, Item, WondeEmulator
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 SPECS = {
@@ -150,3 +150,31 @@ def test_every_data_type_and_cohort_delivers_the_same_records(
     again, first = by_api["att-changed-again"][1], by_api["att-changed"][1]
     assert 0 < again["read"] < first["read"]
     assert by_api["att-changed-again"][0] == by_folder["att-changed-again"][0]
+
+
+def test_a_change_time_from_the_future_is_rejected_and_moves_no_watermark(
+    tmp_path, exports, monkeypatch
+):
+    """A school whose API stamps one student in 2031 (a broken clock, or a hostile server):
+    that student is rejected ``future-timestamp`` (DESIGN section 5) and the watermark stays
+    at the real change times, so the school's later changes are not frozen out."""
+    school = EmulatedSchool.from_export(exports[SECONDARY])
+    first = school.items["students"][0]
+    doc = json.loads(first.body)
+    doc["updated_at"] = {"date": "2031-01-01 00:00:00.000000", "timezone": "UTC"}
+    school.items["students"][0] = Item(json.dumps(doc).encode(), "2031-01-01T00:00:00Z")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "wonde").write_text(TOKEN)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    with WondeEmulator([school], {TOKEN: None}) as emulator:
+        world = world_for(tmp_path / "wonde", {SECONDARY: exports[SECONDARY]}, emulator.url)
+        result = world.run("changed-ncy", slot_at(D, "19:00"), manual=True)
+        manifest = world.manifest(result, SECONDARY)
+        world.close()
+    transfer = next(t for t in result.transfers if t.base == SECONDARY)
+    assert transfer.outcome == "succeeded", transfer
+    assert manifest["rejected_by_reason"].get("future-timestamp") == 1
+    assert manifest["watermark"] is not None and manifest["watermark"] < "2027"
+    delivered = read_jsonl(transfer.delivery)
+    assert all(r.get("upn") != doc["education_details"]["data"]["upn"] for r in delivered)
