@@ -351,7 +351,13 @@ def ncy_code(value: str | int | None) -> str | None:
     text = NCY_ALIASES.get(text, text)
     if text.startswith("YEAR "):
         text = text[5:].strip()
-    return str(int(text)) if text.isdigit() else text
+    return str(int(text)) if _digits(text, 4) else text
+
+
+def _digits(text: str, most: int) -> bool:
+    """Whether ``text`` is 1 to ``most`` ASCII digits (``str.isdigit`` also takes ``²`` and
+    ``٣``, which ``int`` refuses or reads; and ``int`` refuses over 4,300 digits)."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
 
 
 def flag(value: bool | str | int | None) -> bool | None:
@@ -802,7 +808,7 @@ class WondeSource:
         limit = self.max_page_bytes
         too_big = ConnectorError("bad-data", f"{what}: response larger than {limit} bytes")
         length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
+        if _digits(length, 20) and int(length) > limit:
             raise too_big
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in CONTENT_ENCODINGS:
@@ -956,7 +962,7 @@ def _retry_after(value: str | None, now: dt.datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if _digits(text, 20):
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

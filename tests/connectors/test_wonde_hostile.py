@@ -440,3 +440,35 @@ def test_an_answer_echoing_the_token_and_a_child_is_never_quoted(status):
     with HostileServer(answer_bytes(response(body, status))) as server:
         error = failure(lambda: pupils(source(server.url)))
     assert "Zebedee" not in error.message and CHILD not in error.message
+
+
+# -- digits that are not ASCII digits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Retry-After": "\u00b2"}, {"Retry-After": "9" * 400}],
+    ids=["superscript-two", "400-digits"],
+)
+def test_a_retry_after_that_is_no_number_is_a_plain_429(headers):
+    with HostileServer(answer_bytes(response(b"{}", 429, headers))) as server:
+        sleeps = Sleeps()
+        error = failure(lambda: pupils(source(server.url, sleep=sleeps)))
+    assert error.reason == "unreachable"
+
+
+def test_a_content_length_of_unicode_digits_is_refused_as_broken():
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}"
+    with HostileServer(answer_bytes(raw)) as server:
+        error = failure(lambda: pupils(source(server.url)))
+    assert error.reason in ("unreachable", "bad-data")
+
+
+@pytest.mark.parametrize("ncy", ["\u00b2", "\u0663", "9" * 5000, "Year \u00b2"])
+def test_an_ncy_of_digits_python_cannot_read_rejects_only_that_student(ncy):
+    odd = _student("S2", OTHER_CHILD)
+    odd["education_details"]["data"]["current_nc_year"] = ncy
+    with HostileServer(serving(page([_student(), odd]))) as server:
+        got = pupils(source(server.url))
+    assert type(got[0][1]).__name__ == "Pupil"
+    assert isinstance(got[1][1], Rejection)
