@@ -1078,8 +1078,9 @@ def _bound_by(client: httpx.Client, backend: _DeadlineBackend) -> None:
     httpcore's pools keep theirs in ``_network_backend`` (httpx 0.28-0.29, httpcore 1.x;
     tests/connectors/test_wonde_hostile.py fails if that ever stops working)."""
     for transport in (client._transport, *client._mounts.values()):
+        if not isinstance(transport, httpx.HTTPTransport):
+            continue  # a test's MockTransport, or no proxy for that pattern (None)
         pool = getattr(transport, "_pool", None)
-        if pool is not None:
-            if not hasattr(pool, "_network_backend"):
-                raise ConnectorError("internal", "httpcore without _network_backend")
-            pool._network_backend = backend
+        if not hasattr(pool, "_network_backend"):
+            raise ConnectorError("internal", "this httpx/httpcore keeps no _network_backend")
+        pool._network_backend = backend

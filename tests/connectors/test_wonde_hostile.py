@@ -472,3 +472,22 @@ def test_an_ncy_of_digits_python_cannot_read_rejects_only_that_student(ncy):
         got = pupils(source(server.url))
     assert type(got[0][1]).__name__ == "Pupil"
     assert isinstance(got[1][1], Rejection)
+
+
+def test_the_deadline_holds_through_a_proxy_from_the_environment(monkeypatch):
+    # An LA's egress proxy (HTTP_PROXY for the service) that trickles: the same deadline.
+    def answer(seen: Seen, send: Send) -> bool:
+        send(response(b"", headers={"Transfer-Encoding": "chunked"}, length=False))
+        while not proxy.stopped:
+            send(b"1\r\n \r\n")
+            time.sleep(0.05)
+        return False
+
+    with HostileServer(answer) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("v1.0/"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        started = time.monotonic()
+        error = failure(lambda: pupils(source("http://wonde.invalid/v1.0/"), deadline=expiring(1)))
+        assert proxy.requests and proxy.requests[0].headers["host"] == "wonde.invalid"
+    assert error.reason == "timeout" and time.monotonic() - started < 4.0
