@@ -2,9 +2,9 @@
 
 The read side of a connector (DESIGN section 6) is a :class:`Source`:
 
-- ``manifest() -> Manifest``: what the endpoint says about itself (MIS, versions, whether SIMS
-  Services Manager is running, export time). Raises :class:`ConnectorError` when the endpoint
-  cannot be used at all.
+- ``manifest(*, deadline) -> Manifest``: what the endpoint says about itself (MIS, versions,
+  whether SIMS Services Manager is running, export time). Raises :class:`ConnectorError` when
+  the endpoint cannot be used at all. ``deadline`` as for ``read``.
 - ``read(kind, since=None, *, deadline) -> Iterator[tuple[bytes, Record | Rejection]]``:
   every record of one kind, streamed in source order, each with its raw JSON line (no
   newline). A rejected line comes with its :class:`~b2bd.records.check.Rejection` and must be
@@ -52,7 +52,9 @@ TOO_LONG = Rejection("too-long")
 """What :meth:`Source.read` yields (with ``b""``) for a line over :data:`LINE_LIMIT`."""
 
 Deadline = Callable[[], float | None]
-"""Raises when the transfer's time is up; sources call it as bytes arrive."""
+"""Raises when the transfer's time is up, else returns the seconds left (None: no limit);
+sources call it as bytes arrive, and a network source bounds each wait on its peer by it (a
+server trickling one byte a second never holds a transfer past its timeout)."""
 
 
 def no_deadline() -> None:

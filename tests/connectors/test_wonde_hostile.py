@@ -17,8 +17,8 @@ from collections.abc import Callable
 import pytest
 
 from b2bd.config.model import Endpoint
-from b2bd.connectors import ConnectorError
 from b2bd.connectors.credentials import Secret
+from b2bd.connectors.source import ConnectorError
 from b2bd.connectors.wonde import MAX_PAGE_BYTES, WondeSource
 from b2bd.records import Rejection
 from b2bd.records.upn import make_upn
@@ -120,7 +120,7 @@ def expiring(seconds: float) -> Callable[[], float]:
 RUN = """
 import json, sys
 from b2bd.config.model import Endpoint
-from b2bd.connectors import ConnectorError
+from b2bd.connectors.source import ConnectorError
 from b2bd.connectors.credentials import Secret
 from b2bd.connectors.wonde import MAX_PAGE_BYTES, WondeSource
 src = WondeSource(Endpoint(type="wonde", school_id=sys.argv[2], url=sys.argv[1]), Secret("t"),
