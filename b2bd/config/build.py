@@ -7,6 +7,7 @@ Only called on documents that passed their JSON Schema, so shapes are trusted he
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -34,12 +35,44 @@ MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", 
 DEFAULT_STATE_DIR = Path("/var/lib/b2bd")
 _DURATION_PART = re.compile(r"([0-9]+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LOOPBACK = "127.0.0.1"
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def parse_duration(text: str) -> dt.timedelta:
     """``30s``, ``15m``, ``12h``, ``1d`` or combinations such as ``1h30m``."""
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
     return dt.timedelta(seconds=seconds)
+
+
+def parse_listen(value: object) -> tuple[str, int] | None:
+    """b2bd.yaml ``metrics: {listen: ...}``: ``HOST:PORT`` where HOST is an IPv4 address,
+    ``[IPv6]`` or ``localhost``, or a port alone (then the loopback 127.0.0.1). None when it is
+    none of these: host names are refused (resolved at start they could name an outside
+    address), and so is ``:PORT``, which other tools read as every interface."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (LOOPBACK, value) if 0 < value < 65536 else None
+    if not isinstance(value, str):
+        return None
+    host, port = LOOPBACK, value
+    if not _PORT.fullmatch(value):
+        head, colon, port = value.rpartition(":")
+        if not colon or not head:
+            return None
+        try:
+            if head.startswith("[") and head.endswith("]"):
+                host = str(ipaddress.IPv6Address(head[1:-1]))
+            elif head == "localhost":
+                host = LOOPBACK
+            else:
+                host = str(ipaddress.IPv4Address(head))
+        except ValueError:
+            return None
+    if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -87,6 +120,7 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
         defaults=build_policy(doc.get("defaults"), Policy()),
         la_outbound=_resolve(root, outbound) if outbound else store / "outbound",
         control_socket=_resolve(root, control) if control else None,
+        metrics_listen=parse_listen((doc.get("metrics") or {}).get("listen")),
         history_days=int((doc.get("journal") or {}).get("history_days", DEFAULT_HISTORY_DAYS)),
         credentials={
             name: CredentialSource(

@@ -180,6 +180,7 @@ class Settings:
     la_outbound: Path | None = None  # the LA's changes for to-school tasks, one folder per base
     control_socket: Path | None = None  # as set in b2bd.yaml; None: the default places
     history_days: int = DEFAULT_HISTORY_DAYS  # days of run history compaction keeps
+    metrics_listen: tuple[str, int] | None = None  # (host, port) for /metrics; None: off
     credentials: dict[str, CredentialSource] = field(default_factory=dict, hash=False)
 
 

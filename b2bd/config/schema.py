@@ -22,6 +22,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
+from b2bd.config.build import parse_listen
 from b2bd.config.yamlfile import Loaded, yaml11_surprise
 
 DocumentKind = Literal["task", "bases", "b2bd"]
@@ -39,6 +40,11 @@ def _is_timezone(value: object) -> bool:
     if not isinstance(value, str):
         return True
     return known_timezone(value)
+
+
+@FORMAT_CHECKER.checks("listen-address")
+def _is_listen_address(value: object) -> bool:
+    return not isinstance(value, str) or parse_listen(value) is not None
 
 
 @FORMAT_CHECKER.checks("local-datetime", raises=ValueError)
