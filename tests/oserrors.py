@@ -29,7 +29,7 @@ def _warm() -> None:
     0700 home), while it is readable."""
     import datetime as dt
 
-    import b2bd.cli.daemon  # noqa: F401
+    import b2bd.cli.run  # noqa: F401
     from b2bd.cli import build_parser
 
     build_parser()

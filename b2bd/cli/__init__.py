@@ -30,7 +30,8 @@ from b2bd.faults import explain
 
 # Command modules, in the order `b2bd --help` lists them.
 COMMANDS = (
-    "validate", "preflight", "migrate", "plan", "daemon", "trigger", "journal", "history", "status"
+    "validate", "schema", "preflight", "migrate", "plan", "run", "trigger", "journal", "history",
+    "status",
 )  # fmt: skip
 
 EXIT_USAGE = 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from b2bd.cli import UsageError
@@ -10,11 +11,12 @@ from b2bd.config.load import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings
 
 
-def load(root: Path) -> Config:
+def load(root: Path, *, now: dt.datetime | None = None, workers: int = 1) -> Config:
     """The config at ``root`` (every problem in it reported in ``Config.problems``); raises
-    UsageError when ``root`` itself cannot be read."""
+    UsageError when ``root`` itself cannot be read. ``now`` and ``workers`` as for
+    :func:`~b2bd.config.load.load_config`."""
     try:
-        return load_config(root)
+        return load_config(root, now=now, workers=workers)
     except ConfigDirError as exc:
         raise UsageError(str(exc)) from exc
 

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from b2bd.cli import UsageError
-from b2bd.config.load import ConfigDirError, load_config
+from b2bd.cli.configdir import load
 from b2bd.config.model import DEFAULT_TIMEZONE, Task
 from b2bd.schedule import local_to_utc, merge_slots, next_slot
 
@@ -98,10 +98,7 @@ def make_plan(
 
 def run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
-    try:
-        config = load_config(args.config, now=now)
-    except ConfigDirError as exc:
-        raise UsageError(str(exc)) from exc
+    config = load(args.config, now=now)
     errors = sum(p.severity == "error" for p in config.problems)
     if errors:
         print(

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
-from b2bd.config.load import ConfigDirError, load_config
+from b2bd.cli.configdir import load
 from b2bd.config.model import Config, Settings, Task
 from b2bd.journal import Journal, JournalBusy, JournalError, JournalFailed, PupilKeyer, State
 from b2bd.journal.keys import KeyFileError, open_keyer
@@ -87,10 +87,7 @@ def _local_date(text: str) -> dt.date:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigDirError as exc:
-        raise UsageError(str(exc)) from exc
+    config = load(args.config)
     settings = config.settings
     if settings is None:
         raise UsageError(f"{args.config}: b2bd.yaml is not usable (see `b2bd validate`)")

@@ -1,18 +1,15 @@
-"""``b2bd validate`` and ``b2bd schema``."""
+"""``b2bd validate``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from b2bd.cli import UsageError
-from b2bd.config.load import ConfigDirError, load_config
+from b2bd.cli.configdir import load
 from b2bd.config.model import Config, Problem
-from b2bd.config.schema import SCHEMA_FILES
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -23,21 +20,11 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "github"), default="text")
     p.add_argument("--strict", action="store_true", help="warnings make the config invalid")
     p.set_defaults(func=run)
-    s = sub.add_parser("schema", help="write the JSON Schemas (for editors and CI)")
-    s.add_argument("--out", type=Path, help="directory to write them into (default: print)")
-    s.set_defaults(func=run_schema)
-
-
-def load(root: Path) -> Config:
-    try:
-        # A one-shot process without threads: a large config may be parsed on every core.
-        return load_config(root, workers=_cores())
-    except ConfigDirError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    # A one-shot process without threads: a large config may be parsed on every core.
+    config = load(args.config, workers=_cores())
     errors = sum(p.severity == "error" for p in config.problems)
     warnings = len(config.problems) - errors
     valid = errors == 0 and not (args.strict and warnings)
@@ -100,30 +87,6 @@ def summary(config: Config, valid: bool) -> dict[str, Any]:
             for p in config.problems
         ],
     }
-
-
-def run_schema(args: argparse.Namespace) -> int:
-    root = resources.files("b2bd") / "schemas"
-    if args.out is None:
-        print((root / SCHEMA_FILES["task"]).read_text("utf-8"), end="")
-        return 0
-    out: Path = args.out
-    try:
-        for rel in [*SCHEMA_FILES.values(), *_record_schemas(root)]:
-            target = out / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text((root / rel).read_text("utf-8"), "utf-8")
-            print(target)
-    except OSError as exc:
-        raise UsageError(f"cannot write schemas to {out}: {exc.strerror}") from exc
-    return 0
-
-
-def _record_schemas(root: Any) -> list[str]:
-    records = root / "records"
-    if not records.is_dir():
-        return []
-    return sorted(f"records/{p.name}" for p in records.iterdir() if p.name.endswith(".json"))
 
 
 def _cores() -> int:

@@ -1,4 +1,4 @@
-"""`b2bd validate` and `b2bd schema` as a user runs them: a real subprocess."""
+"""`b2bd validate` as a user runs it: a real subprocess."""
 
 from __future__ import annotations
 
@@ -107,12 +107,3 @@ def test_bad_yaml_is_a_message_and_exit_1(config: Path) -> None:
     result = b2bd("--config", str(config), "validate")
     assert result.returncode == 1
     assert "[file-unreadable]" in result.stdout and "Traceback" not in result.stderr
-
-
-def test_schema_out_writes_schemas_editors_can_use(tmp_path: Path) -> None:
-    out = tmp_path / "schemas"
-    assert b2bd("schema", "--out", str(out)).returncode == 0
-    for name in ("task.schema.json", "bases.schema.json", "b2bd.schema.json"):
-        schema = json.loads((out / name).read_text())
-        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert json.loads(b2bd("schema").stdout)["title"] == "b2bd task"

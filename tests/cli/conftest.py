@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from journaled import deployment
+
+__all__ = ["deployment"]
