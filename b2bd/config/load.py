@@ -14,11 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
-import gc
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
@@ -254,31 +252,6 @@ def load_config(
     (``b2bd validate`` does; the daemon does not). The result is the same either way.
     Raises ConfigDirError only when ``root`` itself is unusable.
     """
-    with _cyclic_gc_paused():
-        return _load(root, now, last_good, cache, workers)
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """A load allocates some hundred thousand objects (YAML nodes, documents, positions) and
-    keeps most of them to its end: the cyclic collector would walk them again and again for
-    nothing (an eighth of the load). Reference counting still frees everything as usual."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _load(
-    root: Path,
-    now: dt.datetime | None,
-    last_good: Config | None,
-    cache: ParseCache | None,
-    workers: int,
-) -> Config:
     now = now or dt.datetime.now(dt.UTC)
     root = root.absolute()
     names = config_files(root)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
+import time
 
 from b2bd.config.load import POOL_MIN_FILES, ParseCache, load_config
 from tests.support.config_dir import NOW, SETTINGS, ConfigDir
@@ -119,3 +122,27 @@ def test_an_empty_tasks_folder_is_a_valid_config_without_tasks(cfg: ConfigDir) -
     os.unlink(cfg.root / "tasks" / "t.yaml")
     config = cfg.load()
     assert config.valid and config.tasks == {} and config.problems == ()
+
+
+def test_a_one_process_load_leaves_other_threads_their_garbage_collector(cfg: ConfigDir) -> None:
+    """The daemon loads beside its transfer threads: a load must not pause the cyclic
+    collector process-wide (only forked parse workers pause it, see test_parallel.py)."""
+    many_files(cfg, 100)
+    seen: list[bool] = []
+    loading = threading.Event()
+    loading.set()
+
+    def watch() -> None:
+        while loading.is_set():
+            seen.append(gc.isenabled())
+            time.sleep(0)  # give the GIL back
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):
+            load_config(cfg.root, now=NOW)
+    finally:
+        loading.clear()
+        watcher.join()
+    assert seen and all(seen)

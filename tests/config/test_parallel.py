@@ -3,6 +3,7 @@ that dies loses nothing, and a failure is raised here as it would be without wor
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -46,3 +47,22 @@ def test_a_failure_is_raised_here_as_without_workers() -> None:
 def test_one_worker_is_this_process_alone() -> None:
     parent = os.getpid()
     assert fork_map(lambda chunk: [os.getpid() for _ in chunk], JOBS, 1) == [parent] * len(JOBS)
+
+
+def test_workers_parse_with_the_cyclic_collector_paused_and_it_comes_back() -> None:
+    answers = fork_map(lambda chunk: [gc.isenabled() for _ in chunk], JOBS, 3)
+    assert answers == [False] * len(JOBS)  # in the forked workers and in this process alike
+    assert gc.isenabled()
+
+    def work(chunk: list[int]) -> list[int]:
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError):
+        fork_map(work, JOBS, 3)
+    assert gc.isenabled()
+
+
+def test_a_load_without_workers_leaves_the_collector_on() -> None:
+    """The daemon loads in its own process, beside its transfer threads: a pause there would
+    hold up their collection too."""
+    assert fork_map(lambda chunk: [gc.isenabled() for _ in chunk], JOBS, 1) == [True] * len(JOBS)
