@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
+from b2bd.config.load import split_ignored
 from b2bd.config.model import Config, Problem
+from b2bd.config.rules import ERROR_RULES, WARNING_RULES
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -17,33 +23,85 @@ EXIT_INVALID = 1
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check every config file; report every problem")
-    p.add_argument("--format", choices=("text", "json", "github"), default="text")
-    p.add_argument("--strict", action="store_true", help="warnings make the config invalid")
+    p.add_argument("--format", choices=("text", "json", "github", "gitlab"), default="text")
+    p.add_argument(
+        "--strict", action="store_true", help="warnings (other than ignored ones) make it invalid"
+    )
+    p.add_argument(
+        "--summary", action="store_true", help="counts by rule id instead of every problem"
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="accept this rule's warnings (repeatable; adds to b2bd.yaml's ignore: list)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    ignore = _ignored_rules(args.ignore)
     # A one-shot process without threads: a large config may be parsed on every core.
     config = load(args.config, workers=_cores())
-    errors = sum(p.severity == "error" for p in config.problems)
-    warnings = len(config.problems) - errors
+    problems, ignored = split_ignored(config.problems, ignore)
+    ignored = tuple(sorted((*config.ignored, *ignored)))
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
     valid = errors == 0 and not (args.strict and warnings)
     shown = Path(args.config)
     if args.format == "json":
-        print(json.dumps(summary(config, valid), indent=2))
+        report = summary(config, valid, problems, ignored)
+        if args.summary:
+            report["summary"] = [
+                {"rule": rule, "severity": severity, "count": count}
+                for rule, severity, count in counts(problems, ignored)
+            ]
+        print(json.dumps(report, indent=2))
     elif args.format == "github":
-        for p in config.problems:
+        for p in problems:
             print(github_line(p, shown))
+    elif args.format == "gitlab":
+        print(json.dumps(gitlab_report(problems, shown), indent=2))
     else:
-        for p in config.problems:
-            print(text_line(p, shown))
+        if args.summary:
+            for rule, severity, count in counts(problems, ignored):
+                print(f"{count:>8} {severity:<8} {rule}")
+        else:
+            for p in problems:
+                print(text_line(p, shown))
         files = len(config.digests)
         verdict = "valid" if valid else "INVALID"
+        tail = f", {len(ignored)} ignored" if ignored else ""
         print(
             f"{shown}: {files} files, {len(config.tasks)} tasks, {len(config.bases)} bases: "
-            f"{verdict} ({errors} errors, {warnings} warnings)"
+            f"{verdict} ({errors} errors, {warnings} warnings{tail})"
         )
     return EXIT_VALID if valid else EXIT_INVALID
+
+
+def _ignored_rules(rules: list[str]) -> frozenset[str]:
+    """``--ignore`` rule ids: a mistake there is a usage error (exit 2), before any loading."""
+    for rule in rules:
+        if rule in ERROR_RULES:
+            raise UsageError(
+                f"--ignore {rule}: {rule} is an error rule: only warnings can be ignored"
+            )
+        if rule not in WARNING_RULES:
+            known = ", ".join(sorted(WARNING_RULES))
+            raise UsageError(f"--ignore {rule}: not a warning rule id (they are: {known})")
+    return frozenset(rules)
+
+
+def counts(problems: Iterable[Problem], ignored: Iterable[Problem]) -> list[tuple[str, str, int]]:
+    """(rule, severity, count) for each rule id and severity found, ``ignored`` counted as the
+    severity "ignored": most frequent first, then by rule id and severity."""
+    found = Counter((p.rule, p.severity) for p in problems)
+    found.update((p.rule, "ignored") for p in ignored)
+    return [
+        (rule, severity, n)
+        for (rule, severity), n in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 def text_line(p: Problem, root: Path) -> str:
@@ -68,12 +126,18 @@ def github_line(p: Problem, root: Path) -> str:
     )
 
 
-def summary(config: Config, valid: bool) -> dict[str, Any]:
+def summary(
+    config: Config,
+    valid: bool,
+    problems: Iterable[Problem] | None = None,
+    ignored: Iterable[Problem] = (),
+) -> dict[str, Any]:
     return {
         "valid": valid,
         "files": len(config.digests),
         "tasks": len(config.tasks),
         "bases": len(config.bases),
+        "ignored": len(tuple(ignored)),
         "problems": [
             {
                 "severity": p.severity,
@@ -84,9 +148,37 @@ def summary(config: Config, valid: bool) -> dict[str, Any]:
                 "rule": p.rule,
                 "message": p.message,
             }
-            for p in config.problems
+            for p in (config.problems if problems is None else problems)
         ],
     }
+
+
+GITLAB_SEVERITY = {"error": "critical", "warning": "minor"}
+
+
+def gitlab_report(problems: Iterable[Problem], root: Path) -> list[dict[str, Any]]:
+    """GitLab Code Quality report (a JSON list): one issue per problem. The fingerprint hashes
+    the file, rule, JSON pointer and message but not the line, so a problem keeps its
+    fingerprint when lines above it move (GitLab compares fingerprints between branches to show
+    what a merge request introduces or fixes); the same problem twice in one file is told apart
+    by its occurrence number."""
+    seen: Counter[tuple[str, str, str, str]] = Counter()
+    issues = []
+    for p in problems:
+        path = os.path.normpath(root / p.file)
+        key = (path, p.rule, p.path, p.message)
+        seen[key] += 1
+        digest = hashlib.sha256("\0".join((*key, str(seen[key]))).encode()).hexdigest()
+        issues.append(
+            {
+                "description": p.message,
+                "check_name": p.rule,
+                "fingerprint": digest[:32],
+                "severity": GITLAB_SEVERITY[p.severity],
+                "location": {"path": path, "lines": {"begin": max(p.line, 1)}},
+            }
+        )
+    return issues
 
 
 def _cores() -> int:

@@ -128,6 +128,7 @@ def build_settings(doc: dict[str, Any], root: Path) -> Settings:
             )
             for name, ref in doc.get("credentials", {}).items()
         },
+        ignore=frozenset(doc.get("ignore", ())),
     )
 
 

@@ -16,7 +16,7 @@ import errno
 import functools
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
@@ -28,6 +28,7 @@ from b2bd.config.rules import (
     BaseIndex,
     duplicate_ids,
     endpoint_findings,
+    ignore_findings,
     la_findings,
     registry_problems,
     resolve_bases,
@@ -276,16 +277,31 @@ def load_config(
     found = [p for f in files for p in f.positioned()]
     if tasks_problem is not None:
         found.append(tasks_problem)
-    problems = tuple(sorted(found, key=_PROBLEM_ORDER))
+    problems, ignored = split_ignored(
+        sorted(found, key=_PROBLEM_ORDER), settings.ignore if settings else frozenset()
+    )
     digests = {f.name: f.digest for f in files if f.digest}
-    return Config(root, settings, bases, tasks, problems, digests)
+    return Config(root, settings, bases, tasks, problems, digests, ignored)
+
+
+def split_ignored(
+    problems: Iterable[Problem], ignore: frozenset[str]
+) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """(reported, ignored): warnings of the ``ignore``d rules are set aside; errors never are."""
+    if not ignore:
+        return tuple(problems), ()
+    reported: list[Problem] = []
+    ignored: list[Problem] = []
+    for p in problems:
+        (ignored if p.severity == "warning" and p.rule in ignore else reported).append(p)
+    return tuple(reported), tuple(ignored)
 
 
 def _settings(file: _File, root: Path, last_good: Config | None) -> Settings | None:
     if file.doc is None or file.has_errors:
         return last_good.settings if last_good else None
     settings = build_settings(file.doc.data, root)
-    for finding in la_findings(settings):
+    for finding in (*la_findings(settings), *ignore_findings(file.doc.data.get("ignore", ()))):
         file.add(finding)
     if file.has_errors:
         return last_good.settings if last_good else None

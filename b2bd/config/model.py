@@ -182,13 +182,15 @@ class Settings:
     history_days: int = DEFAULT_HISTORY_DAYS  # days of run history compaction keeps
     metrics_listen: tuple[str, int] | None = None  # (host, port) for /metrics; None: off
     credentials: dict[str, CredentialSource] = field(default_factory=dict, hash=False)
+    ignore: frozenset[str] = frozenset()  # warning rule ids accepted: reported as ignored
 
 
 @dataclass(frozen=True)
 class Config:
     """A whole config dir after validation.
 
-    ``tasks`` holds only tasks whose file is valid; ``problems`` holds every finding, sorted.
+    ``tasks`` holds only tasks whose file is valid; ``problems`` holds every finding, sorted,
+    except the warnings of rules b2bd.yaml's ``ignore:`` accepts, which are in ``ignored``.
     ``digests`` maps each file (relative path) to the sha256 of its bytes, so a reload can tell
     what changed.
     """
@@ -199,6 +201,7 @@ class Config:
     tasks: dict[str, Task] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     digests: dict[str, str] = field(default_factory=dict)
+    ignored: tuple[Problem, ...] = ()
 
     @property
     def valid(self) -> bool:

@@ -25,6 +25,55 @@ from b2bd.schedule import Monthly, Once, Schedule, Weekly, next_slot
 
 HEAVY_MONTHS = 6
 
+ERROR_RULES = frozenset(
+    {
+        "yaml-syntax",
+        "yaml-duplicate-key",
+        "yaml-ambiguous",
+        "file-unreadable",
+        "yaml-too-complex",
+        "schema",
+        "id-format",
+        "id-duplicate",
+        "base-unknown",
+        "base-selector-empty",
+        "to-school-changed-only",
+        "to-school-ncy-only",
+        "attendance-kind-required",
+        "attendance-kind-unexpected",
+        "months-attendance-only",
+        "ncy-code",
+        "ncy-unexpected",
+        "time-format",
+        "timezone-unknown",
+        "la-prerequisites",
+        "metrics-listen",
+        "ignore-not-warning",
+    }
+)
+"""Rule ids validation only ever reports as errors: they cannot be ignored."""
+
+WARNING_RULES = frozenset(
+    {
+        # Errors for a base named by id, warnings for one reached by tag or all (excluded).
+        "base-prerequisites",
+        "base-lockdown",
+        "sims-primary-only",
+        "bases-file",
+        "wonde-to-school",
+        # Only ever warnings.
+        "wonde-tls-unverified",
+        "schedule-expired",
+        "months-heavy",
+        "ignore-unknown",
+    }
+)
+"""Rule ids validation reports as warnings (some also as errors): the ones an ``ignore:`` list
+in b2bd.yaml or ``validate --ignore`` may name. Ignoring one hides its warnings only; its
+errors are always reported."""
+
+RULES = ERROR_RULES | WARNING_RULES
+
 
 def la_findings(settings: Settings) -> Iterator[Finding]:
     if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
@@ -34,6 +83,26 @@ def la_findings(settings: Settings) -> Iterator[Finding]:
             f"One {settings.one_version} is too old: B2B:Student scheduled tasks need "
             f"One {MIN_ONE_VERSION} or later",
         )
+
+
+def ignore_findings(ignore: Iterable[str]) -> Iterator[Finding]:
+    """b2bd.yaml ``ignore:``: a rule id that is only ever an error cannot be ignored (an
+    error, ``ignore-not-warning``); one b2bd does not know is reported (a warning,
+    ``ignore-unknown``: a typo, or a rule of another b2bd version)."""
+    for i, rule in enumerate(ignore):
+        if rule in ERROR_RULES:
+            yield Finding(
+                f"/ignore/{i}",
+                "ignore-not-warning",
+                f"{rule} is an error rule: only warnings can be ignored",
+            )
+        elif rule not in WARNING_RULES:
+            yield Finding(
+                f"/ignore/{i}",
+                "ignore-unknown",
+                f"{rule} is not a rule id b2bd reports: nothing to ignore",
+                "warning",
+            )
 
 
 def registry_problems(
