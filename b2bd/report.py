@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from b2bd.config.model import Config, Task
+from b2bd.journal.entries import Entry, Outcome
 from b2bd.journal.history import RunHistory, run_history
-from b2bd.journal.records import Outcome, Record
 from b2bd.journal.state import State
 from b2bd.schedule import next_slot
 
@@ -151,7 +151,7 @@ def status_exit(report: dict[str, Any]) -> int:
 
 
 def history_report(
-    records: Iterable[Record], task: str | None = None, limit: int | None = None
+    records: Iterable[Entry], task: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The runs in ``records`` (only ``task``'s), newest first, at most ``limit``."""
     return [run_json(r) for r in run_history(records, task, limit)]

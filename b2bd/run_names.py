@@ -11,7 +11,7 @@ is taken, so **run ids never repeat** and no run's delivery replaces another run
   second run in the same second takes the next suffix, and if the clock reads earlier than the
   task's last manual run (it was stepped back) the new run takes that run's second with the
   next suffix rather than a name an older run may have had. The journal remembers each task's
-  latest manual name (:class:`b2bd.journal.State` ``last_manual``), across restarts and
+  latest manual name (:class:`b2bd.journal.state.State` ``last_manual``), across restarts and
   compaction;
 - a name some target folder already holds (a run the journal no longer knows: a state dir
   restored from backup) is skipped too: :func:`manual_name` asks ``taken``.

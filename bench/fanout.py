@@ -31,7 +31,8 @@ from b2bd.config.load import load_config
 from b2bd.config.model import Endpoint, Settings
 from b2bd.connectors import table
 from b2bd.connectors.source import Deadline, Manifest, Source, no_deadline
-from b2bd.journal import Journal, PupilKeyer
+from b2bd.journal.keys import PupilKeyer
+from b2bd.journal.writer import Journal
 from b2bd.records.check import Rejection
 from b2bd.records.model import Record, RecordKind
 from b2bd.records.upn import make_upn

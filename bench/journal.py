@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 
-from b2bd.journal import Journal, replay
-from b2bd.journal.log import JOURNAL_DIR, SEAL_SUFFIX, frame, seal_bytes, segment_name
-from b2bd.journal.records import Record, RunFinished, RunStarted, TransferSucceeded
+from b2bd.journal.entries import Entry, RunFinished, RunStarted, TransferSucceeded
+from b2bd.journal.reader import JOURNAL_DIR, SEAL_SUFFIX, frame, seal_bytes, segment_name
+from b2bd.journal.state import replay
+from b2bd.journal.writer import Journal
 from tests.support.crash_rounds import crash_rounds
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
@@ -159,7 +160,7 @@ def handoff_ceiling(directory: Path, line: bytes, writers: int, seconds: float) 
     return sum(counts) / elapsed
 
 
-def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Record]:
+def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Entry]:
     """A plausible journal: runs of ``tasks`` tasks over ``bases`` bases each, every transfer
     carrying a few new pupil digests (the leavers memory grows)."""
     seq = 0
@@ -183,7 +184,7 @@ def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Record]:
         slot += dt.timedelta(hours=1)
 
 
-def write_bulk(state_dir: Path, records: Iterator[Record], segment_bytes: int) -> int:
+def write_bulk(state_dir: Path, records: Iterator[Entry], segment_bytes: int) -> int:
     """Write records straight into segments with the journal's framing and seals (what the
     journal writes when it rotates), without fsync."""
     directory = state_dir / JOURNAL_DIR
@@ -219,10 +220,10 @@ def replay_time(state_dir: Path, cpu: list[float]) -> float:
 
 
 def full_replay_time(state_dir: Path) -> float:
-    """The same through ``replay(journal.records())``: every field of every record decoded."""
+    """The same through ``replay(journal.entries())``: every field of every record decoded."""
     start = time.perf_counter()
     with Journal.open(state_dir) as journal:
-        replay(journal.records())
+        replay(journal.entries())
     return time.perf_counter() - start
 
 
@@ -274,7 +275,7 @@ def main() -> int:
             f"(CPU {statistics.median(cpu):.2f} s; target <= 3 s)"
         )
         every = median_of(args.runs, lambda: full_replay_time(full))
-        print(f"  same via replay(journal.records()), all fields decoded: {every:6.2f} s")
+        print(f"  same via replay(journal.entries()), all fields decoded: {every:6.2f} s")
         with Journal.open(full) as journal:
             compaction = journal.compact()
             for record in history(1000):  # some history after the checkpoint

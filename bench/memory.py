@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _deployment import DaemonProcess, Deployment
 from journal import write_bulk
 
-from b2bd.journal import Journal, PupilKeyer
-from b2bd.journal.log import DEFAULT_SEGMENT_BYTES
+from b2bd.journal.entries import Entry, RunFinished, RunStarted, TransferSucceeded
+from b2bd.journal.keys import PupilKeyer
 from b2bd.journal.memory import bits_of, encode_bits
-from b2bd.journal.records import Record, RunFinished, RunStarted, TransferSucceeded
+from b2bd.journal.writer import DEFAULT_SEGMENT_BYTES, Journal
 
 T0 = dt.datetime(2026, 9, 1, 6, 0, tzinfo=dt.UTC)
 REPLAY_TARGET = 3.0  # seconds
@@ -76,7 +76,7 @@ def write_config(deployment: Deployment, bases: list[str], tasks: int) -> None:
 
 def journal_records(
     bases: list[str], pupils: int, tasks: int, days: int, seed: int = 7
-) -> Iterator[Record]:
+) -> Iterator[Entry]:
     """The engine's records for the scenario (see the module docstring)."""
     rng = random.Random(seed)
     seq = 0

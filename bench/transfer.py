@@ -91,7 +91,8 @@ def peak_rss_mb() -> float:
 
 def child_engine(school: Path, work: Path) -> dict[str, float]:
     from b2bd.config.load import load_config
-    from b2bd.journal import Journal, PupilKeyer
+    from b2bd.journal.keys import PupilKeyer
+    from b2bd.journal.writer import Journal
     from b2bd.transfer.engine import Engine
 
     root = work / "config"

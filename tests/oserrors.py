@@ -90,7 +90,7 @@ def chown_tree(path: Path, uid: int = NOBODY) -> None:
 def root_owned_segment(state: Path) -> Path:
     """A journal in ``state`` that belongs to uid 65534 except its segment: root's, mode 0644
     (what a `journal compact` run as root leaves behind). Returns the segment."""
-    from b2bd.journal import Journal
+    from b2bd.journal.writer import Journal
 
     with Journal.open(state) as journal:
         journal.append("daemon-stopped", reason="test")

@@ -206,7 +206,8 @@ PURE_CORE = frozenset(
         "b2bd.transfer.query",
         "b2bd.transfer.extract",
         "b2bd.transfer.manual",
-        "b2bd.journal.records",
+        "b2bd.journal",
+        "b2bd.journal.entries",
         "b2bd.journal.history",
         "b2bd.journal.memory",
         "b2bd.journal.state",
@@ -226,8 +227,6 @@ KNOWN_SHELL_EDGES = {
     ("b2bd.migrate", "b2bd.confined"): "read_export/place, its file access at the edge",
     ("b2bd.faults", "b2bd.confined"): "explains a ConfinedError (a type only)",
     ("b2bd.transfer.manual", "b2bd.transfer.engine"): "the run result types live in the engine",
-    ("b2bd.report", "b2bd.journal"): "journal.history/state sit in a package whose __init__ "
-    "imports the writer",
 }
 
 

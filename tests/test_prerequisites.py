@@ -20,7 +20,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from b2bd.config.load import load_config
-from b2bd.journal import Journal, PupilKeyer
+from b2bd.journal.keys import PupilKeyer
+from b2bd.journal.writer import Journal
 from b2bd.preflight import check_base
 from b2bd.transfer.engine import Engine
 from tests.support.config_dir import b2bd_yaml

@@ -18,7 +18,7 @@ from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.cli.journal import EXIT_DAMAGED, EXIT_OK, damaged, records
 from b2bd.config.model import Config
-from b2bd.journal.log import JournalDamaged
+from b2bd.journal.reader import JournalDamaged
 from b2bd.report import history_report
 
 DEFAULT_HISTORY_LIMIT = 20

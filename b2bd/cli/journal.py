@@ -20,16 +20,17 @@ from b2bd.cli import UsageError
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.config.model import Settings
-from b2bd.journal import Journal, JournalError
-from b2bd.journal.log import (
+from b2bd.journal.entries import Codec, Repair
+from b2bd.journal.reader import (
     JOURNAL_DIR,
     JournalDamaged,
+    JournalError,
     read_journal,
     read_state,
     scan_journal,
     verify_history,
 )
-from b2bd.journal.records import Codec, Repair
+from b2bd.journal.writer import Journal
 from b2bd.report import iso
 
 EXIT_OK = 0

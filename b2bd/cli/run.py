@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from b2bd import log
-from b2bd.daemon.clock import clock_from_environment
+from b2bd.clock import clock_from_environment
 from b2bd.daemon.loop import Daemon
 
 EXIT_SOFTWARE = 70

@@ -18,8 +18,8 @@ from typing import Any
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.cli.journal import EXIT_DAMAGED, damaged
-from b2bd.journal import State
-from b2bd.journal.log import JOURNAL_DIR, JournalDamaged, read_state
+from b2bd.journal.reader import JOURNAL_DIR, JournalDamaged, read_state
+from b2bd.journal.state import State
 from b2bd.report import status_exit, status_report
 
 

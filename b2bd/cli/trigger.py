@@ -33,9 +33,10 @@ from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.cli.configdir import load
 from b2bd.config.model import Config, Settings, Task
-from b2bd.journal import Journal, JournalBusy, JournalError, JournalFailed, PupilKeyer, State
-from b2bd.journal.keys import KeyFileError, open_keyer
-from b2bd.journal.log import repair_message
+from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
+from b2bd.journal.reader import JournalError, repair_message
+from b2bd.journal.state import State
+from b2bd.journal.writer import Journal, JournalBusy, JournalFailed
 from b2bd.transfer.engine import Engine, Progress
 from b2bd.transfer.manual import (
     TriggerRefused,

@@ -67,6 +67,7 @@ import httpcore
 import httpx
 import msgspec
 
+from b2bd.clock import Now, utc_now
 from b2bd.connectors.credentials import Secret, read_token
 from b2bd.connectors.source import (
     LINE_LIMIT,
@@ -419,11 +420,6 @@ def pupil_fields(item: StudentItem) -> Pupil:
 # -- the source ------------------------------------------------------------------------------
 
 Sleep = Callable[[float], None]
-Clock = Callable[[], dt.datetime]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def open_wonde(endpoint: Endpoint, laestab: str | None, settings: Settings | None) -> WondeSource:
@@ -449,7 +445,7 @@ class WondeSource:
         per_page: int = PER_PAGE,
         max_page_bytes: int = MAX_PAGE_BYTES,
         sleep: Sleep = time.sleep,
-        clock: Clock = _utc_now,
+        clock: Now = utc_now,
         timeout: httpx.Timeout | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:

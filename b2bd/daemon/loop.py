@@ -41,9 +41,9 @@ from types import FrameType
 from typing import Any
 
 from b2bd import __version__
+from b2bd.clock import Clock, SystemClock
 from b2bd.config.load import TASKS_DIR, ConfigDirError, ParseCache, file_digests, load_config
 from b2bd.config.model import Config, Problem, Task
-from b2bd.daemon.clock import Clock, SystemClock
 from b2bd.daemon.control import ControlError, ControlServer
 from b2bd.daemon.due import due
 from b2bd.daemon.notify import Notifier
@@ -53,9 +53,10 @@ from b2bd.daemon.runs import Runs
 from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
 from b2bd.faults import explain
-from b2bd.journal import Journal, JournalError, JournalFailed, State
 from b2bd.journal.keys import KeyFileError, open_keyer
-from b2bd.journal.log import repair_message
+from b2bd.journal.reader import JournalError, repair_message
+from b2bd.journal.state import State
+from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
 from b2bd.schedule import jitter_offset, next_slot
 from b2bd.transfer.engine import Engine, outcome_of

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from b2bd import __version__
 from b2bd.daemon.control import Handler, Reply
 from b2bd.daemon.protocol import PROTOCOL
-from b2bd.journal.log import JournalDamaged
+from b2bd.journal.reader import JournalDamaged
 from b2bd.log import get_logger
 from b2bd.report import history_report, iso, status_report
 from b2bd.schedule import slot_name
@@ -33,10 +33,10 @@ from b2bd.transfer.manual import (
 )
 
 if TYPE_CHECKING:
+    from b2bd.clock import Clock
     from b2bd.config.model import Config
-    from b2bd.daemon.clock import Clock
     from b2bd.daemon.runs import Runs
-    from b2bd.journal.log import Journal
+    from b2bd.journal.writer import Journal
     from b2bd.transfer.engine import Engine
 
 log = get_logger("b2bd.daemon")
@@ -120,7 +120,7 @@ class ControlRequests:
             reply.error("bad-request", "limit must be a whole number, 1 or more")
             return
         try:
-            runs = history_report(self.daemon.journal.records(with_history=True), task, limit)
+            runs = history_report(self.daemon.journal.entries(with_history=True), task, limit)
         except JournalDamaged as exc:
             reply.error("damaged", str(exc))
             return

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
-from b2bd.journal import JournalError
+from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
 from b2bd.transfer.engine import (
     Engine,

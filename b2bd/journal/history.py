@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import msgspec
 
 from b2bd.config.model import DEFAULT_HISTORY_DAYS
-from b2bd.journal.records import (
-    Record,
+from b2bd.journal.entries import (
+    Entry,
     RunFinished,
     RunStarted,
     SlotMissed,
@@ -68,7 +68,7 @@ class RunHistory:
     transfers: dict[str, TransferResult] = field(default_factory=dict)
 
 
-def _result(record: Record) -> TransferResult | None:
+def _result(record: Entry) -> TransferResult | None:
     if isinstance(record, TransferSucceeded):
         return TransferResult(
             record.base,
@@ -88,7 +88,7 @@ def _result(record: Record) -> TransferResult | None:
 
 
 def run_history(
-    records: Iterable[Record], task: str | None = None, limit: int | None = None
+    records: Iterable[Entry], task: str | None = None, limit: int | None = None
 ) -> list[RunHistory]:
     """The runs in ``records`` (only ``task``'s if given), newest first, at most ``limit``."""
     runs: dict[str, RunHistory] = {}
@@ -128,7 +128,7 @@ class HistoryKeeper:
         self.cutoff = cutoff
         self._runs: set[str] = set()
 
-    def keep(self, record: Record) -> Record | None:
+    def keep(self, record: Entry) -> Entry | None:
         """The record as history keeps it, or None when history drops it."""
         if isinstance(record, RunStarted):
             if record.ts < self.cutoff:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from b2bd.journal.records import MemorySnapshot
+from b2bd.journal.entries import MemorySnapshot
 
 
 def key_of(digest: str) -> int:

@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from b2bd import run_names
-from b2bd.journal.memory import BaseMemory, keys_of, keys_of_json
-from b2bd.journal.records import (
+from b2bd.journal.entries import (
     AppliedConfig,
     Checkpoint,
     ConfigApplied,
@@ -47,12 +46,12 @@ from b2bd.journal.records import (
     ConfigRejected,
     DaemonStarted,
     DaemonStopped,
+    Entry,
     JournalRepaired,
     LastRun,
     LastSuccess,
     Outcome,
     OutcomeEntry,
-    Record,
     Repair,
     RepairsAcknowledged,
     RunFinished,
@@ -68,6 +67,7 @@ from b2bd.journal.records import (
     TransferSucceededBrief,
     WatermarkEntry,
 )
+from b2bd.journal.memory import BaseMemory, keys_of, keys_of_json
 
 TaskBase = tuple[str, str]
 
@@ -222,11 +222,11 @@ class _Replay:
     def checkpoint(self, r: Checkpoint) -> None:
         _Replay.__init__(self, restore(r.state), copy=False)
 
-    def nothing(self, r: Record) -> None:
+    def nothing(self, r: Entry) -> None:
         pass
 
 
-_APPLY: dict[type[Record], Callable[[_Replay, Record], None]] = {
+_APPLY: dict[type[Entry], Callable[[_Replay, Entry], None]] = {
     RunStarted: _Replay.run_started,  # type: ignore[dict-item]
     RunFinished: _Replay.run_finished,  # type: ignore[dict-item]
     TransferSucceeded: _Replay.succeeded,  # type: ignore[dict-item]
@@ -245,7 +245,7 @@ _APPLY: dict[type[Record], Callable[[_Replay, Record], None]] = {
 }
 
 
-def replay(records: Iterable[Record], initial: State | None = None) -> State:
+def replay(records: Iterable[Entry], initial: State | None = None) -> State:
     """The state after applying ``records`` in order to ``initial`` (default: empty). Pure."""
     work = _Replay(initial if initial is not None else State())
     apply = _APPLY

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from b2bd import run_names
+from b2bd.clock import Now, utc_now
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.confined import ConfinedError, Folder
 from b2bd.connectors.source import (
@@ -196,13 +197,9 @@ def backoff_delays(retries: int, backoff: dt.timedelta) -> list[float]:
     return [base * (2**n) for n in range(retries)]
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Engine:
     """Runs transfers (see the module docstring). ``state`` seeds the watermarks and leavers
-    memory (``b2bd.journal.State``; default: replayed from ``journal``); afterwards the engine
+    memory (``b2bd.journal.state.State``; default: replayed from ``journal``); afterwards the engine
     keeps them current from the successes it journals itself."""
 
     def __init__(
@@ -213,7 +210,7 @@ class Engine:
         *,
         state: Any = None,
         pool: Executor | None = None,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Now = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         stop: threading.Event | None = None,
         wait: Callable[[float], bool] | None = None,

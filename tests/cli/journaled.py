@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from b2bd.cli import main
-from b2bd.journal import Journal
+from b2bd.journal.writer import Journal
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config"
 TASK = "daily-changed-data"

@@ -12,7 +12,7 @@ from journaled import (
     state_dir,
 )
 
-from b2bd.journal import Journal
+from b2bd.journal.writer import Journal
 
 
 def test_history_lists_runs_newest_first_with_per_base_outcomes(deployment, capsys):

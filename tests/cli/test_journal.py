@@ -14,8 +14,8 @@ from journaled import (
     state_dir,
 )
 
-from b2bd.journal import Journal
-from b2bd.journal.log import JOURNAL_DIR
+from b2bd.journal.reader import JOURNAL_DIR
+from b2bd.journal.writer import Journal
 
 
 def test_verify_without_a_journal_is_fine(deployment, capsys):

@@ -14,8 +14,8 @@ from journaled import (
     state_dir,
 )
 
-from b2bd.journal import Journal
-from b2bd.journal.log import JOURNAL_DIR
+from b2bd.journal.reader import JOURNAL_DIR
+from b2bd.journal.writer import Journal
 
 
 def test_status_shows_last_run_failing_bases_and_config_problems(deployment, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from b2bd.journal import read_journal
+from b2bd.journal.reader import read_journal
 from b2bd.sample import SchoolSpec, write_export
 from tests.support.config_dir import b2bd_yaml
 from tests.support.daemon import NotifySocket

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployment import Deployment
 
-from b2bd.journal import Journal
+from b2bd.journal.writer import Journal
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
 
 LINE = re.compile(r"<([0-7])>(\{.*\})")

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from deployment import Deployment
 
-from b2bd.daemon.clock import ManualClock
 from b2bd.daemon.loop import Daemon
-from b2bd.journal import Journal
+from b2bd.journal.writer import Journal
+from tests.support.clocks import ManualClock
 from tests.support.slow_school import release
 
 UTC = dt.UTC
@@ -257,7 +257,8 @@ def test_a_task_applied_before_downtime_catches_up_its_first_slot(
 
 
 def test_rejected_problems_stay_in_the_replayed_state(deployment: Deployment) -> None:
-    from b2bd.journal import read_journal, replay
+    from b2bd.journal.reader import read_journal
+    from b2bd.journal.state import replay
 
     deployment.add_school("8814001")
     path = deployment.add_task("t", "8814001")

@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from b2bd.journal import Journal, JournalFailed
-from b2bd.journal.records import SlotMissed
+from b2bd.journal.entries import SlotMissed
+from b2bd.journal.writer import Journal, JournalFailed
 from tests.support.crash_rounds import crash_rounds
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
@@ -59,6 +59,6 @@ def test_a_failed_write_stops_appends_and_loses_nothing_acknowledged(tmp_path):
     os.close(read_fd)
     assert os.waitstatus_to_exitcode(status) == 0
     with Journal.open(tmp_path) as journal:
-        found = {r.task: r.seq for r in journal.records() if isinstance(r, SlotMissed)}
+        found = {r.task: r.seq for r in journal.entries() if isinstance(r, SlotMissed)}
     pairs = dict(zip(acked[1::2], map(int, acked[0::2]), strict=True))
     assert pairs and all(found.get(task) == seq for task, seq in pairs.items())

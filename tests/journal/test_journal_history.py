@@ -21,24 +21,16 @@ from oserrors import fill, tmpfs
 from test_journal_state import RECORD, T0, records
 
 from b2bd.cli import main
-from b2bd.journal import Journal, read_journal
 from b2bd.journal.history import HistoryKeeper, run_history
-from b2bd.journal.log import HISTORY_FILE, JOURNAL_DIR
+from b2bd.journal.reader import HISTORY_FILE, JOURNAL_DIR, read_journal
+from b2bd.journal.writer import Journal
 from b2bd.report import history_report
+from tests.support.clocks import StepClock
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config"
 TASK = "daily-changed-data"
 DIGEST = "d1" * 32
 COMMON = {"direction": "from-school", "data_type": "changed", "cohort_group": "ncy"}
-
-
-class Clock:
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        self.now += dt.timedelta(seconds=1)
-        return self.now
 
 
 def deployment(tmp_path: Path, history_days: int | None = None) -> Path:
@@ -57,7 +49,7 @@ def journal_run(root: Path, days_ago: int, outcomes: dict[str, str]) -> str:
     """A run of TASK started ``days_ago`` days before now, with these per-base outcomes."""
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=days_ago)
     run = f"{TASK}/{start:%Y%m%dT%H%M%SZ}"
-    with Journal.open(state(root), Clock(start)) as journal:
+    with Journal.open(state(root), StepClock(start)) as journal:
         journal.append("run-started", run=run, task=TASK, slot=start, bases=list(outcomes))
         for base, outcome in outcomes.items():
             if outcome == "succeeded":
@@ -213,10 +205,10 @@ def test_history_keeper_keeps_whole_runs_from_the_cutoff_without_digests():
 def test_history_reads_the_same_before_and_after_compaction(before, after):
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp)
-        with Journal.open(state_dir, Clock(T0), segment_bytes=600) as journal:
+        with Journal.open(state_dir, StepClock(T0), segment_bytes=600) as journal:
             for type_, fields in before:
                 journal.append(type_, **fields)
-            expected = history_report(journal.records())
+            expected = history_report(journal.entries())
             journal.compact(history_days=36500)
             assert history_report(read_journal(state_dir, with_history=True)) == expected
             for type_, fields in after:

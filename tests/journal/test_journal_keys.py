@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from b2bd.journal import PupilKeyer
-from b2bd.journal.keys import KEY_FILE, KeyFileError, open_keyer
+from b2bd.journal.keys import KEY_FILE, KeyFileError, PupilKeyer, open_keyer
 
 UPN = "A123456789012"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from b2bd.journal import BadRecord, Journal, JournalBusy, JournalDamaged, read_journal
-from b2bd.journal.log import JOURNAL_DIR, scan_journal
-from b2bd.journal.records import JournalRepaired, SlotMissed
+from b2bd.journal.entries import BadEntry, JournalRepaired, SlotMissed
+from b2bd.journal.reader import JOURNAL_DIR, JournalDamaged, read_journal, scan_journal
+from b2bd.journal.writer import Journal, JournalBusy
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
 
@@ -38,7 +38,7 @@ def test_records_survive_reopen_with_contiguous_sequence_numbers(tmp_path, clock
         fill(journal, 0, 5)
     with Journal.open(tmp_path, clock) as journal:
         fill(journal, 5, 5)
-        records = list(journal.records())
+        records = list(journal.entries())
     assert [r.seq for r in records] == list(range(1, 11))
     assert [r.task for r in records] == [f"task-{i}" for i in range(10)]
     assert all(r.ts.tzinfo is dt.UTC for r in records)
@@ -56,13 +56,13 @@ def test_raw_segment_is_json_lines_with_crc_last(tmp_path, clock):
 
 def test_bad_fields_are_refused_and_consume_no_sequence_number(tmp_path, clock):
     with Journal.open(tmp_path, clock) as journal:
-        with pytest.raises(BadRecord, match="unknown field"):
+        with pytest.raises(BadEntry, match="unknown field"):
             journal.append("slot-missed", task="t", slot=T0, colour="red")
-        with pytest.raises(BadRecord, match="timezone"):
+        with pytest.raises(BadEntry, match="timezone"):
             journal.append("slot-missed", task="t", slot=dt.datetime(2025, 1, 1))
-        with pytest.raises(BadRecord, match="unknown journal record type"):
+        with pytest.raises(BadEntry, match="unknown journal record type"):
             journal.append("slot-mised", task="t", slot=T0)
-        with pytest.raises(BadRecord, match="reason"):
+        with pytest.raises(BadEntry, match="reason"):
             journal.append(
                 "transfer-failed", run="r", task="t", base="b", reason="x", message="", attempts=1
             )
@@ -132,7 +132,7 @@ def test_truncation_at_every_byte_of_the_last_record_is_repaired(tmp_path, clock
             (state / JOURNAL_DIR / p.name).write_bytes(p.read_bytes())
         (state / JOURNAL_DIR / last.name).write_bytes(original[:cut])
         with Journal.open(state, clock) as journal:
-            records = list(journal.records())
+            records = list(journal.entries())
             after = journal.append("slot-missed", task="after", slot=T0)
         assert [r.task for r in records if isinstance(r, SlotMissed)] == [
             f"task-{i}" for i in range(11)
@@ -204,7 +204,7 @@ def test_bit_flip_in_an_older_segment_is_refused_even_in_its_last_record(tmp_pat
 def test_bit_flip_in_the_last_record_is_cut_and_kept(tmp_path, clock):
     for state, segment, start, i in _flip_each_byte(tmp_path, clock, 11, 1 << 20):
         with Journal.open(state, clock) as journal:
-            records = list(journal.records())
+            records = list(journal.entries())
         assert [r.task for r in records if isinstance(r, SlotMissed)] == [
             f"task-{k}" for k in range(11)
         ]
@@ -232,7 +232,7 @@ def test_bad_seal_falls_back_to_per_record_checks_and_is_rewritten(tmp_path, clo
     seal = next((tmp_path / JOURNAL_DIR).glob("*.sum"))
     seal.write_bytes(b"00000000 1\n")
     with Journal.open(tmp_path, clock) as journal:
-        assert len([r for r in journal.records() if isinstance(r, SlotMissed)]) == 20
+        assert len([r for r in journal.entries() if isinstance(r, SlotMissed)]) == 20
     assert seal.read_bytes() != b"00000000 1\n"
 
 
@@ -244,7 +244,7 @@ def test_compaction_keeps_state_and_drops_old_segments(tmp_path, clock):
         assert len(result.removed) > 1
         assert journal.state() == before
         fill(journal, 20, 2)
-        records = list(journal.records())
+        records = list(journal.entries())
     assert records[0].type == "checkpoint" and records[0].seq == 21
     assert [r.seq for r in records] == [21, 22, 23]
     with Journal.open(tmp_path, clock) as journal:
@@ -263,7 +263,7 @@ def test_interrupted_compaction_is_finished_on_open(tmp_path, clock):
         (tmp_path / JOURNAL_DIR / name).write_bytes(data)
     with Journal.open(tmp_path, clock) as journal:
         assert journal.state() == state
-        assert next(iter(journal.records())).type == "checkpoint"
+        assert next(iter(journal.entries())).type == "checkpoint"
     assert len(segments(tmp_path)) == 1
 
 
@@ -274,11 +274,11 @@ def test_unrecorded_broken_file_gets_its_record_on_open(tmp_path, clock):
     seg = segments(tmp_path)[0]
     (tmp_path / JOURNAL_DIR / f"{seg.name}.999.broken").write_bytes(b"xyz")
     with Journal.open(tmp_path, clock) as journal:
-        reps = [r for r in journal.records() if isinstance(r, JournalRepaired)]
+        reps = [r for r in journal.entries() if isinstance(r, JournalRepaired)]
     found = [(r.broken_file, r.offset, r.length) for r in reps]
     assert found == [(f"{seg.name}.999.broken", 999, 3)]
     with Journal.open(tmp_path, clock) as journal:  # recorded once, not on every open
-        assert len([r for r in journal.records() if isinstance(r, JournalRepaired)]) == 1
+        assert len([r for r in journal.entries() if isinstance(r, JournalRepaired)]) == 1
 
 
 def test_leftover_temp_segment_is_removed(tmp_path, clock):

@@ -11,19 +11,20 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from b2bd.journal import Journal, replay
-from b2bd.journal.log import frame
+from b2bd.journal.entries import Codec, ConfigProblem, Entry, StateSnapshot, build_entry
 from b2bd.journal.memory import bits_of, encode_bits, key_of
-from b2bd.journal.records import Codec, ConfigProblem, Record, StateSnapshot, build_record
-from b2bd.journal.state import restore, snapshot
+from b2bd.journal.reader import frame
+from b2bd.journal.state import replay, restore, snapshot
+from b2bd.journal.writer import Journal
+from tests.support.clocks import StepClock
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
 
 
-def records(*items: tuple[str, dict[str, Any]]) -> list[Record]:
+def records(*items: tuple[str, dict[str, Any]]) -> list[Entry]:
     return [
-        build_record(type_, i + 1, T0 + i * dt.timedelta(seconds=1), fields)
+        build_entry(type_, i + 1, T0 + i * dt.timedelta(seconds=1), fields)
         for i, (type_, fields) in enumerate(items)
     ]
 
@@ -271,9 +272,9 @@ RECORD = st.one_of(
 )
 
 
-def _checkpoint(seq: int, prefix: list[Record]) -> Record:
+def _checkpoint(seq: int, prefix: list[Entry]) -> Entry:
     """The checkpoint compaction writes, framed and read back the way the journal does."""
-    record = build_record("checkpoint", seq, T0, {"state": snapshot(replay(prefix))})
+    record = build_entry("checkpoint", seq, T0, {"state": snapshot(replay(prefix))})
     return Codec.decoder.decode(frame(record)[:-1])
 
 
@@ -290,26 +291,19 @@ def test_replay_equals_replay_after_compaction(items, data):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(RECORD, max_size=30), st.lists(RECORD, max_size=10))
 def test_journal_state_equals_pure_replay_across_compaction(before, after):
-    class Clock:
-        now = T0
-
-        def __call__(self) -> dt.datetime:
-            self.now += dt.timedelta(seconds=1)
-            return self.now
-
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp)
-        with Journal.open(state_dir, Clock(), segment_bytes=600) as journal:
+        with Journal.open(state_dir, StepClock(T0), segment_bytes=600) as journal:
             for type_, fields in before:
                 journal.append(type_, **fields)
-            expected_before = replay(journal.records())
+            expected_before = replay(journal.entries())
             journal.compact()
             assert journal.state() == expected_before
             for type_, fields in after:
                 journal.append(type_, **fields)
             expected = replay([*records(*before), *records(*after)])
-            assert journal.state() == replay(journal.records())
-        with Journal.open(state_dir, Clock()) as journal:
+            assert journal.state() == replay(journal.entries())
+        with Journal.open(state_dir, StepClock(T0)) as journal:
             got = journal.state()
     # the journal's records carry other timestamps than the pure stream's; compare what the
     # timestamps do not touch

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from b2bd.journal import Journal
-from b2bd.journal.records import SlotMissed
+from b2bd.journal.entries import SlotMissed
+from b2bd.journal.writer import Journal
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
 WRITERS = 4
@@ -82,7 +82,7 @@ def crash_rounds(state: Path, rounds: int, seed: int) -> int:
     for round_no in range(rounds):
         all_acked.update((token, seq) for seq, token in _round(state, round_no, rng))
         with Journal.open(state) as journal:  # recovery; raises if it cannot
-            records = list(journal.records())
+            records = list(journal.entries())
         assert [r.seq for r in records] == list(range(1, len(records) + 1))
         seen = collections.Counter(r.task for r in records if isinstance(r, SlotMissed))
         assert max(seen.values(), default=1) == 1, "a record appears twice"

@@ -129,7 +129,8 @@ KILLED = textwrap.dedent(
     import datetime as dt, sys, threading
     from pathlib import Path
     from b2bd.config.load import load_config
-    from b2bd.journal import Journal, PupilKeyer
+    from b2bd.journal.writer import Journal
+    from b2bd.journal.keys import PupilKeyer
     from b2bd.transfer.engine import Engine
 
     def progress(event):

@@ -21,7 +21,7 @@ from transfer_world import (
     upn,
 )
 
-from b2bd.journal import Journal
+from b2bd.journal.writer import Journal
 
 D = "2026-11-02"  # a Monday in 2026/27
 D0 = "2026-07-01"  # before the leavers left

@@ -208,7 +208,7 @@ def test_leavers_memory_journaled_as_digests_of_delivered_pupils(world: World) -
     )
     world.run("abs", slot_at(D))
     record = next(r for r in world.journal_records() if r.type == "transfer-succeeded")
-    from b2bd.journal import PupilKeyer
+    from b2bd.journal.keys import PupilKeyer
 
     keyer = PupilKeyer(world.state)
     # only pupil 1 had an unauthorised absence delivered

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from transfer_world import OTHER, SECONDARY, World, pupil
 
-from b2bd.journal import read_journal
+from b2bd.journal.reader import read_journal
 from b2bd.sample import SchoolSpec, generate_pupils, write_export
 
 SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"

@@ -14,7 +14,9 @@ from oserrors import NOBODY, chown_tree, fill, open_tmp, root_owned_segment, run
 from transfer_world import SECONDARY, World, pupil, slot_at
 
 from b2bd.cli import main
-from b2bd.journal import Journal, PupilKeyer, read_journal, scan_journal
+from b2bd.journal.keys import PupilKeyer
+from b2bd.journal.reader import read_journal, scan_journal
+from b2bd.journal.writer import Journal
 
 __all__ = ["open_tmp"]
 

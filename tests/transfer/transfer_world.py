@@ -10,7 +10,8 @@ from typing import Any
 
 from b2bd.config.load import load_config
 from b2bd.config.model import Config
-from b2bd.journal import Journal, PupilKeyer
+from b2bd.journal.keys import PupilKeyer
+from b2bd.journal.writer import Journal
 from b2bd.records.upn import make_upn
 from b2bd.transfer.engine import Engine, RunResult
 from tests.support.config_dir import b2bd_yaml
@@ -245,7 +246,7 @@ class World:
 
     def journal_records(self) -> list[Any]:
         assert self._journal is not None
-        return list(self._journal.records())
+        return list(self._journal.entries())
 
     def close(self) -> None:
         if self._engine is not None:

@@ -1,18 +1,22 @@
-"""The journal's record types: one frozen struct per thing the daemon decided or did.
+"""The journal's entry types: one frozen struct per thing the daemon decided or did.
+
+Named ``Entry`` (:class:`Entry`, :class:`BadEntry`, :func:`build_entry`, :data:`ENTRY_TYPES`) apart
+from the pupil ``Record`` of :mod:`b2bd.records`; the text below and the on-disk format still say
+"record" for one entry's line.
 
 A record on disk is one JSON object per line. Its first keys are ``type`` (the record type, e.g.
 ``run-started``), ``seq`` (an integer, +1 per record across the whole journal) and ``ts`` (UTC,
 ISO 8601 with ``Z``, from the journal's injected clock); the type's own fields follow. The framing
-(the checksum after them) is :mod:`b2bd.journal.log`'s business, not this module's.
+(the checksum after them) is :mod:`b2bd.journal.reader`'s business, not this module's.
 
 Every instant in a record (``ts``, ``slot``) is a timezone-aware UTC ``datetime`` in memory and
 ``...Z`` on disk; an instant given with another offset is converted to UTC when the record is
 built, a naive one is refused. ``watermark`` stays the string the source reported (it is compared
 and handed back to the source, never computed with).
 
-Records are built only through :func:`build_record`, which validates the fields against the
+Records are built only through :func:`build_entry`, which validates the fields against the
 record type (unknown or missing fields, wrong types and unknown record types raise
-:class:`BadRecord`), so a record that was written can always be read back.
+:class:`BadEntry`), so a record that was written can always be read back.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ RunOutcome = Literal["succeeded", "partial", "failed"]
 TransferOutcome = Literal["succeeded", "failed", "skipped"]
 
 
-class BadRecord(ValueError):
-    """A record that does not match its type (a programming error in the caller)."""
+class BadEntry(ValueError):
+    """An entry that does not match its type (a programming error in the caller)."""
 
 
-class Record(msgspec.Struct, frozen=True, tag_field="type", gc=False):
+class Entry(msgspec.Struct, frozen=True, tag_field="type", gc=False):
     """Fields every record has. ``type`` is the record type name (the struct's tag)."""
 
     seq: int
@@ -45,7 +49,7 @@ class Record(msgspec.Struct, frozen=True, tag_field="type", gc=False):
         return str(self.__struct_config__.tag)
 
 
-class _Typed(Record, frozen=True, kw_only=True, gc=False):
+class _Typed(Entry, frozen=True, kw_only=True, gc=False):
     """Base of the concrete record types: their own fields are keyword-only and follow ``ts``."""
 
 
@@ -306,7 +310,7 @@ class Checkpoint(_Typed, frozen=True, tag="checkpoint", gc=False):
     state: StateSnapshot
 
 
-AnyRecord = (
+AnyEntry = (
     DaemonStarted
     | DaemonStopped
     | ConfigApplied
@@ -337,21 +341,21 @@ class TransferSucceededBrief(_Typed, frozen=True, tag="transfer-succeeded", gc=F
     left: str = ""
 
 
-BriefRecord = Union[  # noqa: UP007 (built from a tuple of types)
-    tuple(TransferSucceededBrief if c is TransferSucceeded else c for c in AnyRecord.__args__)
+BriefEntry = Union[  # noqa: UP007 (built from a tuple of types)
+    tuple(TransferSucceededBrief if c is TransferSucceeded else c for c in AnyEntry.__args__)
 ]
 
-RECORD_TYPES: dict[str, type[Record]] = {
-    str(cls.__struct_config__.tag): cls for cls in AnyRecord.__args__
+ENTRY_TYPES: dict[str, type[Entry]] = {
+    str(cls.__struct_config__.tag): cls for cls in AnyEntry.__args__
 }
 
 # ``ts`` is not among these: the journal sets it, already in UTC.
-_UTC_FIELDS: dict[type[Record], tuple[str, ...]] = {
+_UTC_FIELDS: dict[type[Entry], tuple[str, ...]] = {
     cls: tuple(f.name for f in msgspec.structs.fields(cls) if f.type is UtcTime and f.name != "ts")
-    for cls in RECORD_TYPES.values()
+    for cls in ENTRY_TYPES.values()
 }
-_OWN_FIELDS: dict[type[Record], frozenset[str]] = {
-    cls: frozenset(cls.__struct_fields__) - {"seq", "ts"} for cls in RECORD_TYPES.values()
+_OWN_FIELDS: dict[type[Entry], frozenset[str]] = {
+    cls: frozenset(cls.__struct_fields__) - {"seq", "ts"} for cls in ENTRY_TYPES.values()
 }
 
 
@@ -359,30 +363,30 @@ class Codec:
     """JSON encoding and decoding of records (one reusable encoder/decoder pair)."""
 
     encoder: ClassVar[msgspec.json.Encoder] = msgspec.json.Encoder()
-    decoder: ClassVar[msgspec.json.Decoder[AnyRecord]] = msgspec.json.Decoder(AnyRecord)
-    brief_decoder: ClassVar[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(BriefRecord)
+    decoder: ClassVar[msgspec.json.Decoder[AnyEntry]] = msgspec.json.Decoder(AnyEntry)
+    brief_decoder: ClassVar[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(BriefEntry)
 
 
-def build_record(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) -> Record:
+def build_entry(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) -> Entry:
     """The record of type ``type_`` with these fields, validated and with instants in UTC.
 
     Field values may be given loosely (tuples or sets for lists, dataclasses or dicts for nested
     values such as config problems, ISO strings for instants); they are converted.
     """
-    cls = RECORD_TYPES.get(type_)
+    cls = ENTRY_TYPES.get(type_)
     if cls is None:
-        raise BadRecord(f"unknown journal record type {type_!r}")
+        raise BadEntry(f"unknown journal record type {type_!r}")
     if not fields.keys() <= _OWN_FIELDS[cls]:
         if {"seq", "ts", "type"} & fields.keys():
-            raise BadRecord("seq, ts and type are set by the journal")
+            raise BadEntry("seq, ts and type are set by the journal")
         unknown = sorted(fields.keys() - _OWN_FIELDS[cls])
-        raise BadRecord(f"{type_}: unknown field(s) {', '.join(unknown)}")
+        raise BadEntry(f"{type_}: unknown field(s) {', '.join(unknown)}")
     try:
         record = msgspec.convert(
             {"seq": seq, "ts": ts, **fields}, cls, strict=False, from_attributes=True
         )
     except msgspec.ValidationError as exc:
-        raise BadRecord(f"{type_}: {exc}") from None
+        raise BadEntry(f"{type_}: {exc}") from None
     changes = {
         name: value.astimezone(dt.UTC)
         for name in _UTC_FIELDS[cls]
@@ -391,12 +395,12 @@ def build_record(type_: str, seq: int, ts: dt.datetime, fields: dict[str, Any]) 
     return msgspec.structs.replace(record, **changes) if changes else record
 
 
-def to_json(record: Record) -> bytes:
+def to_json(record: Entry) -> bytes:
     """The record's JSON object (no newline), keys in the order ``type, seq, ts, fields...``."""
     return Codec.encoder.encode(record)
 
 
-def to_plain(record: Record) -> dict[str, Any]:
+def to_plain(record: Entry) -> dict[str, Any]:
     """The record as plain JSON-compatible builtins (for ``journal cat`` and ``--format json``)."""
     out: dict[str, Any] = {"type": record.type}
     out.update(msgspec.to_builtins(record))

@@ -1,14 +1,33 @@
-"""Time for the daemon loop, injectable so clock-driven behaviour is tested without sleeping."""
+"""Time, injectable so clock-driven behaviour is tested without sleeping: the one place for it.
+
+- :func:`utc_now` and :data:`Now` (a function returning the aware UTC time): what the journal,
+  the engine and the connectors take as their ``clock``;
+- :class:`Clock`: what the daemon loop takes, a time that can also be waited on
+  (:class:`SystemClock`, or :class:`ShiftedClock` through ``B2BD_CLOCK_START``).
+
+Test clocks (``ManualClock``, ``StepClock``) live in ``tests/support/clocks.py``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-from b2bd.daemon.wake import Waker
+Now = Callable[[], dt.datetime]
+"""A clock as a plain function: the current aware UTC time."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Waker(Protocol):
+    """What a :class:`Clock` waits on (:class:`b2bd.daemon.wake.Waker`)."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Clock(Protocol):
@@ -23,7 +42,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return utc_now()
 
     def wait(self, event: Waker, timeout: float) -> bool:
         return event.wait(max(timeout, 0.0))
@@ -40,27 +59,6 @@ class ShiftedClock(SystemClock):
 
     def now(self) -> dt.datetime:
         return self._start + dt.timedelta(seconds=time.monotonic() - self._t0)
-
-
-class ManualClock:
-    """A clock that only moves when told to (``advance``); waiting never moves it. For
-    in-process tests, which move time and then wake the loop."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self._now = start.astimezone(dt.UTC)
-        self._lock = threading.Lock()
-
-    def now(self) -> dt.datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += dt.timedelta(seconds=seconds)
-
-    def wait(self, event: Waker, timeout: float) -> bool:
-        # A short real wait: the loop turns often enough to see time the test has moved.
-        return event.wait(0.05)
 
 
 def clock_from_environment() -> Clock:
