@@ -29,13 +29,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _deployment import DaemonProcess, Deployment
+from _deployment import Deployment
 from journal import write_bulk
 
 from b2bd.journal.entries import Entry, RunFinished, RunStarted, TransferSucceeded
 from b2bd.journal.keys import PupilKeyer
 from b2bd.journal.memory import bits_of, encode_bits
 from b2bd.journal.writer import DEFAULT_SEGMENT_BYTES, Journal
+from tests.support.daemon import DaemonProcess
 
 T0 = dt.datetime(2026, 9, 1, 6, 0, tzinfo=dt.UTC)
 REPLAY_TARGET = 3.0  # seconds
