@@ -187,6 +187,7 @@ def test_the_checker_counts_a_package_init_that_imports_back(tmp_path: Path) -> 
 PURE_CORE = frozenset(
     {
         "b2bd.schedule",
+        "b2bd.shard",
         "b2bd.config",
         "b2bd.config.model",
         "b2bd.config.build",

@@ -27,6 +27,7 @@ from typing import Any
 
 from b2bd import __version__
 from b2bd.faults import explain
+from b2bd.shard import Shard, parse_shard
 
 # Command modules, in the order `b2bd --help` lists them.
 COMMANDS = (
@@ -41,6 +42,20 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 class UsageError(Exception):
     """A problem with how b2bd was called or with a file it was pointed at (exit 2)."""
+
+
+def shard_option(text: str) -> Shard:
+    """argparse type of ``--shard I/N`` (``validate``, ``plan``)."""
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+SHARD_HELP = (
+    "show shard I of N's view (0 <= I < N): the bases that instance owns, as `shard: {index: "
+    "I, of: N}` in b2bd.yaml would select them"
+)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -9,14 +9,21 @@ from pathlib import Path
 from b2bd.cli import UsageError
 from b2bd.config.load import ConfigDirError, load_config
 from b2bd.config.model import Config, Settings
+from b2bd.config.rules import ShardChoice
 
 
-def load(root: Path, *, now: dt.datetime | None = None, workers: int = 1) -> Config:
+def load(
+    root: Path,
+    *,
+    now: dt.datetime | None = None,
+    workers: int = 1,
+    shard: ShardChoice = "config",
+) -> Config:
     """The config at ``root`` (every problem in it reported in ``Config.problems``); raises
-    UsageError when ``root`` itself cannot be read. ``now`` and ``workers`` as for
+    UsageError when ``root`` itself cannot be read. ``now``, ``workers`` and ``shard`` as for
     :func:`~b2bd.config.load.load_config`."""
     try:
-        return load_config(root, now=now, workers=workers)
+        return load_config(root, now=now, workers=workers, shard=shard)
     except ConfigDirError as exc:
         raise UsageError(str(exc)) from exc
 

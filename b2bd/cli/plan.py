@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from b2bd.cli import UsageError
+from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load
 from b2bd.config.model import DEFAULT_TIMEZONE, Task
 from b2bd.schedule import local_to_utc, merge_slots, next_slot
+from b2bd.shard import Shard
 
 DEFAULT_COUNT = 10
 _TICK = dt.timedelta(microseconds=1)
@@ -52,6 +53,12 @@ def register(sub: Any) -> None:
     p.add_argument("--until", metavar="ISO", help="stop here (inclusive); same forms as --from")
     p.add_argument("--task", metavar="ID", help="only this task")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--shard",
+        type=shard_option,
+        metavar="I/N",
+        help=f"{SHARD_HELP} (default: b2bd.yaml's shard, if it has one)",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,28 +84,44 @@ class Plan:
     slots: tuple[Planned, ...]
     disabled: int
     expired: int
+    shard: Shard | None = None
+    elsewhere: int = 0  # tasks left out: none of their bases is on this shard
 
 
 def make_plan(
-    tasks: Sequence[Task], start: dt.datetime, until: dt.datetime | None, count: int | None
+    tasks: Sequence[Task],
+    start: dt.datetime,
+    until: dt.datetime | None,
+    count: int | None,
+    shard: Shard | None = None,
 ) -> Plan:
     """The slots ``start <= s <= until`` of the enabled tasks, at most ``count`` in all.
 
     A task is *expired* when it has no slot at or after ``start`` at all (not merely none
-    before ``until``). Pure: ``start`` is given.
+    before ``until``). With a ``shard`` (the tasks' targets are already that shard's), a task
+    without a target runs on other instances only and is left out. Pure: ``start`` is given.
     """
     after = start - _TICK  # the calendar's `after` is exclusive; plan's --from is inclusive
-    enabled = [t for t in tasks if t.enabled]
+    here = [t for t in tasks if shard is None or t.targets]
+    enabled = [t for t in here if t.enabled]
     live = {t.id: t for t in enabled if next_slot(t.schedule, after) is not None}
     merged = merge_slots({i: t.schedule for i, t in live.items()}, after, until)
     chosen = merged if count is None else itertools.islice(merged, count)
     slots = tuple(Planned(task, slot, live[task].schedule.timezone) for slot, task in chosen)
-    return Plan(start, until, slots, len(tasks) - len(enabled), len(enabled) - len(live))
+    return Plan(
+        start,
+        until,
+        slots,
+        len(here) - len(enabled),
+        len(enabled) - len(live),
+        shard,
+        len(tasks) - len(here),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
-    config = load(args.config, now=now)
+    config = load(args.config, now=now, shard=args.shard or "config")
     errors = sum(p.severity == "error" for p in config.problems)
     if errors:
         print(
@@ -117,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         if not tasks:
             raise UsageError(f"no valid task {args.task!r} in {args.config}")
     count = args.count if args.count is not None or until is not None else DEFAULT_COUNT
-    plan = make_plan(tasks, start, until, count)
+    shard = config.settings.shard if config.settings else args.shard
+    plan = make_plan(tasks, start, until, count, shard)
     print(format_json(plan) if args.format == "json" else format_text(plan, zone), end="")
     return 0
 
@@ -200,15 +224,20 @@ def _heading(plan: Plan, zone: ZoneInfo) -> str:
         until = plan.until.astimezone(zone)
         span += f" until {until:%a %Y-%m-%d %H:%M} {until.tzname()}"
     noun = "slot" if len(plan.slots) == 1 else "slots"
-    return f"{len(plan.slots)} {noun} {span} ({zone.key}):"
+    on = f" on shard {plan.shard}" if plan.shard is not None else ""
+    return f"{len(plan.slots)} {noun}{on} {span} ({zone.key}):"
 
 
 def _left_out(plan: Plan) -> str:
-    parts: Mapping[str, int] = {"disabled": plan.disabled, "expired (no slot left)": plan.expired}
+    parts: Mapping[str, int] = {
+        "disabled": plan.disabled,
+        "expired (no slot left)": plan.expired,
+        "with no base on this shard": plan.elsewhere,
+    }
     shown = [f"{n} {why}" for why, n in parts.items() if n]
     if not shown:
         return ""
-    total = plan.disabled + plan.expired
+    total = plan.disabled + plan.expired + plan.elsewhere
     return f"Left out {total} task{'s' if total != 1 else ''}: {', '.join(shown)}."
 
 

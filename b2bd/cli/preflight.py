@@ -39,6 +39,9 @@ def run_preflight(args: argparse.Namespace) -> int:
     la = _la_report(config)
     task = _task(config, args.task) if args.task else None
     bases = selected_bases(task, config) if task else list(config.bases.values())
+    shard = config.settings.shard if config.settings else None
+    if shard is not None:  # another instance reaches the others (b2bd.yaml shard:)
+        bases = [b for b in bases if shard.owns(b.id)]
     reports = [check_base(base, config.settings, task=task) for base in bases]
     ready = overall(la, reports)
     if args.format == "json":

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from b2bd.cli import UsageError
+from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load
 from b2bd.config.load import split_ignored
 from b2bd.config.model import Config, Problem
 from b2bd.config.rules import ERROR_RULES, WARNING_RULES
+from b2bd.shard import Shard
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -37,13 +38,16 @@ def register(sub: Any) -> None:
         metavar="RULE",
         help="accept this rule's warnings (repeatable; adds to b2bd.yaml's ignore: list)",
     )
+    p.add_argument("--shard", type=shard_option, metavar="I/N", help=SHARD_HELP)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     ignore = _ignored_rules(args.ignore)
-    # A one-shot process without threads: a large config may be parsed on every core.
-    config = load(args.config, workers=_cores())
+    # A one-shot process without threads: a large config may be parsed on every core. The
+    # config is checked for every instance (an index b2bd.yaml reads from the environment is
+    # not needed), or as one shard's view.
+    config = load(args.config, workers=_cores(), shard=args.shard or "all")
     problems, ignored = split_ignored(config.problems, ignore)
     ignored = tuple(sorted((*config.ignored, *ignored)))
     errors = sum(p.severity == "error" for p in problems)
@@ -77,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             f"{shown}: {files} files, {len(config.tasks)} tasks, {len(config.bases)} bases: "
             f"{verdict} ({errors} errors, {warnings} warnings{tail})"
         )
+        if args.shard is not None:
+            print(shard_line(config, args.shard))
     return EXIT_VALID if valid else EXIT_INVALID
 
 
@@ -126,13 +132,29 @@ def github_line(p: Problem, root: Path) -> str:
     )
 
 
+def owned_bases(config: Config, shard: Shard) -> list[str]:
+    return sorted(b for b in config.bases if shard.owns(b))
+
+
+def shard_line(config: Config, shard: Shard) -> str:
+    """What ``--shard`` adds to the text output: how much of the config that instance owns."""
+    reached = sum(bool(t.targets) for t in config.tasks.values())
+    return (
+        f"shard {shard}: {len(owned_bases(config, shard))} of {len(config.bases)} bases; "
+        f"{reached} of {len(config.tasks)} tasks reach a base on it"
+    )
+
+
 def summary(
     config: Config,
     valid: bool,
     problems: Iterable[Problem] | None = None,
     ignored: Iterable[Problem] = (),
 ) -> dict[str, Any]:
-    return {
+    """``validate --format json``; loaded as one shard's view (``--shard``), also ``shard``:
+    its index, count, the bases it owns and each task's targets on it (tasks without one left
+    out)."""
+    found: dict[str, Any] = {
         "valid": valid,
         "files": len(config.digests),
         "tasks": len(config.tasks),
@@ -151,6 +173,15 @@ def summary(
             for p in (config.problems if problems is None else problems)
         ],
     }
+    shard = config.settings.shard if config.settings else None
+    if shard is not None:
+        found["shard"] = {
+            "index": shard.index,
+            "of": shard.of,
+            "bases": owned_bases(config, shard),
+            "tasks": {t.id: list(t.targets) for t in config.tasks.values() if t.targets},
+        }
+    return found
 
 
 GITLAB_SEVERITY = {"error": "critical", "warning": "minor"}

@@ -16,7 +16,7 @@ import errno
 import functools
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
@@ -26,12 +26,14 @@ from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, S
 from b2bd.config.parallel import fork_map
 from b2bd.config.rules import (
     BaseIndex,
+    ShardChoice,
     duplicate_ids,
     endpoint_findings,
     ignore_findings,
     la_findings,
     registry_problems,
     resolve_bases,
+    resolve_shard,
     task_findings,
 )
 from b2bd.config.schema import DocumentKind, Finding, check
@@ -45,6 +47,7 @@ from b2bd.config.yamlfile import (
     read_bytes,
 )
 from b2bd.faults import explain
+from b2bd.shard import Shard
 
 # Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
 _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
@@ -243,6 +246,8 @@ def load_config(
     last_good: Config | None = None,
     cache: ParseCache | None = None,
     workers: int = 1,
+    shard: ShardChoice = "config",
+    environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Validate every file under ``root`` and build the model from the valid ones.
 
@@ -251,8 +256,12 @@ def load_config(
     ``workers`` > 1 parses and schema-checks the files in that many processes when more than
     POOL_MIN_FILES need it; it forks, so only a process without other threads may ask for it
     (``b2bd validate`` does; the daemon does not). The result is the same either way.
+    ``shard`` chooses whose view the tasks' targets are (:data:`~b2bd.config.rules.ShardChoice`;
+    b2bd.yaml's by default, its ``{env: NAME}`` index read from ``environ``, default
+    ``os.environ``): a task's targets are the bases it would reach that the shard owns.
     Raises ConfigDirError only when ``root`` itself is unusable.
     """
+    environ = os.environ if environ is None else environ
     now = now or dt.datetime.now(dt.UTC)
     root = root.absolute()
     names = config_files(root)
@@ -265,13 +274,17 @@ def load_config(
         for key in [k for k in cache if k not in live]:
             del cache[key]
 
-    settings = _settings(settings_file, root, last_good)
+    settings = _settings(settings_file, root, last_good, shard, environ)
     bases = _bases(bases_file, root, settings, last_good)
     tasks_problem = tasks_dir_problem(root)
     if tasks_problem is not None and last_good is not None:
         tasks = dict(last_good.tasks)  # an unusable tasks/ keeps every last good task in force
     else:
-        tasks = _tasks(task_files, bases, settings, now, last_good)
+        # The shard b2bd.yaml gave, or the one asked for even when b2bd.yaml is unusable.
+        owner = settings.shard if settings is not None else None
+        if isinstance(shard, Shard):
+            owner = shard
+        tasks = _tasks(task_files, bases, settings, now, last_good, owner)
 
     files = [settings_file, bases_file, *task_files]
     found = [p for f in files for p in f.positioned()]
@@ -297,15 +310,24 @@ def split_ignored(
     return tuple(reported), tuple(ignored)
 
 
-def _settings(file: _File, root: Path, last_good: Config | None) -> Settings | None:
+def _settings(
+    file: _File,
+    root: Path,
+    last_good: Config | None,
+    shard: ShardChoice,
+    environ: Mapping[str, str],
+) -> Settings | None:
     if file.doc is None or file.has_errors:
         return last_good.settings if last_good else None
     settings = build_settings(file.doc.data, root)
     for finding in (*la_findings(settings), *ignore_findings(file.doc.data.get("ignore", ()))):
         file.add(finding)
+    owned, findings = resolve_shard(file.doc.data.get("shard"), shard, environ)
+    for finding in findings:
+        file.add(finding)
     if file.has_errors:
         return last_good.settings if last_good else None
-    return settings
+    return replace(settings, shard=owned)
 
 
 def _bases(
@@ -350,6 +372,7 @@ def _tasks(
     settings: Settings | None,
     now: dt.datetime,
     last_good: Config | None,
+    shard: Shard | None,
 ) -> dict[str, Task]:
     zone = settings.timezone if settings else DEFAULT_TIMEZONE
     defaults = settings.defaults if settings else Policy()
@@ -363,7 +386,8 @@ def _tasks(
         for finding in (*resolution.findings, *task_findings(task, settings, now)):
             file.add(finding)
         if not file.has_errors:
-            built[file.name] = replace(task, targets=resolution.targets)
+            targets = shard.owned(resolution.targets) if shard else resolution.targets
+            built[file.name] = replace(task, targets=targets)
 
     for task_id, claimants in duplicate_ids(built.values()).items():
         others = ", ".join(t.file for t in claimants)

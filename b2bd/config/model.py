@@ -20,6 +20,7 @@ from b2bd.schedule import Once as Once
 from b2bd.schedule import Rule as Rule
 from b2bd.schedule import Schedule as Schedule
 from b2bd.schedule import Weekly as Weekly
+from b2bd.shard import Shard
 
 Severity = Literal["error", "warning"]
 Direction = Literal["from-school", "to-school"]
@@ -149,7 +150,8 @@ class Cohort:
 @dataclass(frozen=True)
 class Task:
     """One task file. ``targets`` are the bases the selector resolved to after the rule checks
-    excluded (with warnings) the tag/all-selected bases that cannot take part."""
+    excluded (with warnings) the tag/all-selected bases that cannot take part, and that this
+    instance's shard owns (``Settings.shard``: all of them without one)."""
 
     id: str
     file: str
@@ -183,6 +185,9 @@ class Settings:
     metrics_listen: tuple[str, int] | None = None  # (host, port) for /metrics; None: off
     credentials: dict[str, CredentialSource] = field(default_factory=dict, hash=False)
     ignore: frozenset[str] = frozenset()  # warning rule ids accepted: reported as ignored
+    # The bases this instance owns (DESIGN section 10); None: all of them. Set by the loader
+    # from b2bd.yaml's ``shard`` (its index perhaps from the environment) or a --shard option.
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Endpoint, Settings, Task
 from b2bd.config.schema import Finding
 from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
 from b2bd.schedule import Monthly, Once, Schedule, Weekly, next_slot
+from b2bd.shard import Shard, index_from_env
 
 HEAVY_MONTHS = 6
 
@@ -48,6 +50,7 @@ ERROR_RULES = frozenset(
         "timezone-unknown",
         "la-prerequisites",
         "metrics-listen",
+        "shard-index",
         "ignore-not-warning",
     }
 )
@@ -103,6 +106,49 @@ def ignore_findings(ignore: Iterable[str]) -> Iterator[Finding]:
                 f"{rule} is not a rule id b2bd reports: nothing to ignore",
                 "warning",
             )
+
+
+ShardChoice = Shard | Literal["config", "all"]
+"""Whose view a load takes: ``"config"`` the shard b2bd.yaml names (its index read from the
+environment when it says ``{env: NAME}``), ``"all"`` every base (``validate`` without
+``--shard``: the config is checked for every instance, so an unset variable is no problem), or a
+given :class:`~b2bd.shard.Shard` (``--shard I/N``)."""
+
+
+def resolve_shard(
+    doc: Mapping[str, Any] | None, choice: ShardChoice, environ: Mapping[str, str]
+) -> tuple[Shard | None, tuple[Finding, ...]]:
+    """The shard a load works as (None: it owns every base) and the ``shard-index`` findings on
+    b2bd.yaml's schema-valid ``shard`` mapping (``doc``; None when absent).
+
+    An index outside ``0 .. of-1`` is an error whatever the choice; an index taken from the
+    environment is only read (and its absence or a bad value only reported) for ``"config"``:
+    a daemon that cannot tell which bases are its own must not start, or take all of them.
+    """
+    findings: list[Finding] = []
+    configured: Shard | None = None
+    if doc is not None:
+        of, index = int(doc["of"]), doc["index"]
+        if isinstance(index, int):
+            if index >= of:
+                findings.append(
+                    Finding(
+                        "/shard/index",
+                        "shard-index",
+                        f"shard index {index} is out of range for of: {of} (0 to {of - 1})",
+                    )
+                )
+            else:
+                configured = Shard(index, of)
+        elif choice == "config":
+            found = index_from_env(str(index["env"]), of, environ)
+            if isinstance(found, str):
+                findings.append(Finding("/shard/index/env", "shard-index", found))
+            else:
+                configured = Shard(found, of)
+    if isinstance(choice, Shard):
+        return choice, tuple(findings)
+    return (configured if choice == "config" else None), tuple(findings)
 
 
 def registry_problems(

@@ -404,8 +404,11 @@ class Daemon:
                      slot=upcoming.isoformat() if upcoming else None)  # fmt: skip
 
     def _plan(self, task: Task) -> None:
-        """When the loop next has to look at this task (its next slot after the cursor)."""
-        upcoming = next_slot(task.schedule, self.cursor[task.id]) if task.enabled else None
+        """When the loop next has to look at this task (its next slot after the cursor). A task
+        with no base on this instance's shard is never due here (no slot is run, missed or
+        skipped in this journal): another instance runs it."""
+        idle = _idle(task)
+        upcoming = None if idle else next_slot(task.schedule, self.cursor[task.id])
         if upcoming is None:
             self.next_at.pop(task.id, None)
         else:
@@ -478,9 +481,10 @@ class Daemon:
             self.next_at.pop(task_id, None)
         for task in config.tasks.values():
             # A task with no history has missed nothing: it starts counting from now. So does a
-            # suspended one: its slots are not missed, they were not wanted.
+            # suspended one, or one with no base on this shard: its slots are not missed, they
+            # were not wanted here.
             was = old.tasks.get(task.id) if old else None
-            if not task.enabled or (was is not None and not was.enabled):
+            if _idle(task) or (was is not None and _idle(was)):
                 self.cursor[task.id] = now
             self.cursor.setdefault(task.id, now)
             self._plan(task)
@@ -567,3 +571,9 @@ def _git_commit(root: Path) -> str | None:
         return None
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and len(commit) >= 40 else None
+
+
+def _idle(task: Task) -> bool:
+    """A task this instance never runs on schedule: suspended, or without a base of its own
+    (every base it reaches belongs to another shard)."""
+    return not task.enabled or not task.targets

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from b2bd.config.model import Config, Task
+from b2bd.shard import shard_of
 from b2bd.transfer.engine import Progress, RunResult, TransferResult
 
 RefusalCode = Literal[
@@ -114,6 +115,17 @@ def check_request(
         # Only the bases validation left the task: never one that is excluded, locked down
         # or in error in bases.yaml (the run-time guard would stop it anyway).
         outside = [b for b in request.bases if b not in task.targets]
+        shard = config.settings.shard if config.settings else None
+        elsewhere = [b for b in outside if shard is not None and not shard.owns(b)]
+        if elsewhere and shard is not None:
+            # Another instance owns it and keeps its watermarks: a run from here would resend
+            # what that instance has delivered and move no watermark of its own.
+            owners = ", ".join(f"{b} (shard {shard_of(b, shard.of)})" for b in elsewhere)
+            raise TriggerRefused(
+                "bad-base",
+                f"base(s) {owners} belong to another instance: this one is shard {shard} "
+                "(shard: in b2bd.yaml); trigger there",
+            )
         if outside:
             raise TriggerRefused(
                 "bad-base",
@@ -123,8 +135,10 @@ def check_request(
             )
         bases = request.bases
     if not bases:
+        shard = config.settings.shard if config.settings else None
+        where = f" here (this instance is shard {shard})" if shard is not None else ""
         raise TriggerRefused(
-            "no-bases", f"task {task.id} has no bases to run on (see `b2bd validate`)"
+            "no-bases", f"task {task.id} has no bases to run on{where} (see `b2bd validate`)"
         )
     return task, tuple(bases)
 
