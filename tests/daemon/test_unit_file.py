@@ -14,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "b2bd.service"
+TEMPLATE = REPO / "systemd" / "b2bd@.service"  # one instance per config dir (DESIGN section 10)
+# systemd-analyze reads the instance name from the file name: the template as instance "essex".
+UNITS = {"b2bd.service": UNIT, "b2bd@essex.service": TEMPLATE}
 
 
 @pytest.fixture(autouse=True)
@@ -22,28 +25,59 @@ def _systemd_analyze() -> None:
         pytest.fail("systemd-analyze is not installed (.ci/run installs systemd)")
 
 
-def test_security_exposure_is_at_most_2() -> None:
+@pytest.mark.parametrize("name", UNITS)
+def test_security_exposure_is_at_most_2(name: str, tmp_path: Path) -> None:
+    unit = tmp_path / name
+    shutil.copy(UNITS[name], unit)
     out = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", str(UNIT)],
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
         capture_output=True, text=True, timeout=60, check=False,
     ).stdout  # fmt: skip
-    match = re.search(r"Overall exposure level for b2bd\.service: ([0-9.]+)", out)
+    match = re.search(rf"Overall exposure level for {re.escape(name)}: ([0-9.]+)", out)
     assert match, out
     assert float(match.group(1)) <= 2.0
 
 
-def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_analyze_verify_is_clean(name: str, tmp_path: Path) -> None:
     # verify checks that ExecStart's binary exists: point it at this checkout's entry point.
     b2bd = Path(sys.executable).with_name("b2bd")
     assert b2bd.exists()
-    unit = tmp_path / "b2bd.service"
-    unit.write_text(UNIT.read_text().replace("/opt/b2bd/venv/bin/b2bd", str(b2bd)))
+    unit = tmp_path / name
+    unit.write_text(UNITS[name].read_text().replace("/opt/b2bd/venv/bin/b2bd", str(b2bd)))
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def directives(unit: Path) -> list[str]:
+    return [
+        line
+        for line in unit.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_the_template_is_the_unit_with_per_instance_places_only() -> None:
+    """One hardening, not two drifting copies: every directive of b2bd@.service is
+    b2bd.service's, in the same order, but for the instance's name and directories."""
+    per_instance = {
+        "Description=b2bd %i - scheduled B2B:Student pupil-data exchange",
+        "ExecStart=/opt/b2bd/venv/bin/b2bd --config /etc/b2bd/%i run",
+        "ConfigurationDirectory=b2bd/%i",
+        "StateDirectory=b2bd/%i",
+        "RuntimeDirectory=b2bd/%i",
+    }
+    unit, template = directives(UNIT), directives(TEMPLATE)
+    assert len(unit) == len(template)
+    differ = {t for u, t in zip(unit, template, strict=True) if u != t}
+    assert differ == per_instance
+    for u, t in zip(unit, template, strict=True):
+        if u != t:  # the same directive, another value
+            assert u.split("=", 1)[0] == t.split("=", 1)[0]
 
 
 def test_unit_speaks_notify_and_reloads_with_sighup() -> None:
