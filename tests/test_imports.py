@@ -217,6 +217,7 @@ PURE_CORE = frozenset(
         "b2bd.run_names",
         "b2bd.migrate",
         "b2bd.faults",
+        "b2bd.telemetry",
     }
 )
 """The modules that decide (README's architecture: no clock, no I/O)."""

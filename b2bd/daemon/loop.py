@@ -46,6 +46,7 @@ from b2bd.config.load import TASKS_DIR, ConfigDirError, ParseCache, file_digests
 from b2bd.config.model import Config, Problem, Task
 from b2bd.daemon.control import ControlError, ControlServer
 from b2bd.daemon.due import due
+from b2bd.daemon.metrics import Metrics, MetricsError, MetricsServer
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.protocol import daemon_socket
 from b2bd.daemon.requests import ControlRequests, ManualTrigger
@@ -54,7 +55,7 @@ from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
 from b2bd.faults import explain
 from b2bd.journal.keys import KeyFileError, open_keyer
-from b2bd.journal.reader import JournalError, repair_message
+from b2bd.journal.reader import JOURNAL_DIR, JournalError, repair_message
 from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
@@ -108,6 +109,8 @@ class Daemon:
         self.triggers: queue.SimpleQueue[ManualTrigger] = queue.SimpleQueue()
         self.stopping = False  # read by control-socket threads
         self.control: ControlServer | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
         self._watch_error: str | None = None
         self.abandoned = 0
         """Transfers still running when the grace period ended (their threads left behind)."""
@@ -169,6 +172,16 @@ class Daemon:
             except ControlError as exc:
                 log.error("control-socket-unusable", error=str(exc))
                 return EXIT_JOURNAL
+            if settings.metrics_listen is not None:
+                self.metrics = Metrics(settings.state_dir / JOURNAL_DIR, state)
+                self.metrics.vitals = self._vitals
+                try:
+                    self.metrics_server = MetricsServer.start(settings.metrics_listen, self.metrics)
+                except MetricsError as exc:
+                    log.error("metrics-unusable", error=str(exc))
+                    self.control.close("the daemon could not start")
+                    return EXIT_JOURNAL
+                journal.listen(self.metrics.entry)
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
             _close_interrupted_runs(journal, state)
             self.engine = Engine(
@@ -179,8 +192,10 @@ class Daemon:
                 pool=pool,
                 clock=self.clock.now,
             )
-            self.runs = Runs(self.engine, pool, self.wake.set)
+            self.runs = Runs(self.engine, pool, self.wake.set, self.metrics)
             self._apply(config, state, first=True)
+            if self.metrics is not None:
+                self.metrics.loaded(self.clock.now(), start=True, config=config)
             self._watch(first=True)
             self.notifier.ready(self._status())
             log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
@@ -194,6 +209,8 @@ class Daemon:
                     self._shutdown()
                 finally:
                     self.control.close("the daemon exited")
+                    if self.metrics_server is not None:
+                        self.metrics_server.close()
         finally:
             # Never wait for a stuck worker: abandoned threads are left to the caller.
             pool.shutdown(wait=not self.abandoned, cancel_futures=True)
@@ -216,6 +233,14 @@ class Daemon:
             self._watch_error = error
             return
         self._watch_error = None
+
+    def _vitals(self) -> tuple[str | None, str | None, bool]:
+        """For /healthz (a server thread): why the watcher is not running, why the journal
+        takes no records, whether the daemon is stopping."""
+        watch = self._watch_error
+        if watch is None and not self.watcher.alive():
+            watch = "its thread is not running"
+        return watch, self.journal.failed, self.stopping
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -332,6 +357,9 @@ class Daemon:
             if watchdog_every is not None and mono - last_ping >= watchdog_every:
                 self.notifier.watchdog()
                 last_ping = mono
+            if self.metrics is not None:
+                assert self.config is not None
+                self.metrics.publish(self.config, self.next_at)
             timeout = self._sleep_for(now, mono, last_rescan, changed_at, watchdog_every, last_ping)
             self.clock.wait(self.wake, timeout)
 
@@ -427,9 +455,13 @@ class Daemon:
             )
         except ConfigDirError as exc:
             log.error("config-unusable", error=str(exc))
+            if self.metrics is not None:
+                self.metrics.loaded(self.clock.now(), start=False, config=None)
             self.notifier.ready(self._status())
             return
         self._apply(config, None, first=False)
+        if self.metrics is not None:
+            self.metrics.loaded(self.clock.now(), start=False, config=config)
         self.notifier.ready(self._status())
 
     def _digests_unchanged(self) -> bool:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
@@ -43,6 +45,14 @@ Pair = tuple[str, str]  # (task id, base id)
 OnFinished = Callable[[RunResult], None]
 
 
+class TransferWatch(Protocol):
+    """Told when each transfer starts running on a worker and when it ends (the metrics)."""
+
+    def began(self, task: str) -> None: ...
+
+    def ended(self, task: str, seconds: float) -> None: ...
+
+
 @dataclass
 class _Run:
     context: RunContext
@@ -61,8 +71,15 @@ class _Pending:
 
 
 class Runs:
-    def __init__(self, engine: Engine, pool: Executor, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        pool: Executor,
+        wake: Callable[[], None],
+        watch: TransferWatch | None = None,
+    ) -> None:
         self._engine = engine
+        self._watch = watch
         self._pool = pool
         self._wake = wake
         # Re-entrant: a transfer that is already done when its callback is added runs the
@@ -163,9 +180,24 @@ class Runs:
     def _submit(self, run_id: str, base_id: str) -> None:
         run = self._runs[run_id]
         pair = (run.context.task.id, base_id)
-        future = self._pool.submit(self._engine.run_transfer, run.context, base_id, run.on_progress)
+        future = self._pool.submit(self._transfer, run.context, base_id, run.on_progress)
         self._running[pair] = future
         future.add_done_callback(lambda f, r=run_id, b=base_id: self._done(r, b, f))
+
+    def _transfer(
+        self, context: RunContext, base_id: str, on_progress: OnProgress | None
+    ) -> TransferResult:
+        """On a worker: the engine's transfer, timed for the watch."""
+        watch = self._watch
+        if watch is None:
+            return self._engine.run_transfer(context, base_id, on_progress)
+        task = context.task.id
+        began = time.monotonic()
+        watch.began(task)
+        try:
+            return self._engine.run_transfer(context, base_id, on_progress)
+        finally:
+            watch.ended(task, time.monotonic() - began)
 
     def _done(self, run_id: str, base_id: str, future: Future[TransferResult]) -> None:
         finished: _Run | None = None

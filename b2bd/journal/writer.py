@@ -46,7 +46,7 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -247,6 +247,7 @@ class Journal:
         self._closed = False
         self._repaired_files: frozenset[str] = frozenset()
         self.repairs: list[JournalRepaired] = []
+        self._listeners: list[Callable[[Entry], None]] = []
 
     # opening -----------------------------------------------------------------
 
@@ -396,7 +397,15 @@ class Journal:
             failed = self._lead(waiter) if waiter.outcome is _LEAD else waiter.outcome
         if failed is not None:
             raise JournalFailed(failed)
+        for listener in self._listeners:
+            listener(record)
         return record
+
+    def listen(self, listener: Callable[[Entry], None]) -> None:
+        """Call ``listener`` with every entry appended from now on, once it is durable, on the
+        appending thread and outside the journal's lock (the daemon's metrics). It must not
+        raise: the entry is written either way, and the appender would see the exception."""
+        self._listeners.append(listener)
 
     @property
     def failed(self) -> str | None:

@@ -1,0 +1,371 @@
+"""``/metrics`` and ``/healthz`` of a real daemon subprocess, scraped over real HTTP on
+127.0.0.1 (README "Metrics and health")."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from deployment import BASE, Deployment
+from prometheus_client.parser import text_string_to_metric_families
+
+from b2bd.journal.reader import read_journal
+from tests.oserrors import fill, tmpfs
+from tests.support.config_dir import b2bd_yaml
+from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "deploy" / "monitoring"
+DEFAULTS = "{retries: 0, retry_backoff: 1s, timeout: 5m}"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_metrics(d: Deployment, port: int) -> None:
+    extra = f'metrics: {{listen: "127.0.0.1:{port}"}}\n'
+    settings = b2bd_yaml(d.state, d.la, concurrency=4, defaults=DEFAULTS, extra=extra)
+    d.config.joinpath("b2bd.yaml").write_text(settings)
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    """(status, content type, body) of one GET."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read().decode()
+        return response.status, response.getheader("Content-Type") or "", body
+    finally:
+        conn.close()
+
+
+def scrape(port: int) -> tuple[Samples, set[str], str]:
+    """Every sample by (name, labels), the family names, and the text."""
+    status, content_type, text = get(port, "/metrics")
+    assert status == 200, text
+    assert content_type.startswith("text/plain"), content_type
+    samples: Samples = {}
+    families: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        families.add(family.name)
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples, families, text
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def wait_until(check, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def good_and_failing(d: Deployment) -> None:
+    """Task ``good`` reads a real export of 8814001; ``bad`` a school whose share is not there."""
+    d.add_school("8814001")
+    d.bases.append(BASE.format(id="8814002", path=d.root / "unmounted"))
+    d.config.joinpath("bases.yaml").write_text("bases:\n" + "".join(d.bases))
+    d.add_task("good", "8814001")
+    d.add_task("bad", "8814002")
+
+
+def journal_bytes(state: Path) -> int:
+    return sum(
+        p.stat().st_size
+        for p in (state / "journal").iterdir()
+        if p.name.endswith((".log", ".sum", ".jsonl"))
+    )
+
+
+def test_metrics_after_a_success_a_failed_base_and_a_rejected_reload_then_a_restart(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    d = deployment
+    good_and_failing(d)
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket, "--now")
+    try:
+        notify_socket.wait_for("READY=1")
+        d.wait_for(lambda: len(d.records("run-finished")) == 2, 30, "both runs")
+        (success,) = d.records("transfer-succeeded")
+        (failure,) = d.records("transfer-failed")
+        assert failure["base"] == "8814002"
+        succeeded_at = _unix(str(success["ts"]))
+        samples, _, text = scrape(port)
+        transfers = {
+            (dict(k[1])["task"], dict(k[1])["base"], dict(k[1])["outcome"]): v
+            for k, v in samples.items()
+            if k[0] == "b2bd_transfers_total"
+        }
+        assert transfers == {("good", "8814001", "succeeded"): 1, ("bad", "8814002", "failed"): 1}
+        last = {
+            tuple(sorted(dict(k[1]).items())): v
+            for k, v in samples.items()
+            if k[0] == "b2bd_task_last_success_timestamp_seconds"
+        }
+        assert last == {(("base", "8814001"), ("task", "good")): succeeded_at}
+        counts = success["counts"]
+        assert isinstance(counts, dict) and counts
+        for kind, n in counts.items():
+            assert value(samples, "b2bd_records_total", task="good", kind=kind) == n
+        assert value(samples, "b2bd_transfer_duration_seconds_count", task="good") == 1
+        assert value(samples, "b2bd_transfer_duration_seconds_count", task="bad") == 1
+        assert value(samples, "b2bd_transfers_running") == 0
+        assert value(samples, "b2bd_config_last_reload_successful") == 1
+        assert value(samples, "b2bd_config_reloads_total") == 0
+        assert value(samples, "b2bd_config_reload_failures_total") == 0
+        assert value(samples, "b2bd_config_problems", severity="error") == 0
+        good_at = value(samples, "b2bd_config_last_reload_success_timestamp_seconds")
+        assert good_at is not None and good_at > 0
+        next_slot = value(samples, "b2bd_task_next_slot_timestamp_seconds", task="good")
+        assert next_slot is not None and next_slot > succeeded_at
+        assert value(samples, "b2bd_slots_missed_total", task="good") is None
+        # No process collector, no client-library defaults: only b2bd's own series.
+        names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+        assert all(n.startswith("b2bd_") for n in names), names
+
+        # A broken edit: rejected, the last good version stays in force.
+        path = d.config / "tasks" / "good.yaml"
+        path.write_text(path.read_text().replace("snapshot", "snapshots"))
+
+        def failed_reload() -> Samples | None:
+            now, _, _ = scrape(port)
+            return now if value(now, "b2bd_config_reload_failures_total") else None
+
+        samples = wait_until(failed_reload, "the failed reload in /metrics")
+        assert value(samples, "b2bd_config_last_reload_successful") == 0
+        reloads = value(samples, "b2bd_config_reloads_total")
+        assert reloads == value(samples, "b2bd_config_reload_failures_total")
+        assert value(samples, "b2bd_config_problems", severity="error") == 1
+        assert value(samples, "b2bd_config_last_reload_success_timestamp_seconds") == good_at
+        # The kept task still counts: its last success is still shown.
+        assert (
+            value(samples, "b2bd_task_last_success_timestamp_seconds", task="good", base="8814001")
+            == succeeded_at
+        )
+        assert get(port, "/healthz")[0] == 200
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+    # Compacted and restarted: counters start again, the last success is still known.
+    compact = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(d.config), "journal", "compact"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert compact.returncode == 0, compact.stdout + compact.stderr
+    assert not any(r.type == "transfer-succeeded" for r in read_journal(d.state))
+    path.write_text(d.task_text("good", "8814001"))
+    notify_socket.drain()
+    proc = start_daemon(d, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        samples, _, _ = scrape(port)
+        assert (
+            value(samples, "b2bd_task_last_success_timestamp_seconds", task="good", base="8814001")
+            == succeeded_at
+        )
+        assert (
+            value(samples, "b2bd_task_last_success_timestamp_seconds", task="bad", base="8814002")
+            is None
+        )
+        assert not [k for k in samples if k[0] == "b2bd_transfers_total"]
+        assert value(samples, "b2bd_config_last_reload_successful") == 1
+        assert value(samples, "b2bd_journal_bytes") == journal_bytes(d.state)
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
+def _unix(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_port_in_use_at_start_is_one_error_line_and_exit_1(deployment: Deployment) -> None:
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        with_metrics(d, port)
+        proc = start_daemon(d, None)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            code, _ = stop_daemon(proc)
+    assert code == 1, out
+    errors = [json.loads(line) for line in out.splitlines() if '"error"' in line]
+    assert [e["event"] for e in errors] == ["metrics-unusable"], out
+    assert errors[0]["error"].startswith(f"cannot serve metrics on 127.0.0.1:{port}: ")
+    assert "metrics.listen" in errors[0]["error"]
+    assert "Traceback" not in out
+    assert not d.records("daemon-started")
+
+
+def test_healthz_turns_503_while_the_journal_dir_is_full_or_read_only(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """The state dir is a small tmpfs (as the full-disk tests use). Filled up: 503 naming the
+    full file system. Then a read-only file system over the journal dir (a live tmpfs cannot be
+    remounted read-only while the journal holds its files open for writing, so a read-only
+    tmpfs is mounted on top, as the path resolves for the next file the journal creates): 503
+    naming it. Each time /metrics keeps answering, and /healthz comes back to 200."""
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    journal = d.state / "journal"
+
+    def unhealthy() -> str:
+        _, _, body = wait_until(
+            lambda: (r := get(port, "/healthz"))[0] == 503 and r, "503 from /healthz"
+        )
+        assert scrape(port)[0]  # /metrics still answers
+        return body
+
+    def healthy() -> None:
+        wait_until(lambda: get(port, "/healthz")[0] == 200, "200 from /healthz again")
+
+    with tmpfs(d.state, "1m"):
+        proc = start_daemon(d, notify_socket)
+        try:
+            notify_socket.wait_for("READY=1")
+            assert get(port, "/healthz")[0:3:2] == (200, "ok\n")
+            filler = fill(d.state)
+            try:
+                body = unhealthy()
+                assert "the journal is not writable" in body
+                assert "file system is full" in body
+                assert str(journal) in body
+            finally:
+                filler.unlink()
+            healthy()
+            _mount(journal, "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs")
+            try:
+                body = unhealthy()
+                assert "the journal is not writable" in body
+                assert "read-only" in body
+            finally:
+                subprocess.run(["umount", str(journal)], check=True)
+            healthy()
+        finally:
+            code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert "Traceback" not in out
+
+
+def _mount(path: Path, *args: str) -> None:
+    done = subprocess.run(["mount", *args, str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount on {path} (these tests need root, as CI runs): {done.stderr}")
+
+
+def test_idle_and_trickling_clients_are_cut_and_the_daemon_keeps_serving(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket)
+    idle: list[socket.socket] = []
+    try:
+        notify_socket.wait_for("READY=1")
+        for _ in range(40):  # more than the server takes at once
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        trickler = socket.create_connection(("127.0.0.1", port), timeout=30)
+        idle.append(trickler)
+        request = b"GET /metrics HTTP/1.0\r\n" + b"X-Slow: " + b"a" * 200
+        cut = False
+        deadline = time.monotonic() + 60
+        for byte in request:
+            try:
+                trickler.sendall(bytes([byte]))
+            except OSError:
+                cut = True
+                break
+            time.sleep(0.5)
+            if time.monotonic() > deadline:
+                break
+        assert cut, "a client trickling its request one byte at a time was never cut off"
+        # Every idle connection was closed by the server by now (none holds a thread).
+        for sock in idle[:-1]:
+            try:
+                data = sock.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert data == b""
+        samples, _, _ = scrape(port)
+        assert value(samples, "b2bd_config_last_reload_successful") == 1
+        assert get(port, "/healthz")[0] == 200
+        assert get(port, "/nothing")[0] == 404
+    finally:
+        for sock in idle:
+            sock.close()
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert "Traceback" not in out
+
+
+def test_alert_rules_and_dashboard_use_only_series_a_live_daemon_exposes(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket, "--now")
+    try:
+        notify_socket.wait_for("READY=1")
+        d.wait_for(lambda: d.records("run-finished"), 30, "the run")
+        _, _, text = scrape(port)
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    kinds = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    exposed = set(kinds)
+    for name, kind in kinds.items():
+        exposed.update(name + s for s in suffixes.get(kind, ()))
+
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert len(alerts) == 3, alerts
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert exprs
+    used = {m for e in [*alerts.values(), *exprs] for m in re.findall(r"\bb2bd_[a-z_]+", e)}
+    assert used, "no b2bd series referenced"
+    assert used <= exposed, f"not exposed by the daemon: {sorted(used - exposed)}"
+    # The README shows the same three rules, verbatim.
+    assert (MONITORING / "alerts.yaml").read_text() in (REPO / "README.md").read_text()
