@@ -193,6 +193,7 @@ PURE_CORE = frozenset(
         "b2bd.config.build",
         "b2bd.config.schema",
         "b2bd.config.rules",
+        "b2bd.config.diff",
         "b2bd.connectors",
         "b2bd.connectors.source",
         "b2bd.records",

@@ -31,8 +31,8 @@ from b2bd.shard import Shard, parse_shard
 
 # Command modules, in the order `b2bd --help` lists them.
 COMMANDS = (
-    "validate", "schema", "preflight", "migrate", "plan", "run", "trigger", "journal", "history",
-    "status",
+    "validate", "schema", "preflight", "migrate", "plan", "diff", "run", "trigger", "journal",
+    "history", "status",
 )  # fmt: skip
 
 EXIT_USAGE = 2

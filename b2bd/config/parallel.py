@@ -1,7 +1,7 @@
 """A fork pool for large config loads: one list of jobs, worked through in chunks by this
 process and forked workers, answers in the jobs' order.
 
-Only ``b2bd validate`` uses it, for configs of hundreds of files (see
+``b2bd validate`` and ``b2bd diff`` use it, for configs of hundreds of files (see
 :data:`b2bd.config.load.POOL_MIN_FILES`); it forks, so only a process without other threads may
 call it (the daemon never does). Workers inherit the work function through the fork (nothing is
 pickled but the answers), so the function may be a closure.
