@@ -100,12 +100,14 @@ def run(args: argparse.Namespace) -> int:
 
 def load_pair(old_root: Path, new_root: Path, now: dt.datetime) -> tuple[Config, Config]:
     """Both configs (as ``plan`` does, loaded as of now: expiry warnings are today's): the old
-    alone, the new with the old as its last good; files unchanged between them parsed once."""
+    alone, the new with the old as its last good; files unchanged between them parsed once.
+    Every base is in view (``shard="all"``, as ``validate``): a change is reviewed for every
+    instance, and CI has no shard index."""
     cache: ParseCache = {}
-    workers = _cores()
+    options: dict[str, Any] = {"now": now, "cache": cache, "workers": _cores(), "shard": "all"}
     try:
-        old = load_config(old_root.resolve(), now=now, cache=cache, workers=workers)
-        new = load_config(new_root.resolve(), now=now, last_good=old, cache=cache, workers=workers)
+        old = load_config(old_root.resolve(), **options)
+        new = load_config(new_root.resolve(), last_good=old, **options)
     except ConfigDirError as exc:
         raise UsageError(str(exc)) from exc
     return old, new
