@@ -21,9 +21,9 @@ on. Contracts:
   asked for (the state dir's 0700, the key file's 0600); set with ``fchmod`` after creation.
 - **Leftovers**: :meth:`Folder.remove_leftovers` deletes temporary files of ours (our naming
   pattern only, and only ones no live writer holds locked) that a crash left behind.
-- **Errors** are :class:`ConfinedError`: the full path, a fixed phrase saying what is wrong, and
-  a ``kind`` (``KINDS``) from which callers derive their reason class. Never a value read from a
-  file.
+- **Errors** are :class:`~b2bd.faults.ConfinedError`: the full path, a fixed phrase saying what
+  is wrong, and a ``kind`` (:data:`~b2bd.faults.KINDS`) from which callers derive their reason
+  class. Never a value read from a file.
 """
 
 from __future__ import annotations
@@ -38,25 +38,14 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+
+from b2bd.faults import ConfinedError, Kind
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 READ_CHUNK = 1 << 20
 """Bytes per ``read`` call of :meth:`Reader.chunks`."""
 
-Kind = Literal["missing", "not-ours", "denied", "read-only", "full", "unreachable", "failed"]
-KINDS: dict[Kind, str] = {
-    "missing": "no such file or folder",
-    "not-ours": "a symlink, FIFO, device or other non-regular thing where a file or folder "
-    "should be (or a file where a folder should be)",
-    "denied": "permission denied",
-    "read-only": "read-only file system",
-    "full": "no space left (or quota exceeded)",
-    "unreachable": "the file system does not answer (a network share that went away)",
-    "failed": "any other I/O error",
-}
-"""What went wrong, as a class callers map to DESIGN's reason classes."""
 
 _KIND_OF_ERRNO: dict[int, Kind] = {
     errno.ENOENT: "missing",
@@ -85,22 +74,6 @@ _TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 _SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class ConfinedError(OSError):
-    """A file or folder could not be used. ``str()`` is ``"<path>: <what>"``: the path and a
-    fixed phrase (the system's error text or ours), nothing read from a file. An OSError, so
-    code that handles failed file-system calls handles these too."""
-
-    def __init__(self, path: Path, what: str, kind: Kind, errno_: int | None = None) -> None:
-        super().__init__(f"{path}: {what}")
-        self.path = path
-        self.what = what
-        self.kind: Kind = kind
-        self.errno = errno_
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.what}"
 
 
 def _error(path: Path, error: OSError) -> ConfinedError:

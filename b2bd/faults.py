@@ -5,6 +5,10 @@ doing, the path, what went wrong and what to do — never a traceback. The advic
 ``errno`` (a full disk needs space freed, a permission problem an owner or mode changed, a
 read-only file system remounting); the caller says what it was doing (``"cannot write the
 journal"``) and, where the exception carries none (``os.write`` on a descriptor), the path.
+
+:class:`ConfinedError`, the error of :mod:`b2bd.confined`'s file access (a path, a fixed phrase
+and a :data:`Kind`), is defined here, beside the wording of every other fault: explaining one
+needs no I/O module.
 """
 
 from __future__ import annotations
@@ -12,8 +16,37 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Literal
 
-from b2bd.confined import ConfinedError
+Kind = Literal["missing", "not-ours", "denied", "read-only", "full", "unreachable", "failed"]
+KINDS: dict[Kind, str] = {
+    "missing": "no such file or folder",
+    "not-ours": "a symlink, FIFO, device or other non-regular thing where a file or folder "
+    "should be (or a file where a folder should be)",
+    "denied": "permission denied",
+    "read-only": "read-only file system",
+    "full": "no space left (or quota exceeded)",
+    "unreachable": "the file system does not answer (a network share that went away)",
+    "failed": "any other I/O error",
+}
+"""What went wrong, as a class callers map to DESIGN's reason classes."""
+
+
+class ConfinedError(OSError):
+    """A file or folder could not be used. ``str()`` is ``"<path>: <what>"``: the path and a
+    fixed phrase (the system's error text or ours), nothing read from a file. An OSError, so
+    code that handles failed file-system calls handles these too."""
+
+    def __init__(self, path: Path, what: str, kind: Kind, errno_: int | None = None) -> None:
+        super().__init__(f"{path}: {what}")
+        self.path = path
+        self.what = what
+        self.kind: Kind = kind
+        self.errno = errno_
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}"
+
 
 ADVICE: dict[int, str] = {
     errno.ENOSPC: "the file system is full: free space on it",

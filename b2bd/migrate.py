@@ -51,7 +51,6 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -60,7 +59,6 @@ from b2bd.config.model import DEFAULT_TIMEZONE, Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
 from b2bd.config.schema import Finding, check
 from b2bd.config.yamlfile import FileProblem, parse
-from b2bd.confined import Folder
 from b2bd.schedule import slots
 
 COLUMNS: tuple[str, ...] = (
@@ -798,42 +796,15 @@ def _document(
     return TaskDocument(task_id, lines, tuple(bases), text)
 
 
-# ---- the I/O shell ---------------------------------------------------------------------------
-
 Outcome = Literal["written", "unchanged", "overwritten", "left-alone"]
 
 
-def read_export(path: Path, encoding: str = "utf-8") -> list[Row]:
-    """The rows of an export file; LegacyFileError for anything that stops the whole file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise LegacyFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return read_rows(decode(raw, encoding))
-
-
-def place(document: TaskDocument, out: Path, *, force: bool, dry_run: bool) -> Outcome:
-    """Write one task file into ``out`` unless an identical one is there; an existing file
-    that differs is left alone unless ``force``. Writes go through a hidden temporary file and
-    a rename, so a daemon watching ``out`` never sees half a file. ``dry_run`` writes nothing
-    and says what would happen."""
-    target = out / document.file_name
-    data = document.text.encode("utf-8")
-    try:
-        existing = target.read_bytes() if target.exists() else None
-    except OSError as exc:
-        raise LegacyFileError(f"cannot read {target}: {exc.strerror or exc}") from exc
-    if existing == data:
+def placement(existing: bytes | None, wanted: bytes, *, force: bool) -> Outcome:
+    """What writing a task file's ``wanted`` bytes over the ``existing`` file (None: there is
+    none) comes to: an identical file is left as it is, one that differs is left alone unless
+    ``force``."""
+    if existing == wanted:
         return "unchanged"
     if existing is not None and not force:
         return "left-alone"
-    outcome: Outcome = "written" if existing is None else "overwritten"
-    if dry_run:
-        return outcome
-    try:
-        # Task files are read by the daemon's own user: world-readable, like a git checkout's.
-        with Folder.open(out, create=True, mode=0o755) as folder:
-            folder.write_file(document.file_name, data, mode=0o644)
-    except OSError as exc:
-        raise LegacyFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    return outcome
+    return "written" if existing is None else "overwritten"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from oserrors import open_tmp
 
-from b2bd.confined import ConfinedError, Folder
+from b2bd.confined import Folder
+from b2bd.faults import ConfinedError
 
 __all__ = ["open_tmp"]
 

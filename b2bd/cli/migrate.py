@@ -12,15 +12,19 @@ from typing import Any
 from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
 from b2bd.config.model import Config
+from b2bd.confined import Folder
 from b2bd.migrate import (
     LegacyFileError,
     Migration,
     Outcome,
+    Row,
     RowProblem,
     TargetConfig,
+    TaskDocument,
+    decode,
     migrate,
-    place,
-    read_export,
+    placement,
+    read_rows,
 )
 
 EXIT_OK = 0
@@ -141,3 +145,35 @@ def _migrate_json(
             for p in migration.problems
         ],
     }
+
+
+def read_export(path: Path, encoding: str = "utf-8") -> list[Row]:
+    """The rows of an export file; LegacyFileError for anything that stops the whole file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LegacyFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return read_rows(decode(raw, encoding))
+
+
+def place(document: TaskDocument, out: Path, *, force: bool, dry_run: bool) -> Outcome:
+    """Write one task file into ``out`` unless an identical one is there; an existing file
+    that differs is left alone unless ``force`` (:func:`~b2bd.migrate.placement`). Writes go
+    through a hidden temporary file and a rename, so a daemon watching ``out`` never sees half
+    a file. ``dry_run`` writes nothing and says what would happen."""
+    target = out / document.file_name
+    data = document.text.encode("utf-8")
+    try:
+        existing = target.read_bytes() if target.exists() else None
+    except OSError as exc:
+        raise LegacyFileError(f"cannot read {target}: {exc.strerror or exc}") from exc
+    outcome = placement(existing, data, force=force)
+    if dry_run or outcome in ("unchanged", "left-alone"):
+        return outcome
+    try:
+        # Task files are read by the daemon's own user: world-readable, like a git checkout's.
+        with Folder.open(out, create=True, mode=0o755) as folder:
+            folder.write_file(document.file_name, data, mode=0o644)
+    except OSError as exc:
+        raise LegacyFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return outcome

@@ -37,7 +37,7 @@ from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
 from b2bd.journal.reader import JournalError, repair_message
 from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalBusy, JournalFailed
-from b2bd.transfer.engine import Engine, Progress
+from b2bd.transfer.engine import Engine
 from b2bd.transfer.manual import (
     TriggerRefused,
     TriggerRequest,
@@ -45,6 +45,7 @@ from b2bd.transfer.manual import (
     progress_from_json,
     run_summary,
 )
+from b2bd.transfer.results import Progress
 
 EXIT_SUCCEEDED = 0
 EXIT_NOT_ALL = 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Any, cast
@@ -97,14 +96,14 @@ def build_policy(doc: dict[str, Any] | None, base: Policy) -> Policy:
     return Policy(**{**base.__dict__, **plain, **durations})
 
 
-def build_settings(doc: dict[str, Any], root: Path) -> Settings:
+def build_settings(
+    doc: dict[str, Any], root: Path, default_state_dir: Path = DEFAULT_STATE_DIR
+) -> Settings:
+    """``default_state_dir``: the state dir when b2bd.yaml names none (the loader passes
+    systemd's ``$STATE_DIRECTORY``)."""
     month, day = (int(x) for x in doc.get("academic_year_start", "08-01").split("-"))
     state = doc.get("state_dir")
-    state_dir = (
-        _resolve(root, state)
-        if state
-        else Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR)
-    )
+    state_dir = _resolve(root, state) if state else default_state_dir
     store = _resolve(root, doc["la_store"]["path"])
     outbound = doc["la_store"].get("outbound")
     control = doc.get("control_socket")

@@ -16,12 +16,13 @@ import errno
 import functools
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
 
-from b2bd.config.build import build_base, build_settings, build_task
+from b2bd.config.build import DEFAULT_STATE_DIR, build_base, build_settings, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
 from b2bd.config.parallel import fork_map
 from b2bd.config.rules import (
@@ -38,13 +39,13 @@ from b2bd.config.rules import (
 )
 from b2bd.config.schema import DocumentKind, Finding, check
 from b2bd.config.yamlfile import (
+    MAX_BYTES,
     MAX_NODES,
     MAX_REGISTRY_NODES,
     FileProblem,
     Loaded,
     decode,
     parse,
-    read_bytes,
 )
 from b2bd.faults import explain
 from b2bd.shard import Shard
@@ -105,6 +106,41 @@ def tasks_dir_problem(root: Path) -> Problem | None:
     except OSError as exc:
         message = TASKS_DIR_PROBLEMS.get(exc.errno or 0) or explain(exc, "cannot list tasks/")
     return Problem(f"{TASKS_DIR}/", 0, 0, "file-unreadable", "error", message)
+
+
+def read_bytes(path: Path, root: Path, *, root_resolved: bool = False) -> bytes:
+    """The bytes of a config file, or FileProblem(file-unreadable).
+
+    Symlinks are followed only while they stay inside ``root`` (a ConfigMap's ``..data`` link
+    does; a link to /etc/shadow does not). ``root_resolved``: ``root`` is already free of
+    symlinks (a load of many files resolves it once).
+    """
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root if root_resolved else root.resolve()):
+            raise FileProblem("file-unreadable", "symlink leads outside the config dir")
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise FileProblem("file-unreadable", "file not found (dangling symlink?)") from exc
+    except OSError as exc:
+        raise FileProblem("file-unreadable", f"cannot open: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileProblem("file-unreadable", "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise FileProblem("file-unreadable", f"larger than 1 MiB ({info.st_size} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        raise FileProblem("file-unreadable", "larger than 1 MiB")
+    return raw
+
+
+def read_text(path: Path, root: Path) -> str:
+    return decode(read_bytes(path, root))
 
 
 def file_digests(root: Path) -> dict[str, str]:
@@ -259,6 +295,7 @@ def load_config(
     ``shard`` chooses whose view the tasks' targets are (:data:`~b2bd.config.rules.ShardChoice`;
     b2bd.yaml's by default, its ``{env: NAME}`` index read from ``environ``, default
     ``os.environ``): a task's targets are the bases it would reach that the shard owns.
+    ``environ`` also gives ``$STATE_DIRECTORY``, the state dir when b2bd.yaml names none.
     Raises ConfigDirError only when ``root`` itself is unusable.
     """
     environ = os.environ if environ is None else environ
@@ -310,6 +347,12 @@ def split_ignored(
     return tuple(reported), tuple(ignored)
 
 
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """The state dir when b2bd.yaml names none: the first entry of ``$STATE_DIRECTORY`` (set
+    by systemd's StateDirectory=), else /var/lib/b2bd."""
+    return Path(environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR)
+
+
 def _settings(
     file: _File,
     root: Path,
@@ -319,7 +362,7 @@ def _settings(
 ) -> Settings | None:
     if file.doc is None or file.has_errors:
         return last_good.settings if last_good else None
-    settings = build_settings(file.doc.data, root)
+    settings = build_settings(file.doc.data, root, default_state_dir(environ))
     for finding in (*la_findings(settings), *ignore_findings(file.doc.data.get("ignore", ()))):
         file.add(finding)
     owned, findings = resolve_shard(file.doc.data.get("shard"), shard, environ)

@@ -1,4 +1,5 @@
-"""Reading one YAML config file: bytes in, (document, positions) or a Problem out.
+"""Parsing one YAML config file: bytes in, (document, positions) or a FileProblem out. Pure:
+the file is read by :mod:`b2bd.config.load` (:func:`~b2bd.config.load.read_bytes`).
 
 The loader types scalars the YAML 1.2 core way, so nothing changes silently behind the
 author's back: ``12:30`` stays the string ``"12:30"`` (YAML 1.1 reads base-60 750), ``on``/``NO``
@@ -6,21 +7,19 @@ stay strings (1.1 booleans), ``010`` is ten (1.1 octal eight) and ``2026-12-01``
 (1.1 timestamp). Where such a scalar then meets a schema that wanted another type, the schema
 layer reports ``yaml-ambiguous`` using :func:`yaml11_surprise`.
 
-Refused outright, each with its rule id: unreadable files (``file-unreadable``: over 1 MiB, not
-UTF-8, not a regular file, a symlink leaving the config dir), syntax errors and anything but one
-mapping document (``yaml-syntax``), duplicate keys with both lines (``yaml-duplicate-key``), and
-documents over 10,000 nodes once aliases are expanded or nested deeper than 64
-(``yaml-too-complex``), checked on the node graph before anything is constructed.
+Refused outright, each with its rule id: unreadable files (``file-unreadable``: not UTF-8 here;
+over 1 MiB, not a regular file, a symlink leaving the config dir where it is read), syntax
+errors and anything but one mapping document (``yaml-syntax``), duplicate keys with both lines
+(``yaml-duplicate-key``), and documents over 10,000 nodes once aliases are expanded or nested
+deeper than 64 (``yaml-too-complex``), checked on the node graph before anything is
+constructed.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
@@ -253,37 +252,6 @@ class FileProblem(Exception):
         self.column = column
 
 
-def read_bytes(path: Path, root: Path, *, root_resolved: bool = False) -> bytes:
-    """The bytes of a config file, or FileProblem(file-unreadable).
-
-    Symlinks are followed only while they stay inside ``root`` (a ConfigMap's ``..data`` link
-    does; a link to /etc/shadow does not). ``root_resolved``: ``root`` is already free of
-    symlinks (a load of many files resolves it once).
-    """
-    try:
-        real = path.resolve(strict=True)
-        if not real.is_relative_to(root if root_resolved else root.resolve()):
-            raise FileProblem("file-unreadable", "symlink leads outside the config dir")
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise FileProblem("file-unreadable", "file not found (dangling symlink?)") from exc
-    except OSError as exc:
-        raise FileProblem("file-unreadable", f"cannot open: {exc.strerror}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileProblem("file-unreadable", "not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise FileProblem("file-unreadable", f"larger than 1 MiB ({info.st_size} bytes)")
-        with os.fdopen(fd, "rb", closefd=False) as stream:
-            raw = stream.read(MAX_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_BYTES:
-        raise FileProblem("file-unreadable", "larger than 1 MiB")
-    return raw
-
-
 def decode(raw: bytes) -> str:
     """UTF-8 text, or FileProblem(file-unreadable) pointing at the first bad byte."""
     try:
@@ -292,10 +260,6 @@ def decode(raw: bytes) -> str:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise FileProblem("file-unreadable", "not valid UTF-8", line, column) from exc
-
-
-def read_text(path: Path, root: Path) -> str:
-    return decode(read_bytes(path, root))
 
 
 def parse(text: str, name: str, max_nodes: int = MAX_NODES) -> Loaded:

@@ -38,7 +38,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from b2bd.confined import ConfinedError, Folder, Kind
+from b2bd.confined import Folder
 from b2bd.connectors.source import (
     LINE_LIMIT,
     TOO_LONG,
@@ -48,6 +48,7 @@ from b2bd.connectors.source import (
     Manifest,
     no_deadline,
 )
+from b2bd.faults import ConfinedError, Kind
 from b2bd.records.check import RecordDecoder, Rejection, is_utc_time
 from b2bd.records.model import Record, RecordKind
 

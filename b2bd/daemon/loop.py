@@ -60,7 +60,8 @@ from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
 from b2bd.schedule import jitter_offset, next_slot
-from b2bd.transfer.engine import Engine, outcome_of
+from b2bd.transfer.engine import Engine
+from b2bd.transfer.results import outcome_of
 
 EXIT_OK = 0
 EXIT_JOURNAL = 1

@@ -28,14 +28,8 @@ from typing import Protocol
 
 from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
-from b2bd.transfer.engine import (
-    Engine,
-    OnProgress,
-    RunContext,
-    RunResult,
-    TransferResult,
-    run_outcome,
-)
+from b2bd.transfer.engine import Engine, RunContext
+from b2bd.transfer.results import OnProgress, RunResult, TransferResult, run_outcome
 
 log = get_logger("b2bd.daemon")
 

@@ -22,7 +22,8 @@ import hmac
 import secrets
 from pathlib import Path
 
-from b2bd.confined import ConfinedError, Folder
+from b2bd.confined import Folder
+from b2bd.faults import ConfinedError
 
 KEY_FILE = "pupil.key"
 KEY_BYTES = 32

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import msgspec
 
-from b2bd.confined import ConfinedError, Folder
+from b2bd.confined import Folder
+from b2bd.faults import ConfinedError
 from b2bd.journal.entries import Codec, Entry, JournalRepaired, to_json
 from b2bd.journal.state import State, replay
 

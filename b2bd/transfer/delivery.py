@@ -42,8 +42,9 @@ from typing import Any
 
 import msgspec
 
-from b2bd.confined import ConfinedError, Folder, Kind, TempFile, lock
+from b2bd.confined import Folder, TempFile, lock
 from b2bd.connectors.source import FailureReason
+from b2bd.faults import ConfinedError, Kind
 
 WRITE_REASON: dict[Kind, FailureReason] = {
     "missing": "unreachable",  # the configured folder itself (a school share not mounted)

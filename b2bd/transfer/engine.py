@@ -43,16 +43,16 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from b2bd import run_names
 from b2bd.clock import Now, utc_now
 from b2bd.config.model import Base, Config, Settings, Task
-from b2bd.confined import ConfinedError, Folder
+from b2bd.confined import Folder
 from b2bd.connectors.source import (
     TRANSIENT,
     ConnectorError,
@@ -62,6 +62,7 @@ from b2bd.connectors.source import (
     expiring,
 )
 from b2bd.connectors.table import open_outbound, open_source
+from b2bd.faults import ConfinedError
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES
@@ -69,9 +70,15 @@ from b2bd.schedule import slot_name
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
 from b2bd.transfer.extract import Tally, extract, future_horizon
 from b2bd.transfer.query import Query, advance_watermark, build_query, reference_date
+from b2bd.transfer.results import (
+    OnProgress,
+    Progress,
+    RunResult,
+    TransferOutcome,
+    TransferResult,
+    run_outcome,
+)
 
-TransferOutcome = Literal["succeeded", "failed", "skipped"]
-RunOutcome = Literal["succeeded", "partial", "failed"]
 PROGRESS_EVERY = 1 << 16
 PROBE_WAIT = 5.0
 """Seconds a manual run waits for a target folder to say whether its name is taken."""
@@ -102,33 +109,6 @@ class TransferFailure(Exception):
 
 
 @dataclass(frozen=True)
-class TransferResult:
-    """One base's outcome in a run. ``delivery`` is the data file written (None unless
-    succeeded); ``reason``/``message`` explain a failure or skip."""
-
-    task: str
-    base: str
-    outcome: TransferOutcome
-    attempts: int = 0
-    reason: str | None = None
-    message: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
-    rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-    read: int = 0
-    missing: int = 0
-    watermark: str | None = None
-    delivery: Path | None = None
-    joined: int = 0  # pupils sent for joining the task's cohort (changed data)
-    left: int = 0  # remembered pupils sent once for leaving it
-
-    @property
-    def records(self) -> int:
-        return sum(self.counts.values())
-
-
-@dataclass(frozen=True)
 class RunContext:
     """A started run: its id, task, slot, delivery name, reference date and bases."""
 
@@ -140,55 +120,6 @@ class RunContext:
     day: dt.date
     bases: tuple[str, ...]
     as_of: bool = False  # day was given (trigger --as-of), not the slot's local date
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run; ``day`` is its reference date D (``as_of``: given by the trigger)."""
-
-    run: str
-    task: str
-    slot: dt.datetime
-    manual: bool
-    outcome: RunOutcome
-    transfers: tuple[TransferResult, ...]
-    day: dt.date | None = None
-    as_of: bool = False
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress event: ``event`` is ``started``, ``records`` (``records`` read so far),
-    ``retry`` (attempt ``attempt`` failed for ``reason``/``message``; the next starts after
-    ``wait`` seconds) or ``finished`` (with ``result``). Delivered from worker threads."""
-
-    run: str
-    base: str
-    event: Literal["started", "records", "retry", "finished"]
-    records: int = 0
-    result: TransferResult | None = None
-    attempt: int = 0
-    wait: float = 0.0
-    reason: str | None = None
-    message: str = ""
-
-
-OnProgress = Callable[[Progress], None]
-
-
-def run_outcome(results: Iterable[TransferResult]) -> RunOutcome:
-    return outcome_of(r.outcome for r in results)
-
-
-def outcome_of(outcomes: Iterable[str]) -> RunOutcome:
-    """``succeeded`` when every transfer that ran succeeded (skipped ones do not count, and a
-    run with nothing to do has failed nothing), ``failed`` when none did, else ``partial``."""
-    ran = [o for o in outcomes if o != "skipped"]
-    if all(o == "succeeded" for o in ran):
-        return "succeeded"
-    if any(o == "succeeded" for o in ran):
-        return "partial"
-    return "failed"
 
 
 def backoff_delays(retries: int, backoff: dt.timedelta) -> list[float]:
@@ -564,7 +495,9 @@ class Engine:
                     not_after=not_after,
                 )
                 new_watermark = advance_watermark(query.watermark, tally.high or None)
-                delivered = writer.commit(self._manifest(context, query, tally, new_watermark))
+                figures = tally_figures(tally)
+                described = self._manifest(context, query, tally, figures, new_watermark)
+                delivered = writer.commit(described)
         except TransferFailure:
             raise
         except ConnectorError as error:
@@ -582,7 +515,9 @@ class Engine:
         finally:
             if source is not None:
                 source.close()
-        return self._succeeded(context, query, attempt, tally, new_watermark, delivered.data_path)
+        return self._succeeded(
+            context, query, attempt, tally, figures, new_watermark, delivered.data_path
+        )
 
     def _succeeded(
         self,
@@ -590,6 +525,7 @@ class Engine:
         query: Query,
         attempt: int,
         tally: Tally,
+        figures: dict[str, Any],
         watermark: str | None,
         delivery: Path,
     ) -> TransferResult:
@@ -605,12 +541,7 @@ class Engine:
                 direction=task.direction,
                 data_type=task.data.type,
                 cohort_group=task.cohort.group,
-                counts=dict(tally.counts),
-                rejected=tally.rejected_total,
-                rejected_by_reason=dict(sorted(tally.rejected.items())),
-                dropped=dict(sorted(tally.dropped.items())),
-                read=tally.read,
-                missing=tally.missing,
+                **figures,
                 watermark=watermark,
                 pupils=added,
                 joined=joined,
@@ -626,12 +557,7 @@ class Engine:
             query.base,
             "succeeded",
             attempts=attempt,
-            counts=dict(tally.counts),
-            rejected=tally.rejected_total,
-            rejected_by_reason=dict(sorted(tally.rejected.items())),
-            dropped=dict(sorted(tally.dropped.items())),
-            read=tally.read,
-            missing=tally.missing,
+            **figures,
             watermark=watermark,
             delivery=delivery,
             joined=len(tally.joined_keys),
@@ -684,7 +610,12 @@ class Engine:
         return verdict(unmet(task, base, self.settings, manifest))
 
     def _manifest(
-        self, context: RunContext, query: Query, tally: Tally, watermark: str | None
+        self,
+        context: RunContext,
+        query: Query,
+        tally: Tally,
+        figures: dict[str, Any],
+        watermark: str | None,
     ) -> dict[str, Any]:
         task = context.task
         dates = query.dates
@@ -711,15 +642,23 @@ class Engine:
                 "changed_before": query.until,
                 "dates": None if dates is None else {"first": dates.first, "last": dates.last},
             },
-            "counts": dict(tally.counts),
-            "rejected": tally.rejected_total,
-            "rejected_by_reason": dict(sorted(tally.rejected.items())),
-            "dropped": dict(sorted(tally.dropped.items())),
-            "missing": tally.missing,
-            "read": tally.read,
+            **figures,
             "watermark": watermark,
             "created_at": self.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+
+
+def tally_figures(tally: Tally) -> dict[str, Any]:
+    """What a success reports of its tally, built once for its journal record, its
+    :class:`TransferResult` and its delivery manifest (in the manifest's key order)."""
+    return {
+        "counts": dict(tally.counts),
+        "rejected": tally.rejected_total,
+        "rejected_by_reason": dict(sorted(tally.rejected.items())),
+        "dropped": dict(sorted(tally.dropped.items())),
+        "missing": tally.missing,
+        "read": tally.read,
+    }
 
 
 def _memory_delta(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from b2bd.config.model import Config, Task
 from b2bd.shard import shard_of
-from b2bd.transfer.engine import Progress, RunResult, TransferResult
+from b2bd.transfer.results import Progress, RunResult, TransferResult
 
 RefusalCode = Literal[
     "unknown-task",

@@ -25,6 +25,7 @@ from b2bd.migrate import (
     allocate_ids,
     decode,
     migrate,
+    placement,
     read_rows,
     slug,
 )
@@ -282,6 +283,23 @@ def test_a_file_that_differs_is_left_alone_unless_force(config: Path) -> None:
     assert {t["id"]: t["outcome"] for t in forced["tasks"]}["monthly-lac-snapshot"] == "overwritten"
     assert edited.read_bytes() == original
     assert not [p for p in tasks.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("existing", "force", "outcome"),
+    [
+        (None, False, "written"),
+        (None, True, "written"),
+        (b"id: t\n", False, "unchanged"),
+        (b"id: t\n", True, "unchanged"),
+        (b"id: edited\n", False, "left-alone"),
+        (b"id: edited\n", True, "overwritten"),
+    ],
+)
+def test_placement_decides_what_a_write_comes_to(
+    existing: bytes | None, force: bool, outcome: str
+) -> None:
+    assert placement(existing, b"id: t\n", force=force) == outcome
 
 
 def test_dry_run_writes_nothing(config: Path, tmp_path: Path) -> None:

@@ -28,10 +28,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from b2bd.config.load import load_config
+from b2bd.config.load import load_config, read_text
 from b2bd.config.model import Config, Problem
 from b2bd.config.schema import schema
-from b2bd.config.yamlfile import FileProblem, parse, read_text
+from b2bd.config.yamlfile import FileProblem, parse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config"

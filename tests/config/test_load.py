@@ -6,6 +6,9 @@ import gc
 import os
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from b2bd.config.load import POOL_MIN_FILES, ParseCache, load_config
 from tests.support.config_dir import NOW, SETTINGS, ConfigDir
@@ -92,6 +95,20 @@ def test_la_outbound_defaults_beside_the_store_and_resolves_against_the_config_d
     cfg.write("b2bd.yaml", SETTINGS.replace("path: la}", "path: la, outbound: ../changes}"))
     settings = cfg.load().settings
     assert settings is not None and settings.la_outbound == cfg.root.parent / "changes"
+
+
+def test_without_state_dir_the_state_dir_is_systemds_state_directory(
+    cfg: ConfigDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd's StateDirectory= sets $STATE_DIRECTORY (its first entry counts); without it,
+    /var/lib/b2bd."""
+    cfg.write("b2bd.yaml", SETTINGS.replace("state_dir: state\n", ""))
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/b2bd-x:/var/lib/other")
+    settings = cfg.load().settings
+    assert settings is not None and settings.state_dir == Path("/var/lib/b2bd-x")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    settings = cfg.load().settings
+    assert settings is not None and settings.state_dir == Path("/var/lib/b2bd")
 
 
 def test_missing_tasks_folder_is_an_error_not_an_empty_config(cfg: ConfigDir) -> None:

@@ -12,7 +12,8 @@ import pytest
 from transfer_world import OTHER, PRIMARY, SECONDARY, World, mark, pupil, slot_at
 
 from b2bd.config.load import load_config
-from b2bd.transfer.engine import Progress, TransferResult, backoff_delays, run_outcome
+from b2bd.transfer.engine import backoff_delays
+from b2bd.transfer.results import Progress, TransferResult, run_outcome
 
 D = "2026-11-02"
 SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"

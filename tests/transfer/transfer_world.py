@@ -13,7 +13,8 @@ from b2bd.config.model import Config
 from b2bd.journal.keys import PupilKeyer
 from b2bd.journal.writer import Journal
 from b2bd.records.upn import make_upn
-from b2bd.transfer.engine import Engine, RunResult
+from b2bd.transfer.engine import Engine
+from b2bd.transfer.results import RunResult
 from tests.support.config_dir import b2bd_yaml
 
 SETTINGS = b2bd_yaml(
