@@ -194,6 +194,25 @@ class Telemetry:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def snapshot(self) -> Telemetry:
+        """A copy that later feeding does not change (cheap: the shell takes it under its lock
+        and builds the series from it outside)."""
+        return Telemetry(
+            loads=self.loads,
+            load_failures=self.load_failures,
+            last_load_ok=self.last_load_ok,
+            last_good_load=self.last_good_load,
+            problems=dict(self.problems),
+            transfers=dict(self.transfers),
+            durations={k: Histogram(list(h.counts), h.total) for k, h in self.durations.items()},
+            records=dict(self.records),
+            rejected=dict(self.rejected),
+            running=self.running,
+            last_success=dict(self.last_success),
+            slots_missed=dict(self.slots_missed),
+            slots_skipped=dict(self.slots_skipped),
+        )
+
     def series(self, view: View) -> list[Series]:
         """Every exposed series, in README's order, label values sorted."""
         t = label

@@ -127,3 +127,26 @@ def test_health_names_every_reason() -> None:
     assert len(reasons) == 5
     assert "loop has not turned" in reasons[1]
     assert health(Vitals(loop_age=None)) == ["the daemon's loop has not started"]
+
+
+def test_a_snapshot_is_not_changed_by_later_feeding() -> None:
+    t = Telemetry()
+    t.entry(succeeded(1, "t", "8814001", counts={"pupil": 1}))
+    t.began("t")
+    t.ended("t", 2.0)
+    snap = t.snapshot()
+    t.entry(succeeded(2, "t", "8814001", 5, counts={"pupil": 1}))
+    t.began("t")
+    t.began("t")
+    t.ended("t", 2.0)
+    t.loaded(T0, start=False, errors=2, warnings=0)
+    view = View(targets={"t": ("8814001",)})
+    assert by_name(snap, view) == by_name(Telemetry().snapshot(), view) | {
+        "b2bd_transfers": {("t", "8814001", "succeeded"): 1},
+        "b2bd_records": {("t", "pupil"): 1},
+        "b2bd_task_last_success_timestamp_seconds": {("t", "8814001"): T0.timestamp()},
+        "b2bd_transfer_duration_seconds": by_name(snap, view)["b2bd_transfer_duration_seconds"],
+    }
+    (histogram,) = by_name(snap, view)["b2bd_transfer_duration_seconds"].values()
+    assert histogram.count == 1  # type: ignore[attr-defined]
+    assert snap.series(view) != t.series(view)

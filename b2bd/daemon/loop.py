@@ -210,9 +210,9 @@ class Daemon:
                     self._shutdown()
                 finally:
                     self.control.close("the daemon exited")
-                    if self.metrics_server is not None:
-                        self.metrics_server.close()
         finally:
+            if self.metrics_server is not None:  # also when the start failed half-way
+                self.metrics_server.close()
             # Never wait for a stuck worker: abandoned threads are left to the caller.
             pool.shutdown(wait=not self.abandoned, cancel_futures=True)
         return EXIT_OK

@@ -137,7 +137,8 @@ class Metrics:
         size = _journal_bytes(self._journal_dir)
         with self._lock:
             view = View(self._view.targets, self._view.next_slots, size)
-            return self._telemetry.series(view)
+            snapshot = self._telemetry.snapshot()
+        return snapshot.series(view)
 
     def collect(self) -> Iterator[Metric]:
         """The Prometheus collector protocol (registered in the server's own registry)."""
@@ -261,7 +262,7 @@ class _Server(ThreadingHTTPServer):
         super().close_request(request)
 
     def service_actions(self) -> None:
-        """Between two polls of serve_forever: cut the connections past their deadline."""
+        """Between two waits for a connection: cut the connections past their deadline."""
         now = time.monotonic()
         with self._open_lock:
             late = [sock for sock, deadline in self._open.items() if deadline < now]
@@ -323,6 +324,8 @@ class MetricsServer:
 
     def __init__(self, server: _Server) -> None:
         self._server = server
+        self._server.timeout = 0.5  # handle_request's wait: how soon close() is seen
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
         self._thread.start()
 
@@ -352,11 +355,16 @@ class MetricsServer:
         return cls(server)
 
     def _serve(self) -> None:
+        # Not serve_forever: its shutdown() waits for it unboundedly, even before it started.
+        server = self._server
         try:
-            self._server.serve_forever(poll_interval=0.5)
+            while not self._closing.is_set():
+                server.handle_request()
+                server.service_actions()
         except Exception as exc:  # never into the daemon: /healthz just stops answering
             log.error("metrics-server-failed", error=f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        self._server.shutdown()
+        self._closing.set()
+        self._thread.join(timeout=5.0)
         self._server.server_close()
