@@ -116,9 +116,12 @@ def _git(cwd: Path, *args: str, what: str) -> str:
     except subprocess.TimeoutExpired:
         raise GitRevError(f"git {args[0]} did not answer in {GIT_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
-        said = done.stderr.strip().splitlines()
-        detail = f" ({said[-1]})" if said and "dubious ownership" in done.stderr else ""
-        raise GitRevError(what + detail)
+        if "dubious ownership" in done.stderr:  # a checkout owned by another user (CI images)
+            raise GitRevError(
+                f"git refuses the repository at {cwd}: it belongs to another user (run "
+                "`git config --global --add safe.directory DIR` for it as this user)"
+            )
+        raise GitRevError(what)
     return done.stdout
 
 

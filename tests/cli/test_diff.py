@@ -598,3 +598,28 @@ def test_usage_and_io_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert missing == f"b2bd: config dir {nowhere} does not exist or is not a directory"
     bad_from = one_line_error(b2bd("diff", str(config.root), str(config.root), "--from", "soon"))
     assert bad_from.startswith("b2bd: --from 'soon' is not an ISO 8601 date-time")
+
+
+def test_git_in_a_checkout_owned_by_another_user_says_how_to_allow_it(
+    repo: tuple[Path, ConfigDir], tmp_path: Path
+) -> None:
+    """CI containers often run as root on a checkout another uid owns: git refuses it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test hands the repository to another user, so it must run as root")
+    root, config = repo
+    for path in [root, *root.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    home = tmp_path / "home"  # no ~/.gitconfig that might already allow it
+    home.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(config.root), "diff", "--git", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1"},
+    )
+    assert one_line_error(result) == (
+        f"b2bd: git refuses the repository at {config.root}: it belongs to another user (run "
+        "`git config --global --add safe.directory DIR` for it as this user)"
+    )
