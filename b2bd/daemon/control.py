@@ -5,10 +5,11 @@ loop: a request must arrive whole within ``REQUEST_TIMEOUT`` and within ``MAX_RE
 an answer that the client does not take within ``SEND_TIMEOUT`` ends the connection, and at
 most ``MAX_CONNECTIONS`` are served at once (more get a ``busy`` error). While the process is
 out of file descriptors, connections wait in the backlog and accepting is retried every
-``_ACCEPT_PAUSE`` seconds (one ``control-accept-failed`` error), never in a loop spinning on a
-core. Handlers run on the connection's thread and answer through a :class:`Reply`; one that
-must wait for the loop (a trigger) hands its Reply over and the connection thread sends what
-arrives on it, until the final line.
+``_ACCEPT_PAUSE`` seconds (one ``control-accept-failed`` error a minute at most, however often
+a freed descriptor lets one connection through in between), never in a loop spinning on a core.
+Handlers run on the connection's thread and answer through a :class:`Reply`; one that must
+wait for the loop (a trigger) hands its Reply over and the connection thread sends what arrives
+on it, until the final line.
 
 Binding (:meth:`ControlServer.bind`) happens after the journal lock is taken, so a second daemon
 on the same journal never gets here. The socket's folder must belong to root or the daemon's
@@ -52,6 +53,7 @@ MAX_CONNECTIONS = 32
 SOCKET_MODE = 0o660
 _FLUSH_WAIT = 5.0  # seconds close() gives connection threads to send their last line
 _ACCEPT_PAUSE = 0.5  # seconds between accept() attempts while the process lacks descriptors
+_ACCEPT_WARN_EVERY = 60.0  # seconds: at most one control-accept-failed line per minute
 _SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 log = get_logger("b2bd.control")
@@ -163,7 +165,7 @@ class ControlServer:
     # -- serving ---------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        starved = False
+        warned_at: float | None = None
         while True:
             ready, _, _ = select.select([self._listener, self._stop_read], [], [])
             if self._stop_read in ready:
@@ -174,14 +176,15 @@ class ControlServer:
                 if exc.errno not in _SCARCE:
                     continue  # e.g. the client gave up between select and accept
                 # The connection stays in the backlog, so the listener stays readable: retrying
-                # at once would spin on a core until a descriptor is free. Say so once; wait.
-                if not starved:
+                # at once would spin on a core until a descriptor is free. Say so (not again
+                # within a minute, though a descriptor freed now and then lets one through); wait.
+                now = time.monotonic()
+                if warned_at is None or now - warned_at >= _ACCEPT_WARN_EVERY:
                     error = explain(exc, "cannot accept a control connection", self.path)
                     log.error("control-accept-failed", error=error, retry_every=_ACCEPT_PAUSE)
-                starved = True
+                    warned_at = now
                 select.select([self._stop_read], [], [], _ACCEPT_PAUSE)
                 continue
-            starved = False
             with self._lock:
                 if self._closed:
                     conn.close()
