@@ -4,9 +4,13 @@
 The journal is found through ``state_dir`` in b2bd.yaml. ``cat`` only reads (safe while the
 daemon runs: a record being written at that moment is left out rather than reported). ``verify``
 reads too, and when the journal is intact acknowledges the repairs ``status`` shows (a
-``repairs-acknowledged`` record, written by the daemon when it runs). ``compact`` takes the
-journal's lock, so it refuses while the daemon runs. Exit codes: 0 fine, 1 the journal is
-damaged (or in use, for ``compact``), 2 usage.
+``repairs-acknowledged`` record, written by the daemon when it runs). ``compact`` asks the
+running daemon to compact (it does so in its loop); without one it takes the journal's lock and
+compacts here. Run as root, what would write the state dir here refuses a state dir that
+belongs to another user (:mod:`b2bd.statedir`). Exit codes: 0 fine, 1 the journal is damaged,
+2 usage and I/O errors (a full disk, a read-only folder, a journal held by a process that does
+not answer as a daemon, a state dir root must not write, repairs that could not be
+acknowledged).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from b2bd.cli import UsageError
+from b2bd.cli import EXIT_USAGE, UsageError
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.config.model import Settings
+from b2bd.faults import explain
 from b2bd.journal.entries import Codec, Repair
 from b2bd.journal.reader import (
     JOURNAL_DIR,
@@ -30,8 +35,9 @@ from b2bd.journal.reader import (
     scan_journal,
     verify_history,
 )
-from b2bd.journal.writer import Journal
+from b2bd.journal.writer import Journal, JournalBusy
 from b2bd.report import iso
+from b2bd.statedir import root_refusal
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
@@ -51,7 +57,7 @@ def register(sub: Any) -> None:
     verify.set_defaults(func=run_verify)
     compact = actions.add_parser(
         "compact",
-        help="write a checkpoint and delete older segments (refuses while the daemon runs)",
+        help="write a checkpoint and delete older segments (done by the daemon when it runs)",
     )
     compact.set_defaults(func=run_compact)
     cat = actions.add_parser("cat", help="print records as JSON lines (for jq)")
@@ -101,13 +107,14 @@ def run_verify(args: argparse.Namespace) -> int:
         f"segment(s) under {directory}"
     )
     repairs = read_state(settings.state_dir).repairs
-    if repairs:
-        _acknowledge(settings, repairs)
+    if repairs and not _acknowledge(settings, repairs):
+        return EXIT_USAGE
     return EXIT_OK
 
 
-def _acknowledge(settings: Settings, repairs: tuple[Repair, ...]) -> None:
-    """Show the repairs ``status`` has been showing and journal that they were seen."""
+def _acknowledge(settings: Settings, repairs: tuple[Repair, ...]) -> bool:
+    """Show the repairs ``status`` has been showing and journal that they were seen; False
+    (said on stderr) when that could not be journaled."""
     for r in repairs:
         print(f"repaired on {iso(r.when)}: {_repair_text(r)}")
     up_to = max(r.seq for r in repairs)
@@ -116,12 +123,15 @@ def _acknowledge(settings: Settings, repairs: tuple[Repair, ...]) -> None:
         if link is not None:  # the daemon holds the journal: it writes the record
             link.ask("acknowledge-repairs", up_to=up_to)
         else:
+            if (refusal := root_refusal(settings.state_dir, "journal verify")) is not None:
+                raise UsageError(refusal)
             with Journal.open(settings.state_dir) as journal:
                 journal.append("repairs-acknowledged", up_to=up_to)
     except (DaemonError, UsageError, JournalError, OSError) as exc:
         print(f"b2bd: repairs not acknowledged: {exc}", file=sys.stderr)
-        return
+        return False
     print(f"acknowledged {len(repairs)} repair(s): status no longer shows them")
+    return True
 
 
 def _repair_text(r: Repair) -> str:
@@ -133,22 +143,47 @@ def _repair_text(r: Repair) -> str:
 
 def run_compact(args: argparse.Namespace) -> int:
     _, settings = with_settings(args.config)
+    link = find_daemon(settings)
+    if link is not None:  # the daemon holds the journal: it compacts, in its loop
+        try:
+            done = link.ask("compact")
+        except DaemonError as exc:
+            print(f"b2bd: {exc.message}", file=sys.stderr)
+            return EXIT_DAMAGED if exc.code == "damaged" else EXIT_USAGE
+        by = f" by the running daemon (pid {done['pid']})"
+        _print_compacted(by, done["checkpoint"], len(done["removed"]), done["history"],
+                         done["history_days"])  # fmt: skip
+        return EXIT_OK
+    if (refusal := root_refusal(settings.state_dir, "journal compact")) is not None:
+        raise UsageError(refusal)
     try:
         with Journal.open(settings.state_dir) as journal:
             result = journal.compact(history_days=settings.history_days)
     except JournalDamaged as exc:
         return damaged(exc)
-    except JournalError as exc:
-        print(f"b2bd: cannot compact: {exc}", file=sys.stderr)
-        return EXIT_DAMAGED
-    except OSError as exc:
-        raise UsageError(f"cannot open the journal in {settings.state_dir}: {exc}") from exc
-    print(
-        f"compacted: checkpoint is record {result.checkpoint.seq}; "
-        f"removed {len(result.removed)} older segment(s); history keeps {result.history} "
-        f"record(s) of the last {settings.history_days} day(s)"
-    )
+    except JournalBusy as exc:
+        raise UsageError(
+            f"cannot compact: {exc}; a process holds the journal but answers on none of the "
+            "control socket places (a `trigger` running without the daemon: try again when it "
+            "has finished)"
+        ) from None
+    except JournalError as exc:  # cannot open, or cannot write: the message names the path
+        raise UsageError(f"cannot compact: {exc}") from None
+    except OSError as exc:  # removing the older segments (the next open finishes that)
+        raise UsageError(
+            explain(exc, "cannot compact", settings.state_dir / JOURNAL_DIR)
+            + "; the checkpoint is written, so the next open removes the older segments"
+        ) from None
+    _print_compacted("", result.checkpoint.seq, len(result.removed), result.history,
+                     settings.history_days)  # fmt: skip
     return EXIT_OK
+
+
+def _print_compacted(by: str, checkpoint: int, removed: int, history: int, days: int) -> None:
+    print(
+        f"compacted{by}: checkpoint is record {checkpoint}; removed {removed} older "
+        f"segment(s); history keeps {history} record(s) of the last {days} day(s)"
+    )
 
 
 def run_cat(args: argparse.Namespace) -> int:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import pwd
 import sys
 import threading
 import time
@@ -37,6 +35,7 @@ from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
 from b2bd.journal.reader import JournalError, repair_message
 from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalBusy, JournalFailed
+from b2bd.statedir import root_refusal
 from b2bd.transfer.engine import Engine
 from b2bd.transfer.manual import (
     TriggerRefused,
@@ -174,13 +173,8 @@ def open_journal(state_dir: Path) -> Journal:
     """The journal opened for writing, its repairs reported on stderr; a UsageError (one line)
     when it cannot be. As root, refuses a state dir that belongs to another user (the service's):
     files root would create there could not be written by the service afterwards."""
-    owner = _owner(state_dir)
-    if os.geteuid() == 0 and owner not in (None, 0):
-        user = _user_name(owner)
-        raise UsageError(
-            f"{state_dir} belongs to {user}: run this as that user "
-            f"(runuser -u {user} -- b2bd ...), so the journal stays writable by the service"
-        )
+    if (refusal := root_refusal(state_dir, "trigger ...")) is not None:
+        raise UsageError(refusal)
     try:
         journal = Journal.open(state_dir)
     except JournalBusy as exc:
@@ -193,20 +187,6 @@ def open_journal(state_dir: Path) -> Journal:
     for repair in journal.repairs:
         print(f"b2bd: warning: {repair_message(repair)}", file=sys.stderr)
     return journal
-
-
-def _owner(path: Path) -> int | None:
-    try:
-        return path.stat().st_uid
-    except OSError:
-        return None  # not there yet (Journal.open creates it) or unreadable (it says so)
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def trigger_through(

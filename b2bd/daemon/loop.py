@@ -11,7 +11,8 @@ served on its own threads once the journal lock is held; a trigger through it is
 
 Exit codes: 0 after a graceful stop; 78 (EX_CONFIG) for an invalid or unreadable config at
 start; 1 when the state cannot be used: the journal cannot be opened (damaged, held by another
-daemon, not readable or writable for us, a torn tail that cannot be repaired for lack of space)
+daemon, not readable or writable for us, a torn tail that cannot be repaired for lack of space,
+a state dir of another user's while we run as root: :mod:`b2bd.statedir`)
 or stops taking writes while running (a full disk), the pupil key cannot be read, or the
 control socket cannot be set up. Each ends as one error line naming the path and what to do;
 none of them is cured by restarting, so the unit lists 1 and 78 in
@@ -49,7 +50,7 @@ from b2bd.daemon.due import due
 from b2bd.daemon.metrics import Metrics, MetricsError, MetricsServer
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.protocol import daemon_socket
-from b2bd.daemon.requests import ControlRequests, ManualTrigger
+from b2bd.daemon.requests import ControlRequests, ManualCompact, ManualTrigger
 from b2bd.daemon.runs import Runs
 from b2bd.daemon.wake import Waker
 from b2bd.daemon.watcher import ConfigWatcher
@@ -60,6 +61,7 @@ from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
 from b2bd.schedule import jitter_offset, next_slot
+from b2bd.statedir import root_refusal
 from b2bd.transfer.engine import Engine
 from b2bd.transfer.results import outcome_of
 
@@ -107,7 +109,7 @@ class Daemon:
         self.warned: frozenset[Problem] = frozenset()
         self.applied_digests: dict[str, str] = {}
         self.watcher = ConfigWatcher(root, self.wake)
-        self.triggers: queue.SimpleQueue[ManualTrigger] = queue.SimpleQueue()
+        self.triggers: queue.SimpleQueue[ManualTrigger | ManualCompact] = queue.SimpleQueue()
         self.stopping = False  # read by control-socket threads
         self.control: ControlServer | None = None
         self.metrics: Metrics | None = None
@@ -131,6 +133,9 @@ class Daemon:
                       rule=p.rule, severity=p.severity, message=p.message)  # fmt: skip
             return EXIT_CONFIG
         state_dir = config.settings.state_dir
+        if (refusal := root_refusal(state_dir, "run", via_daemon=False)) is not None:
+            log.error("state-unusable", error=refusal)  # root's files would lock the service out
+            return EXIT_JOURNAL
         try:
             journal = Journal.open(state_dir, clock=self.clock.now)
         except JournalError as exc:
@@ -269,9 +274,10 @@ class Daemon:
         self.flags.reload = True
         self.wake.set()
 
-    def submit(self, trigger: ManualTrigger) -> None:
-        """Queue a trigger from the control socket for the loop (any thread)."""
-        self.triggers.put(trigger)
+    def submit(self, item: ManualTrigger | ManualCompact) -> None:
+        """Queue a trigger or a compaction from the control socket for the loop (any
+        thread)."""
+        self.triggers.put(item)
         self.wake.set()
 
     def _take_triggers(self) -> None:
@@ -281,7 +287,8 @@ class Daemon:
             except queue.Empty:
                 return
             if self.stopping:
-                trigger.reply.error("stopping", "the daemon is stopping: nothing was started")
+                what = "compacted" if isinstance(trigger, ManualCompact) else "started"
+                trigger.reply.error("stopping", f"the daemon is stopping: nothing was {what}")
             else:
                 self.requests.start(trigger)
 
@@ -353,7 +360,7 @@ class Daemon:
                 last_rescan = time.monotonic()
             now = self.clock.now()
             self._start_due(now)
-            self._take_triggers()
+            self._take_triggers()  # and compactions asked for (the journal stays consistent)
             self.runs.dispatch(now)
             if watchdog_every is not None and mono - last_ping >= watchdog_every:
                 self.notifier.watchdog()

@@ -11,8 +11,8 @@ Newline-delimited JSON over a Unix stream socket, one request per connection:
    client that finds another state dir than its config's is talking to another daemon.
 3. The client sends one request line (at most :data:`MAX_REQUEST` bytes, within
    :data:`REQUEST_TIMEOUT` seconds of connecting): ``{"op": "status"}``, ``{"op": "history",
-   "task": null, "limit": 20}``, ``{"op": "trigger", "task", "bases", "as_of", "force"}`` or
-   ``{"op": "acknowledge-repairs", "up_to": SEQ}``.
+   "task": null, "limit": 20}``, ``{"op": "trigger", "task", "bases", "as_of", "force"}``,
+   ``{"op": "compact"}`` or ``{"op": "acknowledge-repairs", "up_to": SEQ}``.
 4. The daemon answers with any number of ``{"type": "accepted" | "progress", ...}`` lines
    (trigger only), then exactly one final line, ``{"type": "result", "result": ...}`` or
    ``{"type": "error", "code", "message"}``, and closes the connection.

@@ -1,5 +1,5 @@
-"""What the daemon answers on its control socket: ``status``, ``history``, ``trigger`` and
-``acknowledge-repairs`` (protocol: :mod:`b2bd.daemon.protocol`).
+"""What the daemon answers on its control socket: ``status``, ``history``, ``trigger``,
+``compact`` and ``acknowledge-repairs`` (protocol: :mod:`b2bd.daemon.protocol`).
 
 ``status``, ``history`` and ``acknowledge-repairs`` are answered on the connection's own thread
 from what is safe to read there: the config in force (an immutable object the loop swaps), the
@@ -7,6 +7,8 @@ journal (thread-safe) and the runs in flight. A ``trigger`` is queued for the da
 which starts it between two turns like any run: its transfers share the pool and obey the
 task's ``overlap`` per (task, base) — ``skip`` refuses the whole trigger naming the run that
 holds a base, ``queue`` waits behind it — and its progress and result flow back to the client.
+A ``compact`` is queued for the loop too, which compacts between two turns (appends wait
+meanwhile; readers on connection threads read the segments they opened before it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from b2bd import __version__
 from b2bd.daemon.control import Handler, Reply
 from b2bd.daemon.protocol import PROTOCOL
-from b2bd.journal.reader import JournalDamaged
+from b2bd.faults import explain
+from b2bd.journal.reader import JournalDamaged, JournalError
+from b2bd.journal.writer import JournalFailed
 from b2bd.log import get_logger
 from b2bd.report import history_report, iso, status_report
 from b2bd.schedule import slot_name
@@ -50,6 +54,13 @@ class ManualTrigger:
     reply: Reply
 
 
+@dataclass(frozen=True)
+class ManualCompact:
+    """A ``journal compact`` waiting for the loop, and where its answer goes."""
+
+    reply: Reply
+
+
 class Served(Protocol):
     """What the requests read of the daemon (:class:`b2bd.daemon.loop.Daemon`, which builds
     them: so they name what they need here instead of importing the loop back)."""
@@ -62,7 +73,7 @@ class Served(Protocol):
     runs: Runs
     stopping: bool
 
-    def submit(self, trigger: ManualTrigger) -> None: ...
+    def submit(self, item: ManualTrigger | ManualCompact) -> None: ...
 
 
 class ControlRequests:
@@ -77,6 +88,7 @@ class ControlRequests:
             "status": self.status,
             "history": self.history,
             "trigger": self.trigger,
+            "compact": self.compact,
             "acknowledge-repairs": self.acknowledge,
         }
 
@@ -149,11 +161,21 @@ class ControlRequests:
             return
         self.daemon.submit(ManualTrigger(wanted, reply))
 
+    def compact(self, request: dict[str, Any], reply: Reply) -> None:
+        if self.daemon.stopping:
+            reply.error("stopping", "the daemon is stopping: nothing was compacted")
+            return
+        reply.subject = "the compaction"
+        self.daemon.submit(ManualCompact(reply))
+
     # -- on the loop thread ----------------------------------------------------------------
 
-    def start(self, item: ManualTrigger) -> None:
+    def start(self, item: ManualTrigger | ManualCompact) -> None:
         """Start a queued trigger now, or refuse it (unknown task or base, busy under
-        ``overlap: skip``). Called by the daemon loop only."""
+        ``overlap: skip``); or compact the journal. Called by the daemon loop only."""
+        if isinstance(item, ManualCompact):
+            self._compact(item.reply)
+            return
         d = self.daemon
         reply = item.reply
         if reply.finished:  # the client left, or the daemon is closing
@@ -197,3 +219,37 @@ class ControlRequests:
         )
         log.info("run-started", run=context.run, task=task.id, bases=len(bases),
                  queued=sorted(holders), via="control-socket")  # fmt: skip
+
+    def _compact(self, reply: Reply) -> None:
+        """``journal compact`` by the daemon, on its loop thread. A history file that cannot be
+        written changes nothing (``io-error``); a checkpoint that cannot be written fails the
+        journal, and the loop then stops the daemon as for any write that failed."""
+        d = self.daemon
+        if reply.finished:
+            return
+        days = d.engine.settings.history_days
+        try:
+            done = d.journal.compact(history_days=days)
+        except JournalDamaged as exc:
+            log.error("journal-compact-failed", error=str(exc))
+            reply.error("damaged", str(exc))
+            return
+        except JournalFailed as exc:  # the loop sees journal.failed next turn and stops
+            reply.error("io-error", f"{exc}; the daemon stops")
+            return
+        except JournalError as exc:
+            log.error("journal-compact-failed", error=str(exc))
+            reply.error("io-error", str(exc))
+            return
+        except OSError as exc:  # deleting the older segments: the next open finishes it
+            error = explain(exc, "cannot remove a compacted segment", d.journal.directory)
+            log.error("journal-compact-failed", error=error)
+            reply.error("io-error", f"{error}; the checkpoint is written, so the next start "
+                        "removes the older segments")  # fmt: skip
+            return
+        log.info("journal-compacted", checkpoint=done.checkpoint.seq, removed=len(done.removed),
+                 history=done.history, history_days=days, via="control-socket")  # fmt: skip
+        reply.result(
+            {"checkpoint": done.checkpoint.seq, "removed": list(done.removed),
+             "history": done.history, "history_days": days, "pid": os.getpid()}
+        )  # fmt: skip

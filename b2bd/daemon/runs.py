@@ -29,7 +29,7 @@ from typing import Protocol
 from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
 from b2bd.transfer.engine import Engine, RunContext
-from b2bd.transfer.results import OnProgress, RunResult, TransferResult, run_outcome
+from b2bd.transfer.results import OnProgress, Progress, RunResult, TransferResult, run_outcome
 
 log = get_logger("b2bd.daemon")
 
@@ -174,7 +174,8 @@ class Runs:
     def _submit(self, run_id: str, base_id: str) -> None:
         run = self._runs[run_id]
         pair = (run.context.task.id, base_id)
-        future = self._pool.submit(self._transfer, run.context, base_id, run.on_progress)
+        progress = _logging_retries(run.context, run.on_progress)
+        future = self._pool.submit(self._transfer, run.context, base_id, progress)
         self._running[pair] = future
         future.add_done_callback(lambda f, r=run_id, b=base_id: self._done(r, b, f))
 
@@ -320,6 +321,21 @@ did not fully succeed, ``-p err`` every failure."""
 
 def _log_at(level: str, event: str, **fields: object) -> None:
     getattr(log, level)(event, **fields)
+
+
+def _logging_retries(context: RunContext, forward: OnProgress | None) -> OnProgress:
+    """The progress callback of a transfer: each retry logged at warning level (which attempt
+    failed, the wait before the next, the reason class: never the failure's message, which
+    may quote what a school sent), then ``forward`` (a control-socket trigger's) if any."""
+
+    def progress(event: Progress) -> None:
+        if event.event == "retry":
+            log.warning("transfer-retry", run=event.run, task=context.task.id, base=event.base,
+                        attempt=event.attempt, wait=event.wait, reason=event.reason)  # fmt: skip
+        if forward is not None:
+            forward(event)
+
+    return progress
 
 
 def _log_result(run: str, result: TransferResult) -> None:

@@ -35,7 +35,7 @@ import itertools
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,17 +324,77 @@ def scan_journal(directory: Path, *, deep: bool = False) -> JournalScan:
     )
 
 
+class OpenSegments:
+    """Segments' files opened at one moment (:func:`open_segments`): a reader holding them reads
+    what they held even if a compaction deletes them meanwhile. Closed when read through, or
+    when dropped (a reader that stops early or never starts leaks nothing)."""
+
+    def __init__(self, segments: tuple[Segment, ...]) -> None:
+        self._fds: list[int] = []
+        try:
+            for segment in segments:
+                self._fds.append(os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC))
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, index: int, size: int) -> bytes:
+        fd = self._fds[index]
+        chunks: list[bytes] = []
+        offset = 0
+        while offset < size:
+            chunk = os.pread(fd, size - offset, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def open_segments(segments: tuple[Segment, ...]) -> OpenSegments:
+    """Every segment's file, opened now (the writer's :meth:`Journal.entries` opens them under
+    the journal's lock, which a compaction holds while it deletes segments)."""
+    return OpenSegments(segments)
+
+
 def read_segments(
-    segments: list[Segment] | tuple[Segment, ...], *, brief: bool = False
+    segments: list[Segment] | tuple[Segment, ...],
+    *,
+    brief: bool = False,
+    opened: OpenSegments | None = None,
 ) -> Iterator[Entry]:
     """Decode the good records of these segments in order, checking sequence numbers.
 
     ``brief``: decode ``transfer-succeeded`` as :class:`TransferSucceededBrief` (for replay).
+    ``opened``: the segments' files, already open (:func:`open_segments`); closed here.
     """
     decode_lines = (Codec.brief_decoder if brief else Codec.decoder).decode_lines
-    for segment in segments:
-        with segment.path.open("rb") as f:
-            data = f.read(segment.size)
+    try:
+        yield from _decode_segments(segments, decode_lines, opened)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _decode_segments(
+    segments: list[Segment] | tuple[Segment, ...],
+    decode_lines: Callable[[bytes], list[Entry]],
+    opened: OpenSegments | None,
+) -> Iterator[Entry]:
+    for index, segment in enumerate(segments):
+        if opened is not None:
+            data = opened.read(index, segment.size)
+        else:
+            with segment.path.open("rb") as f:
+                data = f.read(segment.size)
         if len(data) != segment.size:
             raise JournalDamaged(segment.name, len(data), "segment is shorter than when opened")
         try:
@@ -360,10 +420,8 @@ def read_journal(state_dir: Path, *, with_history: bool = False) -> Iterator[Ent
     ``with_history``: first the history kept by compactions (:func:`read_history`; damage in
     it raises :class:`JournalDamaged` when reached)."""
     directory = state_dir / JOURNAL_DIR
-    scan = scan_journal(directory)
-    if scan.damage:
-        raise scan.damage[0].error()
-    live = read_segments(scan.segments)
+    scan, opened = _scan_and_open(directory)
+    live = read_segments(scan.segments, opened=opened)
     if not with_history:
         return live
     first = scan.segments[0].first_seq if scan.segments else scan.next_seq
@@ -427,7 +485,25 @@ def verify_history(directory: Path) -> Damage | None:
 def read_state(state_dir: Path) -> State:
     """The replayed state of the journal under ``state_dir``, read-only like
     :func:`read_journal`."""
-    scan = scan_journal(state_dir / JOURNAL_DIR)
-    if scan.damage:
-        raise scan.damage[0].error()
-    return replay(read_segments(scan.segments, brief=True))
+    scan, opened = _scan_and_open(state_dir / JOURNAL_DIR)
+    return replay(read_segments(scan.segments, brief=True, opened=opened))
+
+
+_SCAN_TRIES = 5
+
+
+def _scan_and_open(directory: Path) -> tuple[JournalScan, OpenSegments]:
+    """Scan the journal (damage raises :class:`JournalDamaged`) and open its live segments, for
+    a reader without the lock. A segment that vanishes meanwhile was deleted by a compaction
+    (the daemon's): its checkpoint segment is already in place, so scanning again finds a
+    consistent journal; once open, the files stay readable whatever is deleted."""
+    for attempt in range(_SCAN_TRIES):
+        try:
+            scan = scan_journal(directory)
+            if scan.damage:
+                raise scan.damage[0].error()
+            return scan, open_segments(scan.segments)
+        except FileNotFoundError:
+            if attempt == _SCAN_TRIES - 1 or not directory.is_dir():
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -66,6 +66,7 @@ from b2bd.journal.reader import (
     JournalScan,
     Segment,
     frame,
+    open_segments,
     read_history,
     read_segments,
     scan_journal,
@@ -514,18 +515,22 @@ class Journal:
         with self._lock:
             self._check_usable()
             snapshot_ = self._durable_segments()
-        return replay(read_segments(snapshot_, brief=True))
+            opened = open_segments(snapshot_)  # before a compaction can delete them
+        return replay(read_segments(snapshot_, brief=True, opened=opened))
 
     def entries(self, *, with_history: bool = False) -> Iterator[Entry]:
         """Every durable record, from the earliest kept segment (so starting with its checkpoint
         after a compaction) up to the newest appended before this call; ``with_history``: the
-        history file's first (:func:`read_history`). Read lazily, segment by segment: do not
-        compact while iterating (the segments being read would be deleted)."""
+        history file's first (:func:`read_history`). Read lazily, segment by segment, from files
+        opened here: a compaction meanwhile (the daemon's, while a control-socket thread reads)
+        deletes none of them under the reader, and the history file counts only records below
+        this snapshot's first."""
         with self._lock:
             self._check_usable()
             snapshot = self._durable_segments()
             first = snapshot[0].first_seq if snapshot else self._next_seq
-        live = read_segments(snapshot)
+            opened = open_segments(snapshot)
+        live = read_segments(snapshot, opened=opened)
         if not with_history:
             return live
         return itertools.chain(read_history(self.directory, first), live)

@@ -66,9 +66,9 @@ def test_compact_keeps_status_and_refuses_while_the_journal_is_in_use(deployment
     _, after, _ = b2bd(deployment, "status", "--format", "json", capsys=capsys)
     strip = lambda s: {k: v for k, v in json.loads(s).items() if k != "now"}  # noqa: E731
     assert strip(after) == strip(before)
-    with Journal.open(state_dir(deployment)):
+    with Journal.open(state_dir(deployment)):  # held, and no daemon answers: a usage error
         code, _, err = b2bd(deployment, "journal", "compact", capsys=capsys)
-    assert code == 1 and "in use" in err
+    assert code == 2 and "in use" in err
 
 
 def test_unusable_settings_are_a_usage_error(deployment, capsys):

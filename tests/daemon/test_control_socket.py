@@ -492,27 +492,54 @@ def test_progress_on_a_terminal_shows_bases_records_and_retries(
 # -- history across compaction, through the daemon -------------------------------------------------
 
 
-def test_after_compaction_the_daemon_still_shows_the_runs_and_last_successes(
+def test_journal_compact_beside_the_running_daemon_keeps_history_and_scheduling(
     deployment, notify_socket, daemons
 ) -> None:
+    """README's day-to-day `b2bd journal compact` while the service runs: the daemon compacts
+    in its loop; every run stays in `history`, `status` keeps last successes, and the daemon
+    goes on scheduling and running triggers on the compacted journal."""
     deployment.add_school("8814001")
-    deployment.add_task("t", "8814001")
-    proc = running(deployment, notify_socket, daemons)
-    runs = [json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]]
-    runs.append(json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"])
-    assert cli(deployment, "journal", "compact").returncode == 1  # the daemon holds the journal
-    assert stop_daemon(proc)[0] == 0
+    deployment.add_task("t", "8814001", time="06:00")
+    first = json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]
+    # The daemon's clock starts 15 s before the task's 06:00 slot.
+    proc = start_daemon(deployment, notify_socket, env={"B2BD_CLOCK_START": "2026-12-02T05:59:45Z"})
+    daemons.append(proc)
+    notify_socket.wait_for("READY=1")
+    second = json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]
+    before = deployment.records()
     compact = cli(deployment, "journal", "compact")
     assert compact.returncode == 0, compact.stderr
-    proc = running(deployment, notify_socket, daemons)
+    assert compact.stderr == ""
+    (line,) = compact.stdout.splitlines()
+    assert line.startswith(f"compacted by the running daemon (pid {proc.pid}): checkpoint is ")
+    assert "history keeps" in line and "of the last 400 day(s)" in line
+    checkpoint = deployment.records()[0]
+    assert checkpoint["type"] == "checkpoint" and checkpoint["seq"] > before[-1]["seq"]
+    # The slot after the compaction (else this test proves nothing: the machine was too slow).
+    deployment.wait_for(
+        lambda: any(r["slot"] == "2026-12-02T06:00:00Z" for r in deployment.records("run-started")),
+        40,
+        "the 06:00 slot's run",
+    )
+    (slot_run,) = [r for r in deployment.records("run-started") if not r["manual"]]
+    assert slot_run["seq"] > checkpoint["seq"], "compaction came after the slot: too slow"
+    deployment.wait_for(lambda: len(deployment.records("run-finished")) == 1, 20, "its end")
+    third = json.loads(cli(deployment, "trigger", "t", "--format", "json").stdout)["run"]
     history = json.loads(cli(deployment, "history", "t", "--format", "json").stdout)
-    assert [r["run"] for r in history] == runs[::-1]
+    assert [r["run"] for r in history] == [third, slot_run["run"], second, first]
     assert all(r["outcome"] == "succeeded" for r in history)
     report = status_json(deployment)
-    assert report["daemon"]["pid"] == proc.pid
+    assert report["daemon"]["pid"] == proc.pid and report["ok"] is True
     (task,) = report["tasks"]
-    assert task["bases"][0]["last_success_run"] == runs[-1]
-    assert report["ok"] is True
+    assert task["bases"][0]["last_success_run"] == third
+    code, out = stop_daemon(proc)
+    assert code == 0, out
+    events = [json.loads(x) for x in out.splitlines()]
+    (compacted,) = [e for e in events if e["event"] == "journal-compacted"]
+    assert compacted["checkpoint"] == checkpoint["seq"] and compacted["level"] == "info"
+    # The same history without the daemon, from the compacted journal and its history file.
+    alone = json.loads(cli(deployment, "history", "t", "--format", "json").stdout)
+    assert [r["run"] for r in alone] == [r["run"] for r in history]
 
 
 def test_a_repair_made_at_start_is_shown_until_verify_acknowledges_it_through_the_daemon(

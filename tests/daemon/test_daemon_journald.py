@@ -105,3 +105,39 @@ def test_a_redirected_stdout_gets_plain_json_even_with_journal_stream_set(
     stream.close()
     lines = (tmp_path / "out.log").read_text().splitlines()
     assert lines and all(json.loads(line)["event"] == "config-invalid" for line in lines)
+
+
+def test_each_retry_is_a_warning_with_attempt_wait_and_reason_only(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """A school that cannot be reached is retried: each retry is one ``transfer-retry`` line at
+    warning priority (attempt, wait, reason class), so `journalctl -p warning` shows a transfer
+    struggling before it fails; no school data (its path, names) in it."""
+    deployment.add_school("8814001")
+    gone = deployment.root / "school-not-mounted-8814002"
+    deployment.bases.append(deployment.bases[0].replace("8814001", "8814002").replace(
+        str(deployment.schools / "8814001"), str(gone)))  # fmt: skip
+    deployment.config.joinpath("bases.yaml").write_text("bases:\n" + "".join(deployment.bases))
+    deployment.add_task("gone", "8814002", policy="policy: {retries: 2, retry_backoff: 1s}\n")
+    stream = FakeJournalStream()
+    proc = start_daemon(deployment, notify_socket, "--now", env=stream.env, stdout=stream.write_fd)
+    try:
+        notify_socket.wait_for("READY=1")
+        deployment.wait_for(lambda: deployment.records("run-finished"), 20, "the run's end")
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    logged = entries(stream.close())
+    retries = [(p, e) for p, e in logged if e["event"] == "transfer-retry"]
+    assert [p for p, _ in retries] == [4, 4]
+    assert [(e["attempt"], e["wait"], e["reason"]) for _, e in retries] == [
+        (1, 1.0, "unreachable"),
+        (2, 2.0, "unreachable"),
+    ]
+    for _, e in retries:
+        assert e["base"] == "8814002" and str(e["run"]).startswith("gone/")
+        assert set(e) <= {"event", "level", "timestamp", "logger", "run", "task", "base",
+                          "attempt", "wait", "reason", "next_attempt"}  # fmt: skip
+        assert str(gone) not in json.dumps(e)
+    (failed,) = deployment.records("transfer-failed")
+    assert failed["attempts"] == 3

@@ -270,7 +270,7 @@ def test_compaction_on_a_full_disk_changes_nothing_and_loses_no_history(tmp_path
         before = kept()
         filler = fill(state(root))
         result = b2bd_process(root, "journal", "compact")
-        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"{journal / HISTORY_FILE}" in result.stderr
         assert "No space left on device" in result.stderr
         assert kept() == before  # the history file above all: never a half-written one

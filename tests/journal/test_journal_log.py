@@ -301,3 +301,22 @@ def test_files_are_private(tmp_path, clock):
     for p in (tmp_path / "state" / JOURNAL_DIR).iterdir():
         assert p.stat().st_mode & 0o077 == 0, p
     assert (tmp_path / "state" / JOURNAL_DIR).stat().st_mode & 0o077 == 0
+
+
+def test_a_reader_started_before_a_compaction_reads_every_record_it_snapshotted(tmp_path, clock):
+    """The daemon compacts while a control-socket thread is reading (``history``, ``status``):
+    the reader gets what was durable when it began, never a missing segment."""
+    with Journal.open(tmp_path, clock, segment_bytes=400) as journal:
+        fill(journal, 0, 20)
+        expected = [r.seq for r in journal.entries()]
+        state = journal.state()
+        reading = iter(journal.entries())
+        first = next(reading)
+        also_reading = journal.entries(with_history=True)  # snapshotted, not yet started
+        result = journal.compact()
+        assert len(result.removed) > 1 and not any(
+            (tmp_path / JOURNAL_DIR / name).exists() for name in result.removed
+        )
+        assert [first.seq, *(r.seq for r in reading)] == expected
+        assert [r.seq for r in also_reading] == expected
+        assert journal.state() == state

@@ -141,8 +141,10 @@ def test_root_refuses_to_write_a_state_dir_that_belongs_to_the_service_user(
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line == (
-        f"b2bd: {world.state} belongs to nobody: run this as that user "
-        "(runuser -u nobody -- b2bd ...), so the journal stays writable by the service"
+        f"b2bd: {world.state} belongs to nobody: as root, b2bd trigger ... would leave files "
+        "there that the service cannot write; run it as that user (runuser -u nobody -- b2bd "
+        "trigger ..., or sudo -u nobody b2bd trigger ...); or start the service, and the same "
+        "command goes through it"
     )
     assert list(world.state.iterdir()) == []  # nothing created as root
 
