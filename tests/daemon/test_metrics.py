@@ -41,11 +41,11 @@ def with_metrics(d: Deployment, port: int) -> None:
     d.config.joinpath("b2bd.yaml").write_text(settings)
 
 
-def get(port: int, path: str) -> tuple[int, str, str]:
+def get(port: int, path: str, accept: str | None = None) -> tuple[int, str, str]:
     """(status, content type, body) of one GET."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Accept": accept} if accept else {})
         response = conn.getresponse()
         body = response.read().decode()
         return response.status, response.getheader("Content-Type") or "", body
@@ -328,6 +328,10 @@ def test_idle_and_trickling_clients_are_cut_and_the_daemon_keeps_serving(
         assert value(samples, "b2bd_config_last_reload_successful") == 1
         assert get(port, "/healthz")[0] == 200
         assert get(port, "/nothing")[0] == 404
+        status, content_type, text = get(port, "/metrics", "application/openmetrics-text")
+        assert status == 200
+        assert content_type.startswith("application/openmetrics-text")
+        assert text.endswith("# EOF\n")
     finally:
         for sock in idle:
             sock.close()
