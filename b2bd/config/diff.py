@@ -26,7 +26,14 @@ from b2bd.config.model import Config, Problem, Task
 from b2bd.schedule import Monthly, Once, Weekly, next_slot
 
 # Model attribute names that differ from their YAML keys.
-_YAML_NAMES = {"la_code": "la.code", "la_name": "la.name", "token_credential": "token"}
+_YAML_NAMES = {
+    "la_code": "la.code",
+    "la_name": "la.name",
+    "la_outbound": "la_store.outbound",
+    "metrics_listen": "metrics.listen",
+    "history_days": "journal.history_days",
+    "token_credential": "token",
+}
 _RULE_KEYS: dict[type, str] = {Weekly: "weekly", Monthly: "monthly", Once: "once"}
 # Not compared as fields: the identity, what the rules derived (targets are compared as bases
 # gained and lost; a base's problems are in the problems), and the model's own bookkeeping.

@@ -148,11 +148,16 @@ def _check_name(entry: _Entry, where: str, seen: set[str]) -> None:
     seen.add(name)
 
 
+def _shown(name: str) -> str:
+    """A name from a commit, safe on a terminal (escape sequences shown as escapes)."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
 def _check_blob(entry: _Entry, where: str) -> None:
     if entry.kind != "blob" or entry.mode not in _BLOB_MODES:
-        kind = _KINDS.get(entry.mode, f"a {entry.kind} of mode {entry.mode}")
+        kind = _KINDS.get(entry.mode, f"a {_shown(entry.kind)} of mode {_shown(entry.mode)}")
         raise GitRevError(
-            f"{where}{entry.name} is {kind}: --git compares regular files only "
+            f"{where}{_shown(entry.name)} is {kind}: --git compares regular files only "
             "(check out both sides and compare the two dirs instead)"
         )
 

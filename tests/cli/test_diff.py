@@ -505,14 +505,14 @@ def test_git_refuses_a_symlink_in_the_revision_and_reads_nothing_through_it(
     root, config = repo
     secret = tmp_path / "secret.yaml"
     secret.write_text("id: secret-task-from-outside\n")
-    link = config.root / "tasks" / "evil.yaml"
+    link = config.root / "tasks" / "evil\x1b[2J.yaml"  # and a terminal escape in its name
     os.symlink(secret, link)
     git(root, "add", "-A")
     git(root, "commit", "-qm", "hostile")
     line = one_line_error(b2bd("--config", str(config.root), "diff", "--git", "HEAD"))
     assert line == (
-        "b2bd: HEAD:deploy/config/tasks/evil.yaml is a symbolic link: --git compares regular "
-        "files only (check out both sides and compare the two dirs instead)"
+        "b2bd: HEAD:deploy/config/tasks/evil\\x1b[2J.yaml is a symbolic link: --git compares "
+        "regular files only (check out both sides and compare the two dirs instead)"
     )
 
 

@@ -52,6 +52,16 @@ def test_settings_names_are_the_yaml_keys(tmp_path: Path) -> None:
         + "credentials:\n  wonde: {env: WONDE_TOKEN}\n",
     )
     assert diff_of(old, new).settings_changed == ("la.name", "state_dir", "credentials.wonde")
+    new.write(
+        "b2bd.yaml",
+        SETTINGS + 'metrics: {listen: "127.0.0.1:9999"}\njournal: {history_days: 500}\n'
+        "ignore: [months-heavy]\n",
+    )
+    assert diff_of(old, new).settings_changed == (  # in the model's field order
+        "journal.history_days",
+        "metrics.listen",
+        "ignore",
+    )
 
 
 def test_a_task_moved_to_another_file_is_a_change_of_file(tmp_path: Path) -> None:
