@@ -4,7 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from transfer_world import World
+
+from tests.support.transfer_world import World
 
 
 @pytest.fixture

@@ -15,12 +15,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from transfer_world import SECONDARY, World, mark, pupil, read_jsonl, slot_at
 
 from b2bd.transfer.delivery import DeliveryError, DeliveryPlace, DeliveryWriter
+from tests.support.transfer_world import (
+    ATT,
+    SECONDARY,
+    SNAP,
+    World,
+    mark,
+    pupil,
+    read_jsonl,
+    slot_at,
+)
 
 D = "2026-11-02"
-ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
 
 
 def test_delivery_names_manifest_and_checksum(world: World) -> None:
@@ -50,7 +58,7 @@ def test_delivery_names_manifest_and_checksum(world: World) -> None:
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
 def test_modes_whatever_the_umask(world: World, umask: int) -> None:
     world.export(pupils=[pupil(1, "7")])
-    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.task("snap", SNAP)
     old = os.umask(umask)
     try:
         world.run("snap", slot_at(D))
@@ -64,7 +72,7 @@ def test_modes_whatever_the_umask(world: World, umask: int) -> None:
 
 def test_rerun_of_a_slot_replaces_not_duplicates(world: World) -> None:
     world.export(pupils=[pupil(1, "7"), pupil(2, "7")])
-    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.task("snap", SNAP)
     world.run("snap", slot_at(D))
     world.export(pupils=[pupil(1, "7")])
     world.run("snap", slot_at(D))

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transfer_world import OTHER, SECONDARY, World, mark, pupil, result, slot_at, upn
+
+from tests.support.transfer_world import OTHER, SECONDARY, World, mark, pupil, result, slot_at, upn
 
 D = "2026-11-02"
 TASKS = {

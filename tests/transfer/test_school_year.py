@@ -35,9 +35,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from transfer_world import SECONDARY, World, read_jsonl
 
 from b2bd.records.upn import make_upn
+from tests.support.transfer_world import SECONDARY, World, read_jsonl
 
 LONDON = ZoneInfo("Europe/London")
 FIRST_DAY = dt.date(2025, 8, 26)

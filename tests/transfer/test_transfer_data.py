@@ -9,9 +9,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from transfer_world import (
+
+from b2bd.journal.writer import Journal
+from tests.support.transfer_world import (
+    CHANGED,
     PRIMARY,
     SECONDARY,
+    SNAP,
     World,
     mark,
     pupil,
@@ -20,8 +24,6 @@ from transfer_world import (
     slot_at,
     upn,
 )
-
-from b2bd.journal.writer import Journal
 
 D = "2026-11-02"  # a Monday in 2026/27
 D0 = "2026-07-01"  # before the leavers left
@@ -155,7 +157,7 @@ def test_leavers_rule(world: World) -> None:
         "data: {type: attendance, attendance: all-attendances-previous-year}\n"
         "cohort: {group: leavers}\n",
     )
-    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.task("snap", SNAP)
     first = world.run("leavers", slot_at(D))
     assert world.lines(first) == []  # never sent before: absent
     world.run("snap", slot_at(D0))  # both leavers were on roll then, and are sent
@@ -172,7 +174,7 @@ def test_changed_data_across_two_runs_is_inclusive_and_skips_nothing(world: Worl
     p2 = pupil(2, "8", updated="2026-10-05T10:00:00Z")
     p3 = pupil(3, "9", updated="2026-10-03T10:00:00Z")
     world.export(pupils=[p1, p2, p3], deletions=[])
-    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("chg", CHANGED)
     first = world.run("chg", slot_at("2026-10-06"))
     assert {line["upn"] for line in world.lines(first)} == {p1["upn"], p2["upn"], p3["upn"]}
     assert first.transfers[0].watermark == "2026-10-05T10:00:00Z"
@@ -204,7 +206,7 @@ def test_changed_data_across_two_runs_is_inclusive_and_skips_nothing(world: Worl
 def test_watermark_not_advanced_by_failure_and_next_run_covers_the_gap(world: World) -> None:
     p1 = pupil(1, "7", updated="2026-10-01T10:00:00Z")
     world.export(pupils=[p1], deletions=[])
-    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("chg", CHANGED)
     world.run("chg", slot_at("2026-10-02"))
     p2 = pupil(2, "7", updated="2026-10-02T12:00:00Z")
     world.export(pupils=[p1, p2], deletions=[])
@@ -228,7 +230,7 @@ def test_bulk_deleted_leavers_are_reported_missing_not_an_error(world: World) ->
     world.export(
         pupils=[gone, kept, pupil(1, "7")], marks=[mark(5, "2026-06-10"), mark(6, "2026-06-10")]
     )
-    world.task("snap", "data: {type: snapshot}\ncohort: {group: ncy}\n")
+    world.task("snap", SNAP)
     world.run("snap", slot_at(D0))
     # SIMS bulk delete: gone's whole record, kept's attendance only
     deletion = {"record": "pupil", "key": gone["upn"], "deleted_at": "2026-09-20T10:00:00Z"}
@@ -238,7 +240,7 @@ def test_bulk_deleted_leavers_are_reported_missing_not_an_error(world: World) ->
         "data: {type: attendance, attendance: all-attendances-previous-year}\n"
         "cohort: {group: leavers}\n",
     )
-    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("chg", CHANGED)
     run = world.run("leavers", slot_at(D))
     transfer = run.transfers[0]
     assert run.outcome == "succeeded"
@@ -328,7 +330,7 @@ def test_a_run_as_of_a_past_date_sends_nothing_dated_or_changed_after_it(world: 
     D and a deletion after D are not sent, and the watermark stays within D, so the next run
     sends them."""
     now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
-    world.task("chg", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("chg", CHANGED)
     world.task(
         "att",
         "data: {type: attendance, attendance: all-attendances-current-year}\n"
@@ -423,7 +425,7 @@ def test_a_pupil_flipped_in_and_out_of_the_cohort_daily_costs_one_record_and_no_
     record, the base's leavers memory stops growing after the first run, and each day's
     journal record carries a cohort-memory change of a few bytes, never the roll."""
     world.task("lac", "data: {type: changed}\ncohort: {group: lac}\n")
-    world.task("all", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("all", CHANGED)
     roll = [pupil(n, "8", updated="2025-10-01T10:00:00Z") for n in range(1, 301)]
     flipper = 150  # in the middle of the roll: its position is not the last
     sizes: list[int] = []
@@ -458,7 +460,7 @@ def test_two_changed_tasks_at_one_base_in_parallel_journal_what_the_engine_remem
     engine applied them, so a restarted engine (a replay) remembers exactly the same."""
     world.task("lower", "data: {type: changed}\ncohort: {group: ncy, ncy: [7, 8]}\n")
     world.task("upper", "data: {type: changed}\ncohort: {group: ncy, ncy: [9, 10]}\n")
-    world.task("all", "data: {type: changed}\ncohort: {group: ncy}\n")
+    world.task("all", CHANGED)
     roll = [pupil(n, str(7 + n % 4), updated="2025-10-01T10:00:00Z") for n in range(1, 401)]
     world.export(pupils=roll)
     engine = world.engine()

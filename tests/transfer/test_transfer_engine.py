@@ -9,15 +9,23 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from transfer_world import OTHER, PRIMARY, SECONDARY, World, mark, pupil, slot_at
 
 from b2bd.config.load import load_config
 from b2bd.transfer.engine import backoff_delays
 from b2bd.transfer.results import Progress, TransferResult, run_outcome
+from tests.support.transfer_world import (
+    BOTH,
+    OTHER,
+    PRIMARY,
+    SECONDARY,
+    SNAP,
+    World,
+    mark,
+    pupil,
+    slot_at,
+)
 
 D = "2026-11-02"
-SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
-BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
 
 
 def two_schools(world: World) -> None:

@@ -12,13 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from transfer_world import OTHER, SECONDARY, World, pupil
 
 from b2bd.journal.reader import read_journal
 from b2bd.sample import SchoolSpec, generate_pupils, write_export
-
-SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
-BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
+from tests.support.transfer_world import BOTH, OTHER, SECONDARY, SNAP, World, pupil
 
 
 def b2bd(world: World, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:

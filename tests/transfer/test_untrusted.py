@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transfer_world import (
+
+from tests.support.transfer_world import (
+    ATT,
+    BOTH,
+    CHANGED,
     OTHER,
+    RESULTS,
     SECONDARY,
+    SNAP,
+    TO_SCHOOL,
     World,
     mark,
     pupil,
@@ -26,12 +33,6 @@ from transfer_world import (
 )
 
 D = "2026-11-02"
-SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
-CHANGED = "data: {type: changed}\ncohort: {group: ncy}\n"
-ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
-TO_SCHOOL = "direction: to-school\ndata: {type: changed}\ncohort: {group: ncy, ncy: [7]}\n"
-RESULTS = "data: {type: attainment}\ncohort: {group: ncy}\n"
-BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
 FILES = {
     "manifest": "manifest.json",
     "pupil": "pupils.jsonl",

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from transfer_world import PRIMARY, SECONDARY, World, read_jsonl, slot_at
 
 from b2bd.sample import SchoolSpec, write_export
+from tests.support.transfer_world import PRIMARY, SECONDARY, World, read_jsonl, slot_at
 from tests.support.wonde_emulator import EmulatedSchool, Item, WondeEmulator
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"

@@ -1,5 +1,6 @@
 """A small LA world on disk for transfer tests: a config dir, hand-written school exports, a real
-journal, and an engine over them. Nothing of ours is mocked."""
+journal, and an engine over them, plus the task bodies the tests share. Nothing of ours is
+mocked."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ BASE = """\
 SECONDARY = "8814001"
 PRIMARY = "8812002"
 OTHER = "8813003"
+
+# Task bodies for World.task (which adds the id, a weekly schedule, SECONDARY as the base and
+# from-school when the body does not say).
+SNAP = "data: {type: snapshot}\ncohort: {group: ncy}\n"
+CHANGED = "data: {type: changed}\ncohort: {group: ncy}\n"
+ATT = "data: {type: attendance, attendance: all-attendances-current-year}\ncohort: {group: ncy}\n"
+TO_SCHOOL = "direction: to-school\ndata: {type: changed}\ncohort: {group: ncy, ncy: [7]}\n"
+RESULTS = "data: {type: attainment}\ncohort: {group: ncy}\n"
+BOTH = f'bases: {{ids: ["{SECONDARY}", "{OTHER}"]}}\n'
 
 
 def upn(serial: int, estab: str = "4001", temporary: bool = False) -> str:
