@@ -7,7 +7,8 @@ academic years.
 - :mod:`b2bd.records.codes`: the attendance code table and its derived sets.
 - :mod:`b2bd.records.upn`, :mod:`b2bd.records.ncy`: UPN check letters, NCY codes.
 - :mod:`b2bd.records.academic`: academic years and month windows (pure).
-- :mod:`b2bd.records.schemas`: writes ``schemas/records/*.json`` from the Structs.
+- :mod:`b2bd.records.shapes`: the JSON Schema of each record kind, from the Structs (pure);
+  :mod:`b2bd.records.schemas` writes them into ``schemas/records/*.json``.
 """
 
 from __future__ import annotations

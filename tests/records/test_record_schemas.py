@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from b2bd.records.schemas import SCHEMA_DIR, record_schemas, render
+from b2bd.records.schemas import SCHEMA_DIR
+from b2bd.records.shapes import record_schemas, render
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "schools" / "8814001"
