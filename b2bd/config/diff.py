@@ -245,14 +245,14 @@ def _problem_key(problem: Problem, root: Path) -> tuple[str, str, str, str]:
 
 def _problem_changes(old: Config, new: Config) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
     """(introduced, fixed): the new config's problems the old did not have, and the reverse,
-    counted (two identical warnings where there was one: one introduced)."""
+    counted (two identical warnings where there was one: one introduced). A warning that one
+    side accepts (b2bd.yaml ``ignore:``, in ``Config.ignored``) still counts as had there: a rule
+    newly accepted fixes nothing (the ``ignore`` setting shows as changed)."""
+    old_all = (*old.problems, *old.ignored)
+    new_all = (*new.problems, *new.ignored)
     return (
-        _unmatched(
-            new.problems, new.root, Counter(_problem_key(p, old.root) for p in old.problems)
-        ),
-        _unmatched(
-            old.problems, old.root, Counter(_problem_key(p, new.root) for p in new.problems)
-        ),
+        _unmatched(new.problems, new.root, Counter(_problem_key(p, old.root) for p in old_all)),
+        _unmatched(old.problems, old.root, Counter(_problem_key(p, new.root) for p in new_all)),
     )
 
 

@@ -79,3 +79,14 @@ def test_an_invalid_b2bd_yaml_keeps_the_old_settings_as_a_reload_does(tmp_path: 
     assert [p.rule for p in diff.problems_introduced] == ["la-prerequisites"]
     assert diff.new_errors == 1
     assert diff.changed
+
+
+def test_a_warning_newly_accepted_by_ignore_is_not_fixed(tmp_path: Path) -> None:
+    old, new = pair(tmp_path)
+    for side in (old, new):
+        side.write("tasks/t.yaml", TASK.replace('{ids: ["8814001"]}', "{tags: [sec]}"))
+    new.write("b2bd.yaml", SETTINGS + "ignore: [base-prerequisites]\n")
+    diff = diff_of(old, new)
+    assert (diff.settings_changed, diff.problems_fixed) == (("ignore",), ())
+    back = diff_of(new, old)  # accepted no more: shown again, but nothing new was broken
+    assert (back.settings_changed, back.problems_introduced) == (("ignore",), ())
