@@ -13,15 +13,22 @@ jumped) and the task's ``catch_up`` policy decides:
 Every missed slot that does not run is reported, to be journaled as ``slot-missed``. There is no
 cap on how many slots may be missed. Because the cursor comes from the journal, a slot already
 started is never started again, whatever restarts happen.
+
+The cursors themselves are decided here too: :func:`journal_cursors` at start (from what the
+journal says was decided and applied), :func:`reconfigure` at every config applied (which
+cursors are kept, seeded from now, or dropped with their task), and :func:`next_look` says when
+the loop next has to look at a task. The daemon loop (:mod:`b2bd.daemon.loop`) only carries
+these decisions out: it reads no clock of its own into them and this module does no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from b2bd.config.model import Policy
-from b2bd.schedule import Schedule, slots
+from b2bd.config.model import Policy, Task
+from b2bd.schedule import Schedule, next_slot, slots
 
 # How late a wake-up may be and still count as running the slot on time rather than catching
 # up: covers scheduling latency and a busy machine, not downtime.
@@ -54,3 +61,84 @@ def due(schedule: Schedule, policy: Policy, cursor: dt.datetime, now: dt.datetim
     else:
         caught = []
     return Due(run=(*caught, *on_time), missed=tuple(s for s in late if s not in caught))
+
+
+def journal_cursors(
+    decided: Mapping[str, dt.datetime],
+    applied_tasks: Iterable[str] = (),
+    applied_at: dt.datetime | None = None,
+) -> dict[str, dt.datetime]:
+    """The cursors at start, from the journal: each task's last decided slot (``decided``);
+    a task that the last ``config-applied`` before this start listed (``applied_tasks``, at
+    ``applied_at``) but that never reached a slot counts from that config-applied, so the slots
+    since then were missed while the daemon was down."""
+    cursors = dict(decided)
+    if applied_at is not None:
+        for task_id in applied_tasks:
+            cursors.setdefault(task_id, applied_at)
+    return cursors
+
+
+@dataclass(frozen=True)
+class Reconfigured:
+    """What applying a config does to the cursors (see :func:`reconfigure`)."""
+
+    cursors: dict[str, dt.datetime]
+    """The cursor of every task in the new config, and of no other task."""
+    seeded: frozenset[str]
+    """Tasks counted from now: new (no history), suspended, or resuming from a suspension."""
+    dropped: tuple[str, ...]
+    """Tasks whose cursor is gone with them (no longer in the config), in the cursors' order."""
+    removed: tuple[str, ...]
+    """Of ``dropped``, the tasks that were in force until now: their transfers still waiting
+    are to be skipped ("task removed")."""
+
+    @property
+    def kept(self) -> frozenset[str]:
+        """Tasks that go on from the cursor they had."""
+        return frozenset(self.cursors) - self.seeded
+
+
+def reconfigure(
+    old: Mapping[str, Task] | None,
+    new: Mapping[str, Task],
+    cursors: Mapping[str, dt.datetime],
+    now: dt.datetime,
+) -> Reconfigured:
+    """The cursors once the tasks ``new`` replace ``old`` (None at start: nothing was in force)
+    at ``now``, from the ``cursors`` so far (at start, :func:`journal_cursors`).
+
+    A task with no cursor has missed nothing: it counts from ``now``. So does an :func:`idle`
+    task (its slots are not missed, they are not wanted here) and one that was idle until now
+    (resuming from a suspension, or given a base of this shard). Every other task keeps its
+    cursor. A cursor whose task is gone is dropped; a task that was in
+    ``old`` is *removed*. A task removed and added again later has no cursor left, so it counts
+    from the moment it came back.
+    """
+    dropped = tuple(task_id for task_id in cursors if task_id not in new)
+    removed = tuple(task_id for task_id in dropped if old is not None and task_id in old)
+    # In the order the cursors had, new tasks after them: the loop's order stays stable.
+    order = [t for t in cursors if t in new] + [t for t in new if t not in cursors]
+    kept: dict[str, dt.datetime] = {}
+    seeded: set[str] = set()
+    for task_id in order:
+        task, was, cursor = new[task_id], old.get(task_id) if old else None, cursors.get(task_id)
+        if cursor is None or idle(task) or (was is not None and idle(was)):
+            seeded.add(task_id)
+            kept[task_id] = now
+        else:
+            kept[task_id] = cursor
+    return Reconfigured(kept, frozenset(seeded), dropped, removed)
+
+
+def next_look(task: Task, cursor: dt.datetime) -> dt.datetime | None:
+    """When the loop next has to look at ``task``: its first slot after its cursor; None for an
+    :func:`idle` task (never due here: no slot is run, missed or skipped in this journal) or a
+    schedule with no slot left."""
+    return None if idle(task) else next_slot(task.schedule, cursor)
+
+
+def idle(task: Task) -> bool:
+    """A task this instance never runs on schedule: suspended, or without a base of its own
+    (every base it reaches belongs to another shard: another instance runs it)."""
+    return not task.enabled or not task.targets

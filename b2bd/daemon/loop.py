@@ -46,7 +46,7 @@ from b2bd.clock import Clock, SystemClock
 from b2bd.config.load import TASKS_DIR, ConfigDirError, ParseCache, file_digests, load_config
 from b2bd.config.model import Config, Problem, Task
 from b2bd.daemon.control import ControlError, ControlServer
-from b2bd.daemon.due import due
+from b2bd.daemon.due import due, journal_cursors, next_look, reconfigure
 from b2bd.daemon.metrics import Metrics, MetricsError, MetricsServer
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.protocol import daemon_socket
@@ -60,7 +60,7 @@ from b2bd.journal.reader import JOURNAL_DIR, JournalError, repair_message
 from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
-from b2bd.schedule import jitter_offset, next_slot
+from b2bd.schedule import jitter_offset
 from b2bd.statedir import root_refusal
 from b2bd.transfer.engine import Engine
 from b2bd.transfer.results import outcome_of
@@ -82,6 +82,17 @@ class _Flags:
 
     stop: int | None = None
     reload: bool = False
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What the daemon builds once its journal is open, all at once."""
+
+    state_dir: Path
+    journal: Journal
+    engine: Engine
+    runs: Runs
+    requests: ControlRequests
 
 
 class Daemon:
@@ -117,6 +128,35 @@ class Daemon:
         self._watch_error: str | None = None
         self.abandoned = 0
         """Transfers still running when the grace period ended (their threads left behind)."""
+        self._serving: _Serving | None = None  # once the journal is open (run())
+
+    # -- what exists once the journal is open ----------------------------------------------
+
+    def _served(self) -> _Serving:
+        if self._serving is None:
+            raise RuntimeError("the daemon is not running: its journal is not open")
+        return self._serving
+
+    @property
+    def state_dir(self) -> Path:
+        """The state dir whose journal this daemon holds (a reload does not move it)."""
+        return self._served().state_dir
+
+    @property
+    def journal(self) -> Journal:
+        return self._served().journal
+
+    @property
+    def engine(self) -> Engine:
+        return self._served().engine
+
+    @property
+    def runs(self) -> Runs:
+        return self._served().runs
+
+    @property
+    def requests(self) -> ControlRequests:
+        return self._served().requests
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -168,18 +208,22 @@ class Daemon:
             state = journal.state()
             # A key that cannot be used raises KeyFileError: run() logs it, exit 1.
             keyer = open_keyer(settings.state_dir, journal_holds_digests=state.holds_digests)
-            self.state_dir = settings.state_dir
-            self.journal = journal
-            self.requests = ControlRequests(self)
+            # The engine (watermarks, memories) and the metrics (counts) start from the state
+            # replayed above: what _close_interrupted_runs journals below changes neither.
+            if settings.metrics_listen is not None:
+                self.metrics = Metrics(settings.state_dir / JOURNAL_DIR, state)
+            engine = Engine(config, journal, keyer, state=state, pool=pool, clock=self.clock.now)
+            runs = Runs(engine, pool, self.wake.set, self.metrics)
+            requests = ControlRequests(self)
+            self._serving = _Serving(settings.state_dir, journal, engine, runs, requests)
             try:  # only now: the journal lock keeps a second daemon from taking the socket
                 self.control = ControlServer.bind(
-                    daemon_socket(settings), self.requests.hello(), self.requests.handlers()
+                    daemon_socket(settings), requests.hello(), requests.handlers()
                 )
             except ControlError as exc:
                 log.error("control-socket-unusable", error=str(exc))
                 return EXIT_JOURNAL
-            if settings.metrics_listen is not None:
-                self.metrics = Metrics(settings.state_dir / JOURNAL_DIR, state)
+            if self.metrics is not None and settings.metrics_listen is not None:
                 self.metrics.vitals = self._vitals
                 try:
                     self.metrics_server = MetricsServer.start(settings.metrics_listen, self.metrics)
@@ -190,15 +234,6 @@ class Daemon:
                 journal.listen(self.metrics.entry)
             journal.append("daemon-started", pid=os.getpid(), version=__version__)
             _close_interrupted_runs(journal, state)
-            self.engine = Engine(
-                config,
-                journal,
-                keyer,
-                state=state,
-                pool=pool,
-                clock=self.clock.now,
-            )
-            self.runs = Runs(self.engine, pool, self.wake.set, self.metrics)
             self._apply(config, state, first=True)
             if self.metrics is not None:
                 self.metrics.loaded(self.clock.now(), start=True, config=config)
@@ -440,11 +475,8 @@ class Daemon:
                      slot=upcoming.isoformat() if upcoming else None)  # fmt: skip
 
     def _plan(self, task: Task) -> None:
-        """When the loop next has to look at this task (its next slot after the cursor). A task
-        with no base on this instance's shard is never due here (no slot is run, missed or
-        skipped in this journal): another instance runs it."""
-        idle = _idle(task)
-        upcoming = None if idle else next_slot(task.schedule, self.cursor[task.id])
+        """When the loop next has to look at this task (:func:`b2bd.daemon.due.next_look`)."""
+        upcoming = next_look(task, self.cursor[task.id])
         if upcoming is None:
             self.next_at.pop(task.id, None)
         else:
@@ -505,28 +537,21 @@ class Daemon:
             self.applied_digests = in_force
             log.info("config-applied", tasks=len(task_ids), problems=len(errors))
         self.config = config
-        self.engine.config, self.engine.settings = config, config.settings or self.engine.settings
+        self.engine.reconfigure(config)
         if state is not None:
-            for task_id, decided in state.last_slot_decided.items():
-                self.cursor[task_id] = decided
-            # A task that was in force before this start but never reached a slot counts from
-            # the last config-applied that listed it: slots since then were missed while down.
-            previous = state.applied_config
-            for task_id in previous.tasks if previous else ():
-                self.cursor.setdefault(task_id, previous.when)  # type: ignore[union-attr]
-        for task_id in [t for t in self.cursor if t not in config.tasks]:
-            if old and task_id in old.tasks:
-                self.runs.drop_waiting("task removed", task_id)
-            del self.cursor[task_id]
+            applied = state.applied_config
+            self.cursor = journal_cursors(
+                state.last_slot_decided,
+                applied.tasks if applied else (),
+                applied.when if applied else None,
+            )
+        change = reconfigure(old.tasks if old else None, config.tasks, self.cursor, now)
+        for task_id in change.removed:
+            self.runs.drop_waiting("task removed", task_id)
+        for task_id in change.dropped:
             self.next_at.pop(task_id, None)
+        self.cursor = change.cursors
         for task in config.tasks.values():
-            # A task with no history has missed nothing: it starts counting from now. So does a
-            # suspended one, or one with no base on this shard: its slots are not missed, they
-            # were not wanted here.
-            was = old.tasks.get(task.id) if old else None
-            if _idle(task) or (was is not None and _idle(was)):
-                self.cursor[task.id] = now
-            self.cursor.setdefault(task.id, now)
             self._plan(task)
 
     def _log_warnings(self, config: Config) -> None:
@@ -611,9 +636,3 @@ def _git_commit(root: Path) -> str | None:
         return None
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and len(commit) >= 40 else None
-
-
-def _idle(task: Task) -> bool:
-    """A task this instance never runs on schedule: suspended, or without a base of its own
-    (every base it reaches belongs to another shard)."""
-    return not task.enabled or not task.targets

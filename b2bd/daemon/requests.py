@@ -67,11 +67,16 @@ class Served(Protocol):
 
     clock: Clock
     config: Config | None
-    state_dir: Path
-    journal: Journal
-    engine: Engine
-    runs: Runs
     stopping: bool
+
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def runs(self) -> Runs: ...
 
     def submit(self, item: ManualTrigger | ManualCompact) -> None: ...
 

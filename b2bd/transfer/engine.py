@@ -172,6 +172,12 @@ class Engine:
         self._memory: dict[str, BaseMemory] = dict(state.memory)
         self._base_locks: dict[str, threading.Lock] = {}
 
+    def reconfigure(self, config: Config) -> None:
+        """Work with ``config`` from now on (the daemon applied it): its tasks, bases and
+        settings. A config without settings (it cannot carry a rejected b2bd.yaml's: a reload
+        keeps the last good ones) leaves the engine's in force."""
+        self.config, self.settings = config, config.settings or self.settings
+
     # -- pool ------------------------------------------------------------------------------
 
     @property
