@@ -6,7 +6,8 @@ all valid, over a few bases with tiny real school exports. Every scheduled time 
 after the moment of generation in the task's timezone, so no slot falls due while a benchmark
 runs: what is measured is the daemon waiting and reloading, not transfers.
 
-The daemon itself runs through ``tests.support.daemon.DaemonProcess`` (the runner the tests use).
+The daemon itself runs through ``tests.support.daemon.DaemonProcess`` (the runner the tests use);
+:func:`generated_daemon` gives both, and cleans up after them.
 
 Not a benchmark itself (the leading underscore): the two scripts import it from this folder.
 """
@@ -15,7 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 
 from b2bd.sample import SchoolSpec, write_export
 from tests.support.config_dir import b2bd_yaml
+from tests.support.daemon import DaemonProcess
 
 LA = "881"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -120,6 +126,28 @@ def generate(root: Path, *, tasks: int, bases: int, now: dt.datetime, seed: int 
     for n in range(tasks):
         deployment.task_path(n).write_text(task_text(rng, n, deployment.bases, now))
     return deployment
+
+
+@contextmanager
+def generated_daemon(
+    prefix: str, *, tasks: int, bases: int, keep: bool
+) -> Iterator[tuple[Path, Deployment, DaemonProcess]]:
+    """A deployment generated now in a new temp dir (``prefix``) and a daemon for it, not yet
+    started; on the way out the daemon is stopped (SIGTERM) and the dir removed, or kept with
+    ``keep`` (its path printed)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    daemon: DaemonProcess | None = None
+    try:
+        deployment = generate(work, tasks=tasks, bases=bases, now=dt.datetime.now(dt.UTC))
+        daemon = DaemonProcess(deployment)
+        yield work, deployment, daemon
+    finally:
+        if daemon is not None:
+            daemon.stop()  # a daemon already stopped stays so
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _times(rng: random.Random, zone: str, now: dt.datetime) -> str:

@@ -23,20 +23,16 @@ Prints each window, the median, and the ratio to the target (<= 0.5 % of one CPU
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _deployment import generate
+from _deployment import generated_daemon
 
 from b2bd.daemon.loop import RESCAN
-from tests.support.daemon import DaemonProcess
 
 TARGET_PERCENT = 0.5
 TICK = os.sysconf("SC_CLK_TCK")
@@ -127,15 +123,13 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (path printed)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="b2bd-bench-idle-"))
-    daemon: DaemonProcess | None = None
-    try:
-        deployment = generate(work, tasks=args.tasks, bases=args.bases, now=dt.datetime.now(dt.UTC))
+    with generated_daemon(
+        "b2bd-bench-idle-", tasks=args.tasks, bases=args.bases, keep=args.keep
+    ) as (work, _, daemon):
         print(
             f"deployment: {args.tasks} task files (weekly/monthly, every slot 2-3 h away), "
             f"{args.bases} bases with tiny exports, in {work}"
         )
-        daemon = DaemonProcess(deployment)
         startup = daemon.start()
         print(f"daemon pid {daemon.pid}: READY=1 {startup:.2f} s after process start")
         time.sleep(args.settle)
@@ -184,16 +178,8 @@ def main() -> int:
             f"main thread {main_rate:.3f}/s ({main_rate * 60:.1f} per minute)"
         )
         code = daemon.stop()
-        daemon = None
         print(f"daemon stopped by SIGTERM: exit {code}")
         return 0 if code == 0 else 1
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,13 @@ import json
 import os
 import random
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from _deployment import Deployment, generate
+from _deployment import Deployment, generated_daemon
 
 from b2bd.daemon.loop import QUIET
 from tests.support.daemon import DaemonProcess
@@ -169,16 +167,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (path printed)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="b2bd-bench-reload-"))
-    daemon: DaemonProcess | None = None
-    try:
-        deployment = generate(work, tasks=args.tasks, bases=args.bases, now=dt.datetime.now(dt.UTC))
+    with generated_daemon(
+        "b2bd-bench-reload-", tasks=args.tasks, bases=args.bases, keep=args.keep
+    ) as (work, deployment, daemon):
         print(
             f"deployment: {args.tasks} task files (every slot 2-3 h away), {args.bases} bases "
             f"with tiny exports, in {work}"
         )
         print(f"loadavg before: {loadavg()} ({os.cpu_count()} CPUs)")
-        daemon = DaemonProcess(deployment)
         startup = daemon.start()
         print(f"start-up (process start -> READY=1) with {args.tasks} task files: {startup:.2f} s")
         tail = JournalTail(deployment.journal_dir)
@@ -211,16 +207,8 @@ def main() -> int:
             f"({'met' if median <= TARGET_SECONDS else 'MISSED'})"
         )
         code = daemon.stop()
-        daemon = None
         print(f"daemon stopped by SIGTERM: exit {code}")
         return 0 if code == 0 else 1
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _fmt(times: list[float]) -> str:
