@@ -218,6 +218,7 @@ PURE_CORE = frozenset(
         "b2bd.daemon.due",
         "b2bd.report",
         "b2bd.run_names",
+        "b2bd.plan",
         "b2bd.migrate",
         "b2bd.faults",
         "b2bd.telemetry",

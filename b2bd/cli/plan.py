@@ -1,30 +1,28 @@
 """``b2bd plan``: the next slots of every enabled task, merged in time order.
 
-The only clock read is here (the default ``--from`` is now); when each task is due is decided by
-:mod:`b2bd.schedule`. Text output shows local time and UTC side by side and notes slots moved or
-chosen by a clock change; JSON output is a list of ``{"task", "slot", "local"}`` in slot order.
+The only clock read is here (the default ``--from`` is now); which slots are shown is decided by
+:func:`b2bd.plan.make_plan` over :mod:`b2bd.schedule`. Text output shows local time and UTC side
+by side and notes slots moved or chosen by a clock change; JSON output is a list of
+``{"task", "slot", "local"}`` in slot order.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import itertools
 import json
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load
-from b2bd.config.model import DEFAULT_TIMEZONE, Task
-from b2bd.schedule import local_to_utc, merge_slots, next_slot
-from b2bd.shard import Shard
+from b2bd.config.model import DEFAULT_TIMEZONE
+from b2bd.plan import Plan, make_plan
+from b2bd.schedule import local_to_utc
 
 DEFAULT_COUNT = 10
-_TICK = dt.timedelta(microseconds=1)
 
 
 def register(sub: Any) -> None:
@@ -60,63 +58,6 @@ def register(sub: Any) -> None:
         help=f"{SHARD_HELP} (default: b2bd.yaml's shard, if it has one)",
     )
     p.set_defaults(func=run)
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One slot of one task, with the zone its local time is shown in."""
-
-    task: str
-    slot: dt.datetime
-    zone: ZoneInfo
-
-    @property
-    def local(self) -> dt.datetime:
-        return self.slot.astimezone(self.zone)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What ``b2bd plan`` shows: the slots, and how many tasks were left out and why."""
-
-    start: dt.datetime
-    until: dt.datetime | None
-    slots: tuple[Planned, ...]
-    disabled: int
-    expired: int
-    shard: Shard | None = None
-    elsewhere: int = 0  # tasks left out: none of their bases is on this shard
-
-
-def make_plan(
-    tasks: Sequence[Task],
-    start: dt.datetime,
-    until: dt.datetime | None,
-    count: int | None,
-    shard: Shard | None = None,
-) -> Plan:
-    """The slots ``start <= s <= until`` of the enabled tasks, at most ``count`` in all.
-
-    A task is *expired* when it has no slot at or after ``start`` at all (not merely none
-    before ``until``). With a ``shard`` (the tasks' targets are already that shard's), a task
-    without a target runs on other instances only and is left out. Pure: ``start`` is given.
-    """
-    after = start - _TICK  # the calendar's `after` is exclusive; plan's --from is inclusive
-    here = [t for t in tasks if shard is None or t.targets]
-    enabled = [t for t in here if t.enabled]
-    live = {t.id: t for t in enabled if next_slot(t.schedule, after) is not None}
-    merged = merge_slots({i: t.schedule for i, t in live.items()}, after, until)
-    chosen = merged if count is None else itertools.islice(merged, count)
-    slots = tuple(Planned(task, slot, live[task].schedule.timezone) for slot, task in chosen)
-    return Plan(
-        start,
-        until,
-        slots,
-        len(here) - len(enabled),
-        len(enabled) - len(live),
-        shard,
-        len(tasks) - len(here),
-    )
 
 
 def run(args: argparse.Namespace) -> int:

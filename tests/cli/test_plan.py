@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from b2bd.cli.plan import Plan, Planned, clock_change_note, format_text
+from b2bd.cli.plan import clock_change_note, format_text
+from b2bd.plan import Plan, Planned
 
 REPO = Path(__file__).resolve().parents[2]
 LONDON = ZoneInfo("Europe/London")
