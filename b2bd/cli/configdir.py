@@ -8,7 +8,7 @@ from pathlib import Path
 
 from b2bd.cli import UsageError
 from b2bd.config.load import ConfigDirError, load_config
-from b2bd.config.model import Config, Settings
+from b2bd.config.model import Config, Problem, Settings
 from b2bd.config.rules import ShardChoice
 
 
@@ -33,7 +33,20 @@ def with_settings(root: Path) -> tuple[Config, Settings]:
     dir would be unknown)."""
     config = load(root)
     if config.settings is None:
-        raise UsageError(
-            f"{root}: b2bd.yaml is not usable, so the state dir is unknown (see `b2bd validate`)"
-        )
+        raise UsageError(unusable(config, root, "so the state dir is unknown"))
     return config, config.settings
+
+
+def unusable(config: Config, root: Path, consequence: str) -> str:
+    """Why b2bd.yaml gave no settings, as one line. An unknown shard index is named: `validate`
+    checks the config for every instance without it, so pointing there would not help."""
+    shard = next((p for p in config.problems if p.rule == "shard-index"), None)
+    if shard is not None:
+        return f"{shard_problem(shard, root)}: b2bd.yaml is not usable, {consequence}"
+    return f"{root}: b2bd.yaml is not usable, {consequence} (see `b2bd validate`)"
+
+
+def shard_problem(problem: Problem, root: Path) -> str:
+    return (
+        f"{root / problem.file}:{problem.line}:{problem.column}: {problem.message} [{problem.rule}]"
+    )

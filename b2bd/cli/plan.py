@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from b2bd.cli import SHARD_HELP, UsageError, shard_option
-from b2bd.cli.configdir import load
+from b2bd.cli.configdir import load, shard_problem
 from b2bd.config.model import DEFAULT_TIMEZONE
 from b2bd.plan import Plan, make_plan
 from b2bd.schedule import local_to_utc
@@ -63,6 +63,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     config = load(args.config, now=now, shard=args.shard or "config")
+    unknown = next((p for p in config.problems if p.rule == "shard-index"), None)
+    if unknown is not None and args.shard is None:
+        # Which tasks run here depends on the shard: planning every base would mislead.
+        raise UsageError(
+            f"{shard_problem(unknown, args.config)}; give --shard I/N to plan one shard"
+        )
     errors = sum(p.severity == "error" for p in config.problems)
     if errors:
         print(

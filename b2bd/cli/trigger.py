@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
-from b2bd.cli.configdir import load
+from b2bd.cli.configdir import load, unusable
 from b2bd.config.model import Config, Settings, Task
 from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
 from b2bd.journal.reader import JournalError, repair_message
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     settings = config.settings
     if settings is None:
-        raise UsageError(f"{args.config}: b2bd.yaml is not usable (see `b2bd validate`)")
+        raise UsageError(unusable(config, args.config, "so no run can start"))
     request = request_from_args(args)
     try:
         task, bases = check_request(config, request, now=dt.datetime.now(dt.UTC))

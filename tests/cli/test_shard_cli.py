@@ -87,9 +87,22 @@ def test_plan_shows_the_slots_of_the_tasks_with_a_base_on_the_shard(example) -> 
     assert from_env.stdout == text
 
 
-def test_plan_without_the_variable_says_the_config_has_an_error(example) -> None:
+def test_without_the_variable_plan_and_trigger_name_it(example) -> None:
+    """`validate` is content without it, so the commands that need it say what is missing."""
+    row = len((example / "b2bd.yaml").read_text().splitlines())  # the shard: line, appended
+    line = (
+        f"b2bd: {example}/b2bd.yaml:{row}:22: the environment variable B2BD_SHARD_INDEX is not set "
+        "(it gives this instance's shard index) [shard-index]"
+    )
     done = b2bd(example, "plan", "--count", "1")
-    assert "has 1 error(s)" in done.stderr
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"{line}; give --shard I/N to plan one shard\n"
+    done = b2bd(example, "trigger", "daily-changed-data")
+    assert done.returncode == 2
+    assert done.stderr == f"{line}: b2bd.yaml is not usable, so no run can start\n"
+    done = b2bd(example, "status")
+    assert done.returncode == 2
+    assert done.stderr == f"{line}: b2bd.yaml is not usable, so the state dir is unknown\n"
 
 
 def test_trigger_runs_only_the_bases_this_shard_owns(example) -> None:
