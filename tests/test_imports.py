@@ -195,6 +195,7 @@ PURE_CORE = frozenset(
         "b2bd.config.rules",
         "b2bd.config.diff",
         "b2bd.config.yamlfile",
+        "b2bd.config.publish",
         "b2bd.connectors",
         "b2bd.connectors.source",
         "b2bd.records",

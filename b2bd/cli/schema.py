@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from b2bd.cli import UsageError
-from b2bd.config.schema import SCHEMA_FILES
+from b2bd.config.publish import published, render
+from b2bd.config.schema import SCHEMA_FILES, timezones
 
 
 def register(sub: Any) -> None:
@@ -20,18 +22,27 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     root = resources.files("b2bd") / "schemas"
     if args.out is None:
-        print((root / SCHEMA_FILES["task"]).read_text("utf-8"), end="")
+        print(_published(root, SCHEMA_FILES["task"]), end="")
         return 0
     out: Path = args.out
     try:
-        for rel in [*SCHEMA_FILES.values(), *_record_schemas(root)]:
+        texts = {
+            rel: _published(root, rel) for rel in [*SCHEMA_FILES.values(), *_record_schemas(root)]
+        }
+        for rel, text in texts.items():
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text((root / rel).read_text("utf-8"), "utf-8")
+            target.write_text(text, "utf-8")
             print(target)
     except OSError as exc:
         raise UsageError(f"cannot write schemas to {out}: {exc.strerror}") from exc
     return 0
+
+
+def _published(root: Any, rel: str) -> str:
+    """One schema as editors get it: with our messages, hover text and the zone list (all read
+    before anything is written, so ``--out`` may name the schemas' own folder)."""
+    return render(published(json.loads((root / rel).read_text("utf-8")), timezones()))
 
 
 def _record_schemas(root: Any) -> list[str]:

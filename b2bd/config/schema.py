@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from b2bd.config.build import parse_listen
+from b2bd.config.publish import PUBLISHED_ONLY, TIMEZONE_FORMAT
 from b2bd.config.yamlfile import Loaded, yaml11_surprise
 
 DocumentKind = Literal["task", "bases", "b2bd"]
@@ -59,19 +60,31 @@ def _is_local_datetime(value: object) -> bool:
 
 @cache
 def known_timezone(name: str) -> bool:
-    """An IANA zone name that zoneinfo can load (``localtime`` and paths are refused)."""
-    if not name or name.startswith(("/", ".")) or ".." in name:
+    """A zone of :func:`timezones` that zoneinfo can load (``localtime`` and paths are
+    refused)."""
+    if name not in _timezone_set():
         return False
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return False
-    return name in _available_zones() or name == "UTC"
+    return True
 
 
 @cache
-def _available_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+def timezones() -> tuple[str, ...]:
+    """Every IANA zone name the config may use, sorted: the zones of the IANA database release
+    the ``tzdata`` package holds (a pinned dependency), so validation accepts the same names on
+    every machine whatever its system zone files, and each of them loads (zoneinfo falls back to
+    the package when the system has no such file). The published schemas list them as the
+    time zone ``enum``."""
+    names = (resources.files("tzdata") / "zones").read_text("utf-8").split()
+    return tuple(sorted(set(names)))
+
+
+@cache
+def _timezone_set() -> frozenset[str]:
+    return frozenset(timezones())
 
 
 def schema_text(kind: DocumentKind) -> str:
@@ -88,11 +101,28 @@ def schema(kind: DocumentKind) -> dict[str, Any]:
 def validator(kind: DocumentKind) -> jsonschema.protocols.Validator:
     """The validator for one document kind, built once per process and reused."""
     registry: Registry[Any] = Registry().with_resources(
-        (SCHEMA_FILES[k], Resource.from_contents(schema(k))) for k in SCHEMA_FILES
+        (SCHEMA_FILES[k], Resource.from_contents(_for_validation(schema(k)))) for k in SCHEMA_FILES
     )
     cls = jsonschema.validators.validator_for(schema(kind))
     cls.check_schema(schema(kind))
-    return cls(_inline_local_refs(schema(kind)), registry=registry, format_checker=FORMAT_CHECKER)
+    checked = _inline_local_refs(_for_validation(schema(kind)))
+    return cls(checked, registry=registry, format_checker=FORMAT_CHECKER)
+
+
+def _for_validation(node: Any) -> Any:
+    """The schema without what only editors read (:mod:`b2bd.config.publish`): the messages
+    and hover text, and the time zone ``enum`` (the ``iana-timezone`` format checks the same
+    list by a set lookup, with our message, instead of ~600 comparisons and a second error)."""
+    if isinstance(node, list):
+        return [_for_validation(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    timezone = node.get("format") == TIMEZONE_FORMAT
+    return {
+        key: _for_validation(value)
+        for key, value in node.items()
+        if key not in PUBLISHED_ONLY and not (timezone and key == "enum")
+    }
 
 
 def _inline_local_refs(root: dict[str, Any]) -> dict[str, Any]:
