@@ -1,9 +1,8 @@
 """Is the LA, and is each base, ready for B2B:Student scheduled tasks? (DESIGN sections 2, 3, 5).
 
-Every verdict about a base comes from :func:`b2bd.prerequisites.unmet`, the one check that
-``validate`` and every transfer make too; this module turns its findings into :class:`Check`
-lines with a status and, for a failure, a reason class (``prerequisite``, ``lockdown``,
-``disabled``, or the connector's ``unreachable``, ``bad-data``, ``internal``...):
+The I/O half of preflight: it asks each base's connector and the file system, and hands what
+they said to the pure verdicts of :mod:`b2bd.readiness` (:class:`~b2bd.readiness.Check` lines
+with a status and, for a failure, a reason class):
 
 - **static**, from bases.yaml alone (pure): the registry entry's own problems, the
   prerequisites (SIMS >= 7.166, B2B:Student Phase 2, SIMS Services Manager installed), and, for a
@@ -30,178 +29,25 @@ missing directory passes when its nearest existing parent is writable (the daemo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
-from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
-from b2bd.connectors.source import ConnectorError, FailureReason, Manifest, Source, expiring
+from b2bd.connectors.source import ConnectorError, Source, expiring
 from b2bd.connectors.table import open_source
-from b2bd.prerequisites import (
-    MIN_ONE_VERSION,
-    Obstacle,
-    Unmet,
-    Verdict,
-    live_unmet,
-    one_shortfall,
-    registered_unmet,
-    sims_shortfall,
-    unmet,
+from b2bd.readiness import (
+    BaseReport,
+    Check,
+    LaReport,
+    manifest_checks,
+    one_version_check,
+    refused_checks,
+    static_checks,
 )
-
-Status = Literal["pass", "fail", "skip", "info"]
-Reason = FailureReason | Obstacle
-
-LIVE_CHECKS = ("reachable", "manifest", "laestab", "services-manager", "mis", "sims-version")
-"""The live checks in the order they run; each needs the ones before it."""
-
-CHECK_FOR_REASON: dict[FailureReason, str] = {
-    "unreachable": "reachable",
-    "timeout": "reachable",
-    "auth": "reachable",
-    "bad-data": "manifest",
-    "prerequisite": "services-manager",
-    "local": "connector",
-    "internal": "connector",
-}
-"""Which live check a connector's refusal belongs to, by its reason class."""
 
 LIVE_TIMEOUT = 60.0
 """Seconds one base's live check may take: a share that hangs or an API server that trickles
 fails ``reachable`` (``timeout``) instead of holding preflight."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check's outcome. ``reason`` is set only for a failure; ``detail`` says what was seen
-    (never pupil data)."""
-
-    name: str
-    status: Status
-    detail: str = ""
-    reason: Reason | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "fail"
-
-
-@dataclass(frozen=True)
-class BaseReport:
-    """Every check of one base. ``passed`` when none failed (info and skip do not count)."""
-
-    base_id: str
-    name: str
-    enabled: bool
-    checks: tuple[Check, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not any(c.failed for c in self.checks)
-
-    @property
-    def verdict(self) -> Verdict:
-        """What a transfer would do: skipped for ``disabled``/``lockdown``, else failed with
-        the first failure's reason class, else run (the rule of
-        :func:`b2bd.prerequisites.verdict`, applied to these checks)."""
-        failures = [c for c in self.checks if c.failed]
-        if not failures:
-            return Verdict("run")
-        message = "; ".join(f"{c.name}: {c.detail}" for c in failures)
-        skip = next((c for c in failures if c.reason in ("disabled", "lockdown")), None)
-        if skip is not None:
-            return Verdict("skipped", skip.reason, message)  # type: ignore[arg-type]
-        return Verdict("failed", failures[0].reason, message)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class LaReport:
-    checks: tuple[Check, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not any(c.failed for c in self.checks)
-
-
-def _fail(found: Unmet) -> Check:
-    return Check(found.check, "fail", found.message, found.obstacle)
-
-
-# ---- static (pure) ---------------------------------------------------------------------------
-
-
-def static_checks(base: Base, settings: Settings | None, task: Task | None = None) -> list[Check]:
-    """The checks bases.yaml alone decides, for ``task`` or (None) for any task."""
-    if task is not None:
-        found = unmet(task, base, settings)
-        checks = [_fail(u) for u in found]
-        if not any(u.check == "prerequisites" for u in found):
-            checks.insert(0, _prerequisites_pass(base))
-        return checks
-    found = [u for u in registered_unmet(base) if u.obstacle != "disabled"]
-    # Without a task, lockdown is information: it stops the LA from targeting the school, which
-    # validate already reports for every task that tries.
-    checks = [
-        Check(u.check, "info", "school has locked down its tasks") if u.skips else _fail(u)
-        for u in found
-    ]
-    if not any(u.check == "prerequisites" for u in found):
-        checks.insert(0, _prerequisites_pass(base))
-        blockers = sims_shortfall(base.sims_version, "attainment")
-        blockers += one_shortfall(settings, "attainment")
-        checks.append(Check("attainment", "info", "; ".join(blockers) if blockers else "ready"))
-    return checks
-
-
-def _prerequisites_pass(base: Base) -> Check:
-    return Check("prerequisites", "pass", f"SIMS {base.sims_version}, B2B Phase 2, SSM installed")
-
-
-def manifest_checks(base: Base, manifest: Manifest, task: Task | None = None) -> list[Check]:
-    """What an accepted manifest says, through :func:`b2bd.prerequisites.live_unmet` (pure).
-    Without a task, the minimums of every task apply."""
-    data_type = task.data.type if task is not None else "changed"
-    failed = {u.check: u for u in live_unmet(base, manifest, data_type)}
-    checks = []
-    for name, shown in (
-        ("laestab", manifest.laestab or "not reported"),
-        ("services-manager", manifest.services_manager or "not applicable"),
-        ("mis", base.mis if manifest.mis is not None else ""),
-        ("sims-version", ""),
-    ):
-        if name in failed:
-            checks.append(_fail(failed[name]))
-        elif name == "laestab":
-            continue  # shown only when it fails (the connector checks it first)
-        elif name == "sims-version":
-            checks.append(_sims_version_info(base, manifest.sims_version))
-        elif name == "mis" and manifest.mis is None:
-            checks.append(Check("mis", "info", f"the endpoint does not say which SIMS; {base.mis}"))
-        else:
-            checks.append(Check(name, "pass", shown))
-    return checks
-
-
-def _sims_version_info(base: Base, reported: str | None) -> Check:
-    """A live release that meets the minimums passes; one that differs from bases.yaml is
-    shown as information so that bases.yaml gets corrected (schools upgrade before the
-    registry is edited). The export's own value is never quoted (DESIGN section 5)."""
-    if reported is None:
-        return Check("sims-version", "info", "the export does not report its SIMS version")
-    try:
-        agrees = version_tuple(reported) == version_tuple(base.sims_version)
-    except ValueError:
-        agrees = False  # not a version at all: live_unmet has failed it already
-    if not agrees:
-        return Check(
-            "sims-version",
-            "info",
-            f"the export's SIMS version is not bases.yaml's {base.sims_version}: check the "
-            "school's SIMS release (manifest.json) and correct bases.yaml",
-        )
-    return Check("sims-version", "pass", base.sims_version)
 
 
 # ---- live (I/O through the connector) ---------------------------------------------------------
@@ -220,8 +66,8 @@ def live_checks(
     ``settings`` give the connector what it needs beyond the endpoint (b2bd.yaml's credential
     fallbacks for a token).
 
-    A ConnectorError fails the check its reason class belongs to (CHECK_FOR_REASON); the checks
-    before it passed, the ones after it are skipped.
+    A ConnectorError fails the check its reason class belongs to (:func:`refused_checks`); the
+    checks before it passed, the ones after it are skipped.
     """
     if task is not None and task.direction == "to-school":
         path = base.endpoint.path
@@ -237,15 +83,7 @@ def live_checks(
         finally:
             source.close()
     except ConnectorError as error:
-        failed = CHECK_FOR_REASON.get(error.reason, "connector")
-        if failed == "connector":
-            return [Check("connector", "fail", error.message, error.reason)]
-        shown = tuple(c for c in LIVE_CHECKS if c != "laestab")
-        position = shown.index(failed)
-        checks = [Check(name, "pass") for name in shown[:position]]
-        checks.append(Check(failed, "fail", error.message, error.reason))
-        checks.extend(Check(name, "skip", f"needs {failed}") for name in shown[position + 1 :])
-        return checks
+        return refused_checks(error)
     return [
         Check("reachable", "pass"),
         Check("manifest", "pass"),
@@ -272,19 +110,7 @@ def check_base(
 def check_la(settings: Settings, *, to_school: bool = False) -> LaReport:
     """One's release, that the state dir and the LA store can be written, and that the LA's
     outbound folder can be read (needed when ``to_school`` tasks exist). Never creates."""
-    checks = []
-    if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
-        checks.append(
-            Check(
-                "one-version",
-                "fail",
-                f"One {settings.one_version} < {MIN_ONE_VERSION}: scheduled tasks need "
-                f"One {MIN_ONE_VERSION} or later",
-                "prerequisite",
-            )
-        )
-    else:
-        checks.append(Check("one-version", "pass", settings.one_version))
+    checks = [one_version_check(settings)]
     checks.append(writable_dir("state-dir", settings.state_dir))
     if settings.la_store.path is not None:
         checks.append(writable_dir("la-store", settings.la_store.path))
@@ -327,9 +153,3 @@ def readable_dir(name: str, path: Path, *, needed: bool) -> Check:
     if not os.access(path, os.R_OK | os.X_OK):
         return Check(name, "fail", f"{path} is not readable by this user", "prerequisite")
     return Check(name, "pass", str(path))
-
-
-def overall(la: LaReport | None, bases: Iterable[BaseReport]) -> bool:
-    """Ready when the LA passes and every enabled base passes (disabled bases are shown but
-    do not count)."""
-    return (la is None or la.passed) and all(r.passed for r in bases if r.enabled)

@@ -207,6 +207,7 @@ PURE_CORE = frozenset(
         "b2bd.records.academic",
         "b2bd.records.shapes",
         "b2bd.prerequisites",
+        "b2bd.readiness",
         "b2bd.transfer.query",
         "b2bd.transfer.extract",
         "b2bd.transfer.manual",

@@ -1,5 +1,6 @@
 """``b2bd preflight``: the LA and every base (or a task's bases) against B2B:Student's
-prerequisites, live through each base's connector (the checks live in :mod:`b2bd.preflight`)."""
+prerequisites, live through each base's connector (the checks live in :mod:`b2bd.preflight`,
+their verdicts in :mod:`b2bd.readiness`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
 from b2bd.config.load import BASES_FILE, SETTINGS_FILE
 from b2bd.config.model import Base, Config, Task
-from b2bd.preflight import BaseReport, Check, LaReport, check_base, check_la, overall
+from b2bd.preflight import check_base, check_la
+from b2bd.readiness import BaseReport, Check, LaReport, overall
 
 EXIT_OK = 0
 EXIT_FAILED = 1
