@@ -192,11 +192,16 @@ def gitlab_report(problems: Iterable[Problem], root: Path) -> list[dict[str, Any
     the file, rule, JSON pointer and message but not the line, so a problem keeps its
     fingerprint when lines above it move (GitLab compares fingerprints between branches to show
     what a merge request introduces or fixes); the same problem twice in one file is told apart
-    by its occurrence number."""
+    by its occurrence number. Paths are relative to the current directory when the config dir
+    is inside it (GitLab wants them relative to the repository, and an absolute ``--config``
+    would tie every fingerprint to where the runner checked the repository out)."""
     seen: Counter[tuple[str, str, str, str]] = Counter()
     issues = []
+    here = Path.cwd()
     for p in problems:
         path = os.path.normpath(root / p.file)
+        if os.path.isabs(path) and Path(path).is_relative_to(here):
+            path = os.path.relpath(path, here)
         key = (path, p.rule, p.path, p.message)
         seen[key] += 1
         digest = hashlib.sha256("\0".join((*key, str(seen[key]))).encode()).hexdigest()

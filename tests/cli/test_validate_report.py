@@ -169,3 +169,14 @@ def test_gitlab_fingerprints_tell_apart_the_same_problem_in_two_files(warned: Co
     ]
     assert len({i["description"] for i in expired}) == 1
     assert len({i["fingerprint"] for i in expired}) == 3
+
+
+def test_gitlab_paths_are_relative_to_where_it_runs(cfg: ConfigDir) -> None:
+    cfg.write("tasks/t.yaml", BROKEN)
+    given = [
+        b2bd("--config", config, "validate", "--format", "gitlab", cwd=cfg.root.parent).stdout
+        for config in (str(cfg.root), "config", "./config/../config")
+    ]
+    paths = [[i["location"]["path"] for i in json.loads(report)] for report in given]
+    assert paths == [["config/tasks/t.yaml"]] * 3
+    assert len({json.loads(report)[0]["fingerprint"] for report in given}) == 1
