@@ -306,8 +306,9 @@ def format_markdown(diff: ConfigDiff, labels: tuple[str, str], zone: ZoneInfo) -
             *budget.rows(task_rows, len(task_rows)),
             "",
         ]
-    if diff.kept:
-        lines += [f"- {md(kept_line(task_id))}" for task_id in diff.kept] + [""]
+    if diff.kept:  # one per broken file: a mass breakage is as long as any table
+        kept = [f"- {md(kept_line(task_id))}" for task_id in diff.kept]
+        lines += [*budget.rows(kept, len(kept)), ""]
     base_rows = [
         *(f"| added | {md(b)} | |" for b in diff.bases_added),
         *(

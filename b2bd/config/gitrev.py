@@ -107,7 +107,9 @@ def _git(cwd: Path, *args: str, what: str) -> str:
         done = subprocess.run(
             ["git", "-C", str(cwd), *args],
             capture_output=True,
-            text=True,
+            # Names in a tree are bytes, not always UTF-8: read as the file system's names.
+            encoding="utf-8",
+            errors="surrogateescape",
             timeout=GIT_TIMEOUT,
             check=False,
         )

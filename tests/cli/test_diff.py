@@ -623,3 +623,38 @@ def test_git_in_a_checkout_owned_by_another_user_says_how_to_allow_it(
         f"b2bd: git refuses the repository at {config.root}: it belongs to another user (run "
         "`git config --global --add safe.directory DIR` for it as this user)"
     )
+
+
+def test_markdown_stays_under_the_limit_when_every_file_breaks(tmp_path: Path) -> None:
+    """A careless mass edit (or a hostile PR) breaking every task file: the 'kept' lines count
+    against the comment's budget too, so the comment can still be posted."""
+    old, new = ConfigDir(tmp_path / "old"), ConfigDir(tmp_path / "new")
+    for n in range(600):
+        text = task(f"task-{n:03d}-with-a-long-name", "{all: true}")
+        old.write(f"tasks/n{n:03d}.yaml", text)
+        new.write(f"tasks/n{n:03d}.yaml", text + "bogus: 1\n")
+    result = diff(old.root, new.root, "--format", "markdown")
+    assert result.returncode == 1, result.stderr
+    assert len(result.stdout) < 65_536
+    assert "- task task-000-with-a-long-name: its file is invalid" in result.stdout
+    assert "more not shown: run `b2bd diff --format json` for everything" in result.stdout
+
+
+def test_git_a_file_name_that_is_not_utf8_is_compared_like_the_working_tree(
+    repo: tuple[Path, ConfigDir],
+) -> None:
+    """git keeps file names as bytes: one that is not UTF-8 is read (and shown escaped) as the
+    loader reads it from a working tree, not a traceback."""
+    root, config = repo
+    odd = os.fsencode(config.root / "tasks") + b"/\xff\xfe.yaml"
+    with open(odd, "w") as f:
+        f.write(task("odd-name", "{tags: [sec]}"))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "odd name")
+    result = b2bd("--config", str(config.root), "diff", "--git", "HEAD", "--from", FROM)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    os.unlink(odd)
+    result = b2bd("--config", str(config.root), "diff", "--git", "HEAD", "--from", FROM)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "task removed: odd-name (tasks/\\udcff\\udcfe.yaml)" in result.stdout
