@@ -309,14 +309,11 @@ class Vitals:
 
 
 def health(v: Vitals) -> list[str]:
-    """Why the daemon is not healthy, one line each; empty when it is."""
+    """Why the daemon is not healthy (``/healthz``), one line each; empty when it is."""
     reasons: list[str] = []
     if v.stopping:
         reasons.append("the daemon is stopping")
-    if v.loop_age is None:
-        reasons.append("the daemon's loop has not started")
-    elif v.loop_age > LOOP_STALE:
-        reasons.append(f"the daemon's loop has not turned for {v.loop_age:.0f} s")
+    reasons += liveness(v)
     if v.watch_error is not None:
         reasons.append(f"the config watcher is not running: {v.watch_error}")
     if v.journal_failed is not None:
@@ -324,3 +321,15 @@ def health(v: Vitals) -> list[str]:
     if v.journal_probe is not None:
         reasons.append(f"the journal is not writable: {v.journal_probe}")
     return reasons
+
+
+def liveness(v: Vitals) -> list[str]:
+    """Why the daemon is not alive (``/livez``): only what a restart can fix, a loop that has
+    not turned. A full or read-only journal disk, a failed journal or a watcher the kernel
+    refuses are still there after a restart (and a daemon started on a full disk cannot journal
+    ``daemon-started``): :func:`health` reports them, for readiness and alerts, not restarts."""
+    if v.loop_age is None:
+        return ["the daemon's loop has not started"]
+    if v.loop_age > LOOP_STALE:
+        return [f"the daemon's loop has not turned for {v.loop_age:.0f} s"]
+    return []

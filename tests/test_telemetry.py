@@ -8,7 +8,7 @@ import math
 
 from b2bd.journal.entries import build_entry
 from b2bd.journal.state import replay
-from b2bd.telemetry import LOOP_STALE, Telemetry, View, Vitals, health
+from b2bd.telemetry import LOOP_STALE, Telemetry, View, Vitals, health, liveness
 
 T0 = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
 
@@ -150,3 +150,16 @@ def test_a_snapshot_is_not_changed_by_later_feeding() -> None:
     (histogram,) = by_name(snap, view)["b2bd_transfer_duration_seconds"].values()
     assert histogram.count == 1  # type: ignore[attr-defined]
     assert snap.series(view) != t.series(view)
+
+
+def test_liveness_fails_only_for_what_a_restart_can_fix() -> None:
+    """The liveness probe (/livez): a stuck loop. A full, read-only or failed journal or a
+    watcher the kernel refuses stays as it is after a restart: /healthz (readiness) says it."""
+    sick = Vitals(loop_age=1.0, watch_error="inotify limit", journal_failed="EIO",
+                  journal_probe="read-only", stopping=True)  # fmt: skip
+    assert len(health(sick)) == 4
+    assert liveness(sick) == []
+    assert liveness(Vitals(loop_age=LOOP_STALE + 1)) == [
+        f"the daemon's loop has not turned for {LOOP_STALE + 1:.0f} s"
+    ]
+    assert liveness(Vitals(loop_age=None)) == ["the daemon's loop has not started"]

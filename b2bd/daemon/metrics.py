@@ -19,7 +19,8 @@ daemon.
 ``/healthz``: 200 ``ok`` when the loop has turned within :data:`b2bd.telemetry.LOOP_STALE`
 seconds, the config watcher runs, the journal takes records and a test file can be written in
 the journal dir (at most once a second; a write that hangs answers 503 to the others rather
-than piling them up); otherwise 503 with each reason on a line.
+than piling them up); otherwise 503 with each reason on a line. ``/livez``, for a liveness
+probe: 200 while the loop turns, whatever the disk (a restart cannot free a full disk).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from b2bd.faults import explain
 from b2bd.journal.entries import Entry
 from b2bd.journal.state import State
 from b2bd.log import get_logger
-from b2bd.telemetry import Histogram, Series, Telemetry, View, Vitals, health
+from b2bd.telemetry import Histogram, Series, Telemetry, View, Vitals, health, liveness
 
 IO_TIMEOUT = 5.0
 DEADLINE = 10.0
@@ -157,6 +158,11 @@ class Metrics:
                 stopping=stopping,
             )
         )
+
+    def livez(self) -> list[str]:
+        """``/livez`` (a liveness probe): the loop turns. Reads no disk."""
+        beat = self._beat
+        return liveness(Vitals(loop_age=None if beat is None else time.monotonic() - beat))
 
     def _probe(self) -> str | None:
         if not self._probe_lock.acquire(timeout=1.0):
@@ -300,12 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             status, data = 200, encoder(self.server.registry)
-        elif path == "/healthz":
-            reasons = self.server.metrics.healthz()
+        elif path in ("/healthz", "/livez"):
+            metrics = self.server.metrics
+            reasons = metrics.healthz() if path == "/healthz" else metrics.livez()
             status = 503 if reasons else 200
             data = ("\n".join(reasons) if reasons else "ok").encode() + b"\n"
         else:
-            status, data = 404, b"not found: this server answers /metrics and /healthz\n"
+            status, data = 404, b"not found: this server answers /metrics, /healthz and /livez\n"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

@@ -249,6 +249,8 @@ def test_healthz_turns_503_while_the_journal_dir_is_full_or_read_only(
             lambda: (r := get(port, "/healthz"))[0] == 503 and r, "503 from /healthz"
         )
         assert scrape(port)[0]  # /metrics still answers
+        # ... and /livez, the liveness probe: a restart would not free the disk.
+        assert get(port, "/livez")[0:3:2] == (200, "ok\n")
         return body
 
     def healthy() -> None:

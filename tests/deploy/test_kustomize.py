@@ -148,8 +148,12 @@ def test_probes_and_scraping_use_healthz_and_metrics_on_the_metrics_port(
     (port,) = [p for p in container["ports"] if p["name"] == "metrics"]
     host, _, number = settings["metrics"]["listen"].rpartition(":")
     assert (host, int(number)) == ("0.0.0.0", port["containerPort"]) == ("0.0.0.0", 9464)
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    # A full or read-only journal disk makes /healthz 503: the pod is taken out of service
+    # (readiness) but not restarted, since a restart cannot free the disk and a daemon started
+    # on it cannot journal daemon-started (a crash loop). Only a stuck loop (/livez) restarts it.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/livez", "port": "metrics"}, probe
     annotations = one(rendered, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {
         "prometheus.io/scrape": "true",
