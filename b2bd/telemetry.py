@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -106,7 +106,7 @@ class View:
     shown for these pairs only, so a removed task or base stops alerting), the next slot of
     each enabled task, the journal's size on disk (None: unknown)."""
 
-    targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    targets: Mapping[str, Collection[str]] = field(default_factory=dict)
     next_slots: Mapping[str, dt.datetime] = field(default_factory=dict)
     journal_bytes: int | None = None
 
@@ -191,6 +191,18 @@ class Telemetry:
         if histogram is None:
             histogram = self.durations[task] = Histogram()
         histogram.observe(max(seconds, 0.0))
+
+    def forget_tasks_but(self, tasks: Collection[str]) -> None:
+        """Drop the counts of every task not in ``tasks`` (the config in force): a removed or
+        renamed task's series go at the reload instead of piling up until a restart (if it
+        comes back, its counters start again at 0, which Prometheus reads as a reset). Last
+        successes are kept: they are the journal's, and show again for a task that returns."""
+        self.transfers = {k: n for k, n in self.transfers.items() if k[0] in tasks}
+        self.durations = {k: h for k, h in self.durations.items() if k in tasks}
+        self.records = {k: n for k, n in self.records.items() if k[0] in tasks}
+        self.rejected = {k: n for k, n in self.rejected.items() if k[0] in tasks}
+        self.slots_missed = {k: n for k, n in self.slots_missed.items() if k in tasks}
+        self.slots_skipped = {k: n for k, n in self.slots_skipped.items() if k in tasks}
 
     # -- reading -----------------------------------------------------------------------------
 

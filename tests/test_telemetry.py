@@ -163,3 +163,28 @@ def test_liveness_fails_only_for_what_a_restart_can_fix() -> None:
         f"the daemon's loop has not turned for {LOOP_STALE + 1:.0f} s"
     ]
     assert liveness(Vitals(loop_age=None)) == ["the daemon's loop has not started"]
+
+
+def test_a_task_gone_from_the_config_is_forgotten_but_its_last_success_comes_back() -> None:
+    """Series of a task removed from the config go (a config author renaming tasks must not
+    pile up series until the next restart); its last success is the journal's, so it shows
+    again if the task comes back."""
+    t = Telemetry()
+    for seq, task in enumerate(("kept", "gone"), 1):
+        t.entry(succeeded(seq, task, "8814001", counts={"pupil": 1},
+                          rejected_by_reason={"date": 1}))  # fmt: skip
+        t.entry(rec("slot-missed", seq + 10, task=task, slot=T0))
+        t.entry(rec("slot-skipped", seq + 20, task=task, slot=T0, base="8814001",
+                    reason="previous transfer still running"))  # fmt: skip
+        t.began(task)
+        t.ended(task, 1.0)
+    t.forget_tasks_but({"kept"})
+    view = View(targets={"kept": ("8814001",), "gone": ("8814001",)})
+    for series in t.series(view):
+        if "task" in series.labels and series.name != "b2bd_task_last_success_timestamp_seconds":
+            tasks = {values[series.labels.index("task")] for values, _ in series.samples}
+            assert "gone" not in tasks, series.name
+    assert by_name(t, view)["b2bd_task_last_success_timestamp_seconds"] == {
+        ("kept", "8814001"): T0.timestamp(),
+        ("gone", "8814001"): T0.timestamp(),
+    }

@@ -126,9 +126,12 @@ class Metrics:
         self._beat = time.monotonic()
         if config is self._config and next_at == self._next:
             return
-        targets = {task.id: task.targets for task in config.tasks.values()}
+        # Sets: a scrape asks each (task, base) of the journal whether it is targeted.
+        targets = {task.id: frozenset(task.targets) for task in config.tasks.values()}
         nxt = dict(next_at)
         with self._lock:
+            if config is not self._config:  # a reload: removed tasks' series go
+                self._telemetry.forget_tasks_but(config.tasks.keys())
             self._config, self._next = config, nxt
             self._view = View(targets, nxt)
 

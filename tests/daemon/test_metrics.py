@@ -200,6 +200,36 @@ def test_metrics_after_a_success_a_failed_base_and_a_rejected_reload_then_a_rest
     assert code == 0, out
 
 
+def test_a_task_removed_from_the_config_leaves_metrics_at_the_reload(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    d = deployment
+    good_and_failing(d)
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket, "--now")
+    try:
+        notify_socket.wait_for("READY=1")
+        d.wait_for(lambda: len(d.records("run-finished")) == 2, 30, "both runs")
+        samples, _, _ = scrape(port)
+        assert value(samples, "b2bd_transfers_total", task="bad", base="8814002",
+                     outcome="failed") == 1  # fmt: skip
+        (d.config / "tasks" / "bad.yaml").unlink()
+
+        def reloaded() -> Samples | None:
+            now, _, _ = scrape(port)
+            return now if value(now, "b2bd_config_reloads_total") else None
+
+        samples = wait_until(reloaded, "the reload in /metrics")
+        tasks = {dict(labels).get("task") for _, labels in samples}
+        assert "bad" not in tasks, sorted(k for k in samples if dict(k[1]).get("task") == "bad")
+        assert value(samples, "b2bd_transfers_total", task="good", base="8814001",
+                     outcome="succeeded") == 1  # fmt: skip
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
 def _unix(iso: str) -> float:
     import datetime as dt
 
