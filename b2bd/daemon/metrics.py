@@ -12,9 +12,10 @@ The server must never hold up or bring down the daemon: it binds before the daem
 control socket); one connection is one request (HTTP/1.0, no keep-alive); a connection has
 ``IO_TIMEOUT`` per read or write and ``DEADLINE`` in all, after which its socket is shut down
 under whatever reads or writes it, so a client trickling its request or not reading the answer
-holds a thread for at most that long; at most ``MAX_CONNECTIONS`` are served at once and the
-others closed unanswered. The server thread's own failures are logged, never raised into the
-daemon.
+holds a thread for at most that long; at most ``MAX_CONNECTIONS`` are served at once, and
+``MAX_PER_PEER`` from one address (a peer holding connections open must not fail the kubelet's
+probes and have the daemon restarted), the others closed unanswered. The server thread's
+own failures are logged, never raised into the daemon.
 
 ``/healthz``: 200 ``ok`` when the loop has turned within :data:`b2bd.telemetry.LOOP_STALE`
 seconds, the config watcher runs, the journal takes records and a test file can be written in
@@ -59,6 +60,7 @@ from b2bd.telemetry import Histogram, Series, Telemetry, View, Vitals, health, l
 IO_TIMEOUT = 5.0
 DEADLINE = 10.0
 MAX_CONNECTIONS = 16
+MAX_PER_PEER = 4  # so one peer holding connections open cannot starve the probes and scrapes
 PROBE_EVERY = 1.0
 PROBE_FILE = ".healthz.tmp"  # a dot-name ending .tmp: Journal.open removes a leftover one
 
@@ -246,6 +248,7 @@ class _Server(ThreadingHTTPServer):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(metrics)  # type: ignore[arg-type]
         self._open: dict[socket.socket, float] = {}
+        self._peer: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -256,10 +259,13 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        peer = str(client_address[0]) if client_address else ""
         with self._open_lock:
-            full = len(self._open) >= MAX_CONNECTIONS
+            mine = sum(1 for p in self._peer.values() if p == peer)
+            full = len(self._open) >= MAX_CONNECTIONS or mine >= MAX_PER_PEER
             if not full:
                 self._open[request] = time.monotonic() + DEADLINE
+                self._peer[request] = peer
         if full:
             self.shutdown_request(request)
             return
@@ -268,6 +274,7 @@ class _Server(ThreadingHTTPServer):
     def close_request(self, request: Any) -> None:
         with self._open_lock:
             self._open.pop(request, None)
+            self._peer.pop(request, None)
         super().close_request(request)
 
     def service_actions(self) -> None:

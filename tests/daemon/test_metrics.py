@@ -372,6 +372,36 @@ def test_idle_and_trickling_clients_are_cut_and_the_daemon_keeps_serving(
     assert "Traceback" not in out
 
 
+def test_one_peer_holding_idle_connections_does_not_starve_the_probes(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """A hostile peer (any pod the NetworkPolicy admits) keeping connections open must not
+    take every slot: the kubelet's probe would fail and restart the daemon. Here the peer is
+    127.0.0.2 (all of 127/8 is loopback), the probe comes from 127.0.0.1."""
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket)
+    idle: list[socket.socket] = []
+    try:
+        notify_socket.wait_for("READY=1")
+        for _ in range(40):
+            sock = socket.socket()
+            sock.settimeout(30)
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", port))
+            idle.append(sock)
+        assert get(port, "/livez")[0:3:2] == (200, "ok\n")
+        assert get(port, "/healthz")[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+
+
 def test_alert_rules_and_dashboard_use_only_series_a_live_daemon_exposes(
     deployment: Deployment, notify_socket: NotifySocket
 ) -> None:
