@@ -84,6 +84,7 @@ def explain(exc: OSError, doing: str = "", path: Path | str | None = None) -> st
     ``path`` stands in for the exception's own file name when it has none (an error on a
     descriptor, from ``os.write`` or ``fsync``).
     """
+    where: Path | str | None
     if isinstance(exc, ConfinedError):  # carries its own path and wording
         where, reason = exc.path, exc.what
     else:

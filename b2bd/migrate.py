@@ -51,7 +51,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from b2bd.config.build import build_schedule, build_task
@@ -303,7 +303,10 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _find(table: Mapping[str, Any], text: str) -> Any:
+_V = TypeVar("_V")
+
+
+def _find(table: Mapping[str, _V], text: str) -> _V | None:
     wanted = _key(text)
     return next((value for label, value in table.items() if _key(label) == wanted), None)
 

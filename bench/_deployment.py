@@ -171,15 +171,15 @@ def _schedule(rng: random.Random, now: dt.datetime) -> list[str]:
             f"    times: {_times(rng, zone, now)}",
         ]
     else:
-        days = [str(d) for d in sorted(rng.sample(range(1, 29), rng.randint(1, 3)))]
+        month_days = [str(d) for d in sorted(rng.sample(range(1, 29), rng.randint(1, 3)))]
         if rng.random() < 0.3:
-            days.append("last")
+            month_days.append("last")
         months = "all" if rng.random() < 0.6 else ", ".join(
             sorted(rng.sample(MONTHS, 4), key=MONTHS.index)
         )  # fmt: skip
         lines = [
             "  monthly:",
-            f"    days: [{', '.join(days)}]",
+            f"    days: [{', '.join(month_days)}]",
             f"    months: [{months}]",
             f"    times: {_times(rng, zone, now)}",
         ]

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 
@@ -35,7 +36,7 @@ from b2bd.journal.writer import Journal
 from tests.support.crash_rounds import crash_rounds
 
 T0 = dt.datetime(2025, 9, 1, 6, 0, tzinfo=dt.UTC)
-FIELDS = {
+FIELDS: dict[str, Any] = {
     "run": "census-changed/20250901T060000Z",
     "task": "census-changed",
     "base": "8814001",
@@ -171,12 +172,12 @@ def history(n: int, tasks: int = 40, bases: int = 25) -> Iterator[Entry]:
             run = f"{task}/{slot:%Y%m%dT%H%M%SZ}"
             base_ids = [f"881{4000 + b:04d}" for b in range(bases)]
             seq += 1
-            yield RunStarted(seq, slot, run=run, task=task, slot=slot, bases=base_ids)
+            yield RunStarted(seq, slot, run=run, task=task, slot=slot, bases=tuple(base_ids))
             for b, base in enumerate(base_ids):
                 seq += 1
                 fields = dict(FIELDS, run=run, task=task, base=base)
                 pupils = [f"{(seq * 7 + k) % 2**256:064x}" for k in range(b % 3)]
-                yield TransferSucceeded(seq, slot, **fields, pupils=pupils)
+                yield TransferSucceeded(seq, slot, **fields, pupils=tuple(pupils))
             seq += 1
             yield RunFinished(seq, slot, run=run, task=task, outcome="succeeded")
             if seq >= n:

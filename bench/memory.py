@@ -89,7 +89,7 @@ def journal_records(
             task = f"changed-{t}"
             run = f"{task}/{slot:%Y%m%dT%H%M%SZ}"
             seq += 1
-            yield RunStarted(seq, slot, run=run, task=task, slot=slot, bases=bases)
+            yield RunStarted(seq, slot, run=run, task=task, slot=slot, bases=tuple(bases))
             for base in bases:
                 seq += 1
                 new: list[str] = []
@@ -107,7 +107,7 @@ def journal_records(
                 yield TransferSucceeded(
                     seq, slot, run=run, task=task, base=base, direction="from-school",
                     data_type="changed", cohort_group="ncy", counts={"pupil": len(new) + 3},
-                    watermark=f"{slot:%Y-%m-%dT%H:%M:%SZ}", pupils=new, joined=joined,
+                    watermark=f"{slot:%Y-%m-%dT%H:%M:%SZ}", pupils=tuple(new), joined=joined,
                     left=left, read=pupils,
                 )  # fmt: skip
             seq += 1

@@ -11,6 +11,7 @@ import datetime as dt
 import random
 import statistics
 import time
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from b2bd.schedule import Monthly, Once, Schedule, Weekly, _utc_midnight, merge_slots, slots
@@ -34,7 +35,7 @@ def generate(count: int, seed: int = 3) -> dict[str, Schedule]:
         if kind < 0.6:
             rule = Weekly(frozenset(rng.sample(range(7), rng.randint(1, 7))), times)
         elif kind < 0.9:
-            days: list[int | str] = rng.sample(range(1, 32), rng.randint(1, 4))
+            days: list[int | Literal["last"]] = rng.sample(range(1, 32), rng.randint(1, 4))
             if rng.random() < 0.3:
                 days.append("last")
             months = (
@@ -42,7 +43,7 @@ def generate(count: int, seed: int = 3) -> dict[str, Schedule]:
                 if rng.random() < 0.7
                 else frozenset(rng.sample(range(1, 13), 4))
             )
-            rule = Monthly(tuple(days), months, times)  # type: ignore[arg-type]
+            rule = Monthly(tuple(days), months, times)
         else:
             rule = Once(dt.datetime(2026, rng.randint(1, 12), rng.randint(1, 28), 6, 30))
         expires = dt.date(2026, 12, 31) if rng.random() < 0.1 else None

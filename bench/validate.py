@@ -141,9 +141,9 @@ def _schedule(rng: random.Random) -> list[str]:
             f"  weekly: {{days: [{', '.join(DAYS[d] for d in days)}], times: {_times(rng, 2)}}}"
         ]
     elif kind < 0.9:
-        days: list[str] = [str(d) for d in sorted(rng.sample(range(1, 29), rng.randint(1, 3)))]
+        month_days = [str(d) for d in sorted(rng.sample(range(1, 29), rng.randint(1, 3)))]
         if rng.random() < 0.3:
-            days.append("last")
+            month_days.append("last")
         months = (
             "all"
             if rng.random() < 0.6
@@ -151,7 +151,7 @@ def _schedule(rng: random.Random) -> list[str]:
         )
         lines = [
             "  monthly:",
-            f"    days: [{', '.join(days)}]",
+            f"    days: [{', '.join(month_days)}]",
             f"    months: [{months}]",
             f"    times: {_times(rng, 2)}",
         ]

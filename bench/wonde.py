@@ -40,7 +40,7 @@ import msgspec  # noqa: E402
 from b2bd.config.model import Endpoint  # noqa: E402
 from b2bd.connectors.credentials import Secret  # noqa: E402
 from b2bd.connectors.wonde import RESOURCES, WondeSource  # noqa: E402
-from b2bd.records.model import Pupil, SessionMark  # noqa: E402
+from b2bd.records.model import Pupil, RecordKind, SessionMark  # noqa: E402
 from b2bd.sample import SchoolSpec, write_export  # noqa: E402
 
 TOKEN = "bench-token"
@@ -66,7 +66,7 @@ def connector(url: str, per_page: int) -> WondeSource:
     return WondeSource(endpoint, Secret(TOKEN), laestab=LAESTAB, per_page=per_page)
 
 
-def timed_read(url: str, per_page: int, kind: str) -> tuple[float, int]:
+def timed_read(url: str, per_page: int, kind: RecordKind) -> tuple[float, int]:
     source = connector(url, per_page)
     try:
         source.manifest()  # as a transfer does first: the client (and its TLS context) exists
@@ -75,22 +75,23 @@ def timed_read(url: str, per_page: int, kind: str) -> tuple[float, int]:
                 pass
         wanted = Pupil if kind == "pupil" else SessionMark
         start = time.perf_counter()
-        count = sum(1 for _, record in source.read(kind) if isinstance(record, wanted))  # type: ignore[arg-type]
+        count = sum(1 for _, record in source.read(kind) if isinstance(record, wanted))
         return time.perf_counter() - start, count
     finally:
         source.close()
 
 
-def timed_bare(url: str, per_page: int, kind: str) -> tuple[float, int]:
+def timed_bare(url: str, per_page: int, kind: RecordKind) -> tuple[float, int]:
     """The same pages with a bare client: GET, follow next, msgspec.json.decode."""
     school = f"{url}schools/A{LAESTAB}/"
     count = 0
     with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         start = time.perf_counter()
-        for resource in RESOURCES[kind]:  # type: ignore[index]
-            params: dict[str, str] | None = {"per_page": str(per_page)}
+        for resource in RESOURCES[kind]:
+            first: dict[str, str] = {"per_page": str(per_page)}
             if resource.include:
-                params["include"] = resource.include  # type: ignore[index]
+                first["include"] = resource.include
+            params: dict[str, str] | None = first
             next_url: str | None = f"{school}{resource.path}/"
             while next_url:
                 response = client.get(next_url, params=params)
@@ -122,7 +123,8 @@ def main() -> int:
         try:
             print(f"school: {args.pupils} pupils generated; emulator in its own process, {url}")
             for per_page in (200, 1000):
-                for kind, label in (("pupil", "pupils"), ("mark", "marks")):
+                kinds: tuple[tuple[RecordKind, str], ...] = (("pupil", "pupils"), ("mark", "marks"))
+                for kind, label in kinds:
                     ours, bare = [], []
                     for _ in range(args.runs):  # interleaved: both see the same load
                         ours.append(timed_read(url, per_page, kind))

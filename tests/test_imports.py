@@ -13,6 +13,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,13 @@ def test_importing_a_module_pulls_in_nothing_it_does_not_need(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == ""
+
+
+def test_mypy_is_strict_on_exactly_the_pure_core() -> None:
+    """pyproject.toml's strict mypy override lists the modules of PURE_CORE, no more, no less
+    (a module joining the core is type-checked strictly from then on)."""
+    config = tomllib.loads((PACKAGE_DIR.parent / "pyproject.toml").read_text())
+    overrides = config["tool"]["mypy"]["overrides"]
+    strict = [o for o in overrides if o.get("disallow_untyped_defs")]
+    assert len(strict) == 1
+    assert set(strict[0]["module"]) == PURE_CORE

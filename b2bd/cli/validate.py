@@ -102,7 +102,7 @@ def _ignored_rules(rules: list[str]) -> frozenset[str]:
 def counts(problems: Iterable[Problem], ignored: Iterable[Problem]) -> list[tuple[str, str, int]]:
     """(rule, severity, count) for each rule id and severity found, ``ignored`` counted as the
     severity "ignored": most frequent first, then by rule id and severity."""
-    found = Counter((p.rule, p.severity) for p in problems)
+    found: Counter[tuple[str, str]] = Counter((p.rule, p.severity) for p in problems)
     found.update((p.rule, "ignored") for p in ignored)
     return [
         (rule, severity, n)

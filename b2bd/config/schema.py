@@ -215,7 +215,7 @@ def _message_for(error: ValidationError) -> str | None:
 def _default_message(error: ValidationError) -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
-    if error.validator == "enum":
+    if error.validator == "enum" and isinstance(error.validator_value, list):
         options = ", ".join(json.dumps(v) for v in error.validator_value)
         return f"{json.dumps(error.instance)} is not one of {options}"
     if error.validator == "type":

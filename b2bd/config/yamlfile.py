@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 import yaml
 import yaml.constructor
-import yaml.cyaml
 import yaml.resolver
+from yaml._yaml import CParser  # libyaml's parser: what yaml.cyaml re-exports (the stubs do not)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_BYTES = 1024 * 1024
@@ -116,7 +116,7 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
             node.start_mark,
         )
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, MappingNode):  # `!!map [a]`: PyYAML's own check, kept
             raise yaml.constructor.ConstructorError(
                 None,
@@ -148,7 +148,7 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
             )
         return str(node.value)
 
-    def construct_yaml_int(self, node: ScalarNode) -> int:  # type: ignore[override]
+    def construct_yaml_int(self, node: ScalarNode) -> int:
         text = str(self.construct_scalar(node)).replace("_", "")
         sign = -1 if text.startswith("-") else 1
         body = text.lstrip("+-")
@@ -163,10 +163,16 @@ class StrictConstructor(yaml.constructor.SafeConstructor):
         return sign * int(body, 10)
 
 
-StrictConstructor.add_constructor("tag:yaml.org,2002:int", StrictConstructor.construct_yaml_int)
+# The ignores below: the stubs take only PyYAML's own loader classes as the constructor's
+# first argument; ours is a constructor that _Loader mixes into libyaml's parser.
+StrictConstructor.add_constructor(
+    "tag:yaml.org,2002:int",
+    StrictConstructor.construct_yaml_int,  # type: ignore[type-var]
+)
 for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
     StrictConstructor.add_constructor(
-        f"tag:yaml.org,2002:{_tag}", StrictConstructor.construct_non_json
+        f"tag:yaml.org,2002:{_tag}",
+        StrictConstructor.construct_non_json,  # type: ignore[type-var]
     )
 
 
@@ -175,9 +181,9 @@ def _tag_name(tag: str | None) -> str:
     return "!!" + tag[len(prefix) :] if tag and tag.startswith(prefix) else str(tag)
 
 
-class _Loader(yaml.cyaml.CParser, StrictConstructor, CoreResolver):  # type: ignore[misc]
+class _Loader(CParser, StrictConstructor, CoreResolver):
     def __init__(self, stream: io.StringIO) -> None:
-        yaml.cyaml.CParser.__init__(self, stream)
+        CParser.__init__(self, stream)
         StrictConstructor.__init__(self)
         CoreResolver.__init__(self)
 

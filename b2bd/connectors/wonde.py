@@ -301,7 +301,7 @@ def _zone(value: DateTimeObject) -> dt.tzinfo | None:
                 zone = None
         if len(_ZONES) < 1024:
             _ZONES[name] = zone
-    return zone  # type: ignore[return-value]
+    return zone
 
 
 def utc_time(value: WondeTime) -> str | None:
@@ -617,7 +617,8 @@ class WondeSource:
                 SessionMark(
                     upn=upn,
                     date=day,
-                    session=(item.session or "").upper(),
+                    # any text: check(line) below rejects a session other than AM/PM
+                    session=(item.session or "").upper(),  # type: ignore[arg-type]
                     code=code,
                     updated_at=updated,
                 )
@@ -1076,7 +1077,7 @@ def _bound_by(client: httpx.Client, backend: _DeadlineBackend) -> None:
     for transport in (client._transport, *client._mounts.values()):
         if not isinstance(transport, httpx.HTTPTransport):
             continue  # a test's MockTransport, or no proxy for that pattern (None)
-        pool = getattr(transport, "_pool", None)
+        pool: Any = getattr(transport, "_pool", None)  # httpcore private: anything, or None
         if not hasattr(pool, "_network_backend"):
             raise ConnectorError("internal", "this httpx/httpcore keeps no _network_backend")
         pool._network_backend = backend

@@ -167,7 +167,8 @@ class ControlServer:
     def _accept(self) -> None:
         warned_at: float | None = None
         while True:
-            ready, _, _ = select.select([self._listener, self._stop_read], [], [])
+            watched: list[socket.socket | int] = [self._listener, self._stop_read]
+            ready, _, _ = select.select(watched, [], [])
             if self._stop_read in ready:
                 return
             try:
@@ -255,8 +256,8 @@ class ControlServer:
                 log.error("control-request-failed", op=request.get("op"), error=error)
                 reply.error("internal", f"{type(exc).__name__} while answering the request")
         conn.settimeout(SEND_TIMEOUT)
-        for message, _last in reply.lines():
-            _send(conn, message)
+        for answer, _last in reply.lines():
+            _send(conn, answer)
 
     # -- stopping --------------------------------------------------------------------------
 

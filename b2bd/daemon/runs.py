@@ -17,6 +17,7 @@ Transfers finish on worker threads; everything else here is called from the loop
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import threading
 import time
@@ -36,7 +37,7 @@ log = get_logger("b2bd.daemon")
 Pair = tuple[str, str]  # (task id, base id)
 
 
-OnFinished = Callable[[RunResult], None]
+OnFinished = Callable[[RunResult], object]
 
 
 class TransferWatch(Protocol):
@@ -177,7 +178,7 @@ class Runs:
         progress = _logging_retries(run.context, run.on_progress)
         future = self._pool.submit(self._transfer, run.context, base_id, progress)
         self._running[pair] = future
-        future.add_done_callback(lambda f, r=run_id, b=base_id: self._done(r, b, f))
+        future.add_done_callback(functools.partial(self._done, run_id, base_id))
 
     def _transfer(
         self, context: RunContext, base_id: str, on_progress: OnProgress | None

@@ -22,7 +22,7 @@ record type (unknown or missing fields, wrong types and unknown record types rai
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 import msgspec
 
@@ -341,9 +341,12 @@ class TransferSucceededBrief(_Typed, frozen=True, tag="transfer-succeeded", gc=F
     left: str = ""
 
 
-BriefEntry = Union[  # noqa: UP007 (built from a tuple of types)
-    tuple(TransferSucceededBrief if c is TransferSucceeded else c for c in AnyEntry.__args__)
-]
+if TYPE_CHECKING:  # built at run time from AnyEntry, which a type checker cannot follow
+    BriefEntry = Entry
+else:
+    BriefEntry = Union[  # noqa: UP007 (built from a tuple of types)
+        tuple(TransferSucceededBrief if c is TransferSucceeded else c for c in AnyEntry.__args__)
+    ]
 
 ENTRY_TYPES: dict[str, type[Entry]] = {
     str(cls.__struct_config__.tag): cls for cls in AnyEntry.__args__

@@ -109,9 +109,10 @@ def run_history(
             if entry is not None:
                 entry.outcome = record.outcome
                 entry.finished = record.ts
-        elif (result := _result(record)) is not None:
-            entry = runs.get(record.run)  # type: ignore[attr-defined]
-            if entry is not None:
+        elif isinstance(record, TransferSucceeded | TransferFailed | TransferSkipped):
+            result = _result(record)
+            entry = runs.get(record.run)
+            if entry is not None and result is not None:
                 entry.transfers[result.base] = result
     newest = sorted(runs.values(), key=lambda r: r.seq, reverse=True)
     return newest if limit is None else newest[:limit]

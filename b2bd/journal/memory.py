@@ -55,10 +55,15 @@ def keys_of_json(raw: msgspec.Raw | bytes) -> array[int]:
     ...]``, compact), sliced straight from its bytes: replaying a journal whose records bring
     a million digests then makes no string for each. Anything else is decoded as JSON."""
     data = memoryview(raw)
-    if len(data) == 2 and data == b"[]":
+    if len(data) == 2 and data.tobytes() == b"[]":
         return array("Q")  # most transfers: nobody new
     n = (len(data) - 1) // 67  # '[', then per digest '"' + 64 hex + '"', ',' between, ']'
-    if n and len(data) == 67 * n + 1 and data[:2] == b'["' and data[-2:] == b'"]':
+    if (
+        n
+        and len(data) == 67 * n + 1
+        and data[:2].tobytes() == b'["'
+        and data[-2:].tobytes() == b'"]'
+    ):
         hexes = b"".join([data[2 + 67 * i : 18 + 67 * i] for i in range(n)])
         keys = array("Q")
         keys.frombytes(binascii.unhexlify(hexes))

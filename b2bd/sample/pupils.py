@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from b2bd.records.academic import academic_year
-from b2bd.records.model import Pupil
+from b2bd.records.model import Pupil, Sex
 from b2bd.records.upn import make_upn
 from b2bd.sample.school import NCY_NUMBER, Phase, SchoolSpec, pupil_rng, stamp
 
@@ -34,6 +34,7 @@ FORENAMES = {
         "Oscar", "Reuben", "Theo", "Tomasz", "Yusuf",
     ),
 }  # fmt: skip
+SEXES: tuple[Sex, Sex] = ("F", "M")
 CARE_AUTHORITIES = ("881", "881", "881", "882", "883", "919", "886")
 
 NCY_WEIGHTS: dict[Phase, tuple[tuple[str, float], ...]] = {
@@ -87,7 +88,7 @@ def generate_pupils(spec: SchoolSpec) -> list[SamplePupil]:
         # Born between 1 September and 31 August of the cohort's year.
         born_in = year.first.year - 5 - number
         dob = dt.date(born_in, 9, 1) + dt.timedelta(days=rng.randrange(365))
-        sex = rng.choice(("F", "M"))
+        sex = rng.choice(SEXES)
         entry_number = {"primary": -2 if ncy in ("N1", "N2") else 0, "secondary": 7}[spec.phase]
         entry_year = year.first.year - max(0, number - entry_number)
         if rng.random() < 0.12:  # joined mid-way through their time at the school

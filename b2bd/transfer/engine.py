@@ -41,6 +41,7 @@ Guarantees:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ from b2bd.connectors.source import (
 from b2bd.connectors.table import open_outbound, open_source
 from b2bd.faults import ConfinedError
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
+from b2bd.journal.state import State
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
 from b2bd.records.ncy import NCY_CODES
 from b2bd.schedule import slot_name
@@ -86,6 +88,8 @@ PROBE_WAIT = 5.0
 
 class JournalWriter(Protocol):
     def append(self, type: str, **fields: Any) -> object: ...
+
+    def state(self) -> State: ...
 
 
 class Keyer(Protocol):
@@ -139,7 +143,7 @@ class Engine:
         journal: JournalWriter,
         keyer: Keyer,
         *,
-        state: Any = None,
+        state: State | None = None,
         pool: Executor | None = None,
         clock: Now = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
@@ -164,9 +168,9 @@ class Engine:
         self._frozen = False
         self._journaled: dict[tuple[str, str], TransferOutcome] = {}
         if state is None:
-            state = journal.state()  # type: ignore[attr-defined]
+            state = journal.state()
         self._watermarks: dict[tuple[str, str], str | None] = dict(state.watermark)
-        self._last_manual: dict[str, str] = dict(getattr(state, "last_manual", {}))
+        self._last_manual: dict[str, str] = dict(state.last_manual)
         # The pupil memories, owned from here on (a replayed state is the engine's to change);
         # one lock per base keeps their journal order and their in-memory order the same.
         self._memory: dict[str, BaseMemory] = dict(state.memory)
@@ -306,7 +310,9 @@ class Engine:
             for base_id in bases:
                 if base_id in silent:
                     continue
-                held = _within(PROBE_WAIT, lambda b=base_id: self._holds_delivery(task, b, name))
+                held = _within(
+                    PROBE_WAIT, functools.partial(self._holds_delivery, task, base_id, name)
+                )
                 if held is None:
                     silent.add(base_id)
                 elif held:

@@ -199,9 +199,9 @@ def _pupils(
     for line, record in source.read("pupil", deadline=deadline):
         tally.read += 1
         if record.__class__ is not Pupil:
-            tally.reject(record)  # type: ignore[arg-type]
+            tally.reject(record)  # type: ignore[arg-type]  # not the struct: a Rejection
             continue
-        pupil: Pupil = record  # type: ignore[assignment]
+        pupil: Pupil = record
         if pupil.updated_at > not_after:
             tally.reject(_FUTURE)
             continue
@@ -318,9 +318,9 @@ def _marks(
     for line, mark in records:
         read += 1
         if mark.__class__ is not mark_type:
-            tally.reject(mark)  # type: ignore[arg-type]
+            tally.reject(mark)  # type: ignore[arg-type]  # not the struct: a Rejection
             continue
-        changed = mark.updated_at  # type: ignore[union-attr]
+        changed = mark.updated_at
         if changed > high:
             # high never passes the horizon nor the end of D, so a time beyond either is
             # always above high: the checks cost nothing on the common path.
@@ -334,18 +334,18 @@ def _marks(
                 continue
             # else: a mark dated in the window but amended after D: delivered by its date,
             # never raising the watermark
-        upn = mark.upn  # type: ignore[union-attr]
+        upn = mark.upn
         if upn not in cohort:
             outside += 1
             continue
         if changed < since:
             unchanged += 1
             continue
-        day = mark.date  # type: ignore[union-attr]
+        day = mark.date
         if day < first or day > last:
             window += 1
             continue
-        if codes is not None and mark.code not in codes:  # type: ignore[union-attr]
+        if codes is not None and mark.code not in codes:
             other_code += 1
             continue
         if upn != last_upn:
@@ -417,19 +417,19 @@ def _results(
     for line, result in records:
         tally.read += 1
         if result.__class__ is not Result:
-            tally.reject(result)  # type: ignore[arg-type]
+            tally.reject(result)  # type: ignore[arg-type]  # not the struct: a Rejection
             continue
-        changed = result.updated_at  # type: ignore[union-attr]
+        changed = result.updated_at
         if changed > not_after:
             tally.reject(_FUTURE)
             continue
         if high < changed < until:
             high = changed
-        upn = result.upn  # type: ignore[union-attr]
+        upn = result.upn
         if upn not in cohort:
             outside += 1
             continue
-        if result.result_date > day:  # type: ignore[union-attr]
+        if result.result_date > day:
             later += 1
             continue
         tally.pupils.add(upn)
@@ -472,9 +472,9 @@ def _deletions(
     for line, deletion in records:
         tally.read += 1
         if deletion.__class__ is not Deletion:
-            tally.reject(deletion)  # type: ignore[arg-type]
+            tally.reject(deletion)  # type: ignore[arg-type]  # not the struct: a Rejection
             continue
-        changed = deletion.deleted_at  # type: ignore[union-attr]
+        changed = deletion.deleted_at
         if changed > not_after:
             tally.reject(_FUTURE_DELETION)
             continue
@@ -483,13 +483,13 @@ def _deletions(
             continue
         if changed > high:
             high = changed
-        if deletion.record not in query.deleted_kinds:  # type: ignore[union-attr]
+        if deletion.record not in query.deleted_kinds:
             tally.drop("kind-not-selected")
             continue
         if changed < since:
             tally.drop("unchanged")
             continue
-        upn = deletion.key[:13]  # type: ignore[union-attr]
+        upn = deletion.key[:13]
         if upn not in cohort and (upn in known or key(upn) not in query.leavers):
             tally.drop("not-in-cohort")
             continue

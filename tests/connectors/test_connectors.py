@@ -17,7 +17,7 @@ def test_directory_endpoints_open_a_directory_source(tmp_path):
 
 def test_unknown_endpoint_type_is_an_internal_error():
     with pytest.raises(ConnectorError) as caught:
-        open_source(Endpoint(type="carrier-pigeon"))  # type: ignore[arg-type]
+        open_source(Endpoint(type="carrier-pigeon"))  # type: ignore[arg-type]  # on purpose
     assert caught.value.reason == "internal"
 
 

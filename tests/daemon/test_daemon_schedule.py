@@ -38,6 +38,7 @@ class Running:
     """A daemon on a thread of this process, with a clock the test moves."""
 
     def __init__(self, deployment: Deployment, clock: ManualClock, **kwargs: object) -> None:
+        # kwargs: the test's own Daemon keyword arguments, passed through unchecked
         self.daemon = Daemon(deployment.config, clock=clock, **kwargs)  # type: ignore[arg-type]
         self.clock = clock
         self.code: int | None = None

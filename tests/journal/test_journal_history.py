@@ -21,6 +21,7 @@ from oserrors import fill, tmpfs
 from test_journal_state import RECORD, T0, records
 
 from b2bd.cli import main
+from b2bd.journal.entries import TransferSucceeded
 from b2bd.journal.history import HistoryKeeper, run_history
 from b2bd.journal.reader import HISTORY_FILE, JOURNAL_DIR, read_journal
 from b2bd.journal.writer import Journal
@@ -197,7 +198,9 @@ def test_history_keeper_keeps_whole_runs_from_the_cutoff_without_digests():
         ("transfer-succeeded", 5),
         ("slot-missed", 6),
     ]
-    assert (kept[1].pupils, kept[1].joined, kept[1].left) == ((), "", "")  # type: ignore[attr-defined]
+    succeeded = kept[1]
+    assert isinstance(succeeded, TransferSucceeded)
+    assert (succeeded.pupils, succeeded.joined, succeeded.left) == ((), "", "")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -52,7 +52,7 @@ def _round(state: Path, round_no: int, rng: random.Random) -> list[tuple[int, st
         os.close(read_fd)
         _child(state, write_fd, round_no)
     os.close(write_fd)
-    chunks = []
+    chunks: list[bytes] = []
     if round_no % 2:
         # Every other round the crash comes after the first acknowledgement, so rounds keep
         # acknowledging records however slowly a loaded machine starts the child; the others

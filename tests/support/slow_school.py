@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from b2bd.config.model import Endpoint, Settings
-from b2bd.connectors.directory import DirectorySource
 from b2bd.connectors.source import Deadline, Manifest, Source, no_deadline
 from b2bd.connectors.table import SOURCES
 from b2bd.records import Record, Rejection
@@ -29,7 +28,7 @@ class SlowSchool:
     the test deletes ``.waiting`` (:func:`release`). This stands in for a slow network share or
     MIS (a FIFO no longer can: the connector refuses FIFOs, as it must)."""
 
-    def __init__(self, source: DirectorySource, folder: Path) -> None:
+    def __init__(self, source: Source, folder: Path) -> None:
         self.source = source
         self.folder = folder
 
@@ -53,7 +52,7 @@ def _slow_or_real(endpoint: Endpoint, laestab: str | None, settings: Settings | 
     source = DIRECTORY(endpoint, laestab, settings)
     assert endpoint.path is not None
     if (endpoint.path / SLOW).exists():
-        return SlowSchool(source, endpoint.path)  # type: ignore[arg-type]
+        return SlowSchool(source, endpoint.path)
     return source
 
 

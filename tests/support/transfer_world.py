@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ class World:
         self,
         base_id: str = SECONDARY,
         *,
-        pupils: list[Any] = (),  # type: ignore[assignment]
+        pupils: Sequence[Any] = (),
         marks: list[Any] | None = None,
         results: list[Any] | None = None,
         deletions: list[Any] | None = None,

@@ -198,7 +198,7 @@ def test_per_base_api_for_the_daemon(world: World) -> None:
 
 def test_run_outcome_table() -> None:
     def r(outcome: str) -> TransferResult:
-        return TransferResult("t", "b", outcome)  # type: ignore[arg-type]
+        return TransferResult("t", "b", outcome)  # type: ignore[arg-type]  # the table's str
 
     assert run_outcome([r("succeeded"), r("succeeded")]) == "succeeded"
     assert run_outcome([r("succeeded"), r("failed")]) == "partial"
