@@ -228,7 +228,7 @@ class Telemetry:
     def series(self, view: View) -> list[Series]:
         """Every exposed series, in README's order, label values sorted."""
         t = label
-        success = {
+        success: dict[Labels, float] = {
             (t(task), t(base)): _seconds(when)
             for (task, base), when in self.last_success.items()
             if base in view.targets.get(task, ())

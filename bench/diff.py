@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the repository: b2bd without installing, bench and tests.support
+sys.path.insert(0, str(REPO))  # the repository: b2bd without installing, tests.support
 
-from bench.validate import _fmt, generate, generate_bases, generate_task, timed  # noqa: E402
+from validate import _fmt, generate, generate_bases, generate_task, timed  # noqa: E402
 
 TARGET_RATIO = 2.0
 

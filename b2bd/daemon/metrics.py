@@ -246,7 +246,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], metrics: Metrics) -> None:
         self.metrics = metrics
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(metrics)  # type: ignore[arg-type]
+        self.registry.register(metrics)
         self._open: dict[socket.socket, float] = {}
         self._peer: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()

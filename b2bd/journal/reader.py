@@ -35,7 +35,7 @@ import itertools
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -386,7 +386,7 @@ def read_segments(
 
 def _decode_segments(
     segments: list[Segment] | tuple[Segment, ...],
-    decode_lines: Callable[[bytes], list[Entry]],
+    decode_lines: Callable[[bytes], Sequence[Entry]],
     opened: OpenSegments | None,
 ) -> Iterator[Entry]:
     for index, segment in enumerate(segments):
