@@ -59,7 +59,10 @@ class CoreResolver(yaml.resolver.BaseResolver):
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
-            for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+            resolvers: list[tuple[str, re.Pattern[str]]] = self.yaml_implicit_resolvers.get(
+                value[:1], ()
+            )
+            for tag, regexp in resolvers:
                 if regexp.match(value):
                     return tag
         return _DEFAULT_TAGS[kind]
