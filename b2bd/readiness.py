@@ -88,6 +88,9 @@ class BaseReport:
             return Verdict("run")
         message = "; ".join(f"{c.name}: {c.detail}" for c in failures)
         skip = next((c for c in failures if c.reason in ("disabled", "lockdown")), None)
+        # The ignores: Verdict.reason is typed for the prerequisites' obstacles only, but a
+        # preflight failure's reason may also be a connector's (auth, unreachable...), which
+        # preflight reports as it is (text and JSON). Widening Verdict is left to its owner.
         if skip is not None:
             return Verdict("skipped", skip.reason, message)  # type: ignore[arg-type]
         return Verdict("failed", failures[0].reason, message)  # type: ignore[arg-type]
@@ -114,14 +117,14 @@ def static_checks(base: Base, settings: Settings | None, task: Task | None = Non
         if not any(u.check == "prerequisites" for u in found):
             checks.insert(0, _prerequisites_pass(base))
         return checks
-    found = [u for u in registered_unmet(base) if u.obstacle != "disabled"]
+    registered = [u for u in registered_unmet(base) if u.obstacle != "disabled"]
     # Without a task, lockdown is information: it stops the LA from targeting the school, which
     # validate already reports for every task that tries.
     checks = [
         Check(u.check, "info", "school has locked down its tasks") if u.skips else _fail(u)
-        for u in found
+        for u in registered
     ]
-    if not any(u.check == "prerequisites" for u in found):
+    if not any(u.check == "prerequisites" for u in registered):
         checks.insert(0, _prerequisites_pass(base))
         blockers = sims_shortfall(base.sims_version, "attainment")
         blockers += one_shortfall(settings, "attainment")
