@@ -17,7 +17,7 @@ import os
 import pwd
 from pathlib import Path
 
-JOURNAL_DIR = "journal"  # b2bd.journal.log.JOURNAL_DIR (not imported: this module stays light)
+JOURNAL_DIR = "journal"  # b2bd.journal.reader.JOURNAL_DIR (not imported: this module stays light)
 
 
 def _owner(path: Path) -> int | None:
