@@ -4,6 +4,8 @@ The only clock read is here (the default ``--from`` is now); which slots are sho
 :func:`b2bd.plan.make_plan` over :mod:`b2bd.schedule`. Text output shows local time and UTC side
 by side and notes slots moved or chosen by a clock change; JSON output is a list of
 ``{"task", "slot", "local"}`` in slot order.
+Exit 0; 1 when the config has errors (the valid tasks are planned all the same, and stderr says
+how many errors); 2 usage.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from b2bd.plan import Plan, make_plan
 from b2bd.schedule import local_to_utc
 
 DEFAULT_COUNT = 10
+EXIT_CONFIG_ERRORS = 1  # README's exit codes: invalid config
 
 
 def register(sub: Any) -> None:
@@ -70,12 +73,6 @@ def run(args: argparse.Namespace) -> int:
             f"{shard_problem(unknown, args.config)}; give --shard I/N to plan one shard"
         )
     errors = sum(p.severity == "error" for p in config.problems)
-    if errors:
-        print(
-            f"b2bd: warning: {args.config} has {errors} error(s) (see `b2bd validate`); "
-            f"planning the {len(config.tasks)} valid task(s)",
-            file=sys.stderr,
-        )
     zone = config.settings.timezone if config.settings else DEFAULT_TIMEZONE
     start = parse_instant(args.start, zone, "--from") if args.start else now
     until = parse_instant(args.until, zone, "--until") if args.until else None
@@ -90,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
     shard = config.settings.shard if config.settings else args.shard
     plan = make_plan(tasks, start, until, count, shard)
     print(format_json(plan) if args.format == "json" else format_text(plan, zone), end="")
+    if errors:  # the plan of what is valid, but a config in error is exit 1 as for validate
+        print(
+            f"b2bd: {args.config} has {errors} error(s) (see `b2bd validate`); planned the "
+            f"{len(config.tasks)} valid task(s) only (exit 1)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG_ERRORS
     return 0
 
 

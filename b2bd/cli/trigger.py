@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.cli.configdir import load, unusable
+from b2bd.config.load import TASKS_DIR
 from b2bd.config.model import Config, Settings, Task
 from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
 from b2bd.journal.reader import JournalError, repair_message
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         task, bases = check_request(config, request, now=dt.datetime.now(dt.UTC))
     except TriggerRefused as refused:
+        if refused.code == "unknown-task" and (why := why_not_valid(config, request.task)):
+            raise UsageError(f"no valid task {request.task!r}: {why}") from None
         hint = (
             did_you_mean(request.task, list(config.tasks)) if refused.code == "unknown-task" else ""
         )
@@ -119,6 +122,25 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     succeeded = all(t["outcome"] == "succeeded" for t in outcome["transfers"])
     return EXIT_SUCCEEDED if succeeded else EXIT_NOT_ALL
+
+
+def why_not_valid(config: Config, task_id: str) -> str:
+    """Why ``task_id`` is not among the valid tasks, when the config says: the ``tasks/`` folder
+    cannot be read (missing, not a folder, not ours to read), or its own file
+    (``tasks/<id>.yaml``) has errors. The first such error as validate prints it, or ""."""
+    own = {f"{TASKS_DIR}/{task_id}.yaml", f"{TASKS_DIR}/{task_id}.yml"}
+    found = sorted(
+        p
+        for p in config.problems
+        if p.severity == "error" and (p.file == f"{TASKS_DIR}/" or p.file in own)
+    )
+    if not found:
+        return ""
+    p = found[0]
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return (
+        f"{p.file}:{p.line}:{p.column}: error: {p.message} [{p.rule}]{more} (see `b2bd validate`)"
+    )
 
 
 def request_from_args(args: argparse.Namespace) -> TriggerRequest:

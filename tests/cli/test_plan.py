@@ -175,10 +175,18 @@ def test_task_filter_and_no_slots(config: Path) -> None:
 def test_an_invalid_task_file_is_reported_and_the_valid_tasks_still_planned(config: Path) -> None:
     (config / "tasks" / "broken.yaml").write_text(task("broken", "  weekly: {days: [funday]}\n"))
     result = b2bd(config, "--format", "json", "--from", "2026-03-28T00:00Z", "--count", "1")
-    assert result.returncode == 0
+    # Printed all the same, but exit 1 (README: invalid config), so a script or CI sees it.
+    assert result.returncode == 1
     assert json.loads(result.stdout)[0]["task"] == "sunday-night"
-    assert "error(s)" in result.stderr and "b2bd validate" in result.stderr
-    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert re.fullmatch(
+        rf"b2bd: {re.escape(str(config))} has [0-9]+ error\(s\) \(see `b2bd validate`\); "
+        r"planned the 5 valid task\(s\) only \(exit 1\)",
+        line,
+    ), line
+    # Warnings alone are no reason to fail: without the broken file, exit 0 again.
+    (config / "tasks" / "broken.yaml").unlink()
+    assert b2bd(config, "--count", "1").returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,3 +234,37 @@ def test_complete_records_cut_by_a_repair_are_reported_at_error(
     assert "1 complete record(s)" in str(repaired["message"])
     (record,) = d.records("journal-repaired")
     assert record["records"] == 1
+
+
+def test_compact_through_the_daemon_on_a_full_disk_is_exit_2_and_the_daemon_carries_on(
+    d: Deployment, notify_socket: NotifySocket
+) -> None:
+    """`b2bd journal compact` beside the service when the state disk is full: the daemon's
+    history file cannot be written, so nothing changes; the CLI says so in one line naming the
+    path (exit 2); the daemon keeps running and compacts once space is freed."""
+    with tmpfs(d.state, "1m"):
+        proc = start_daemon(d, notify_socket)
+        try:
+            notify_socket.wait_for("READY=1")
+            cli = [sys.executable, "-m", "b2bd", "--config", str(d.config)]
+            assert subprocess.run([*cli, "trigger", "t"], capture_output=True).returncode == 0
+            journal = d.state / "journal"
+            before = {p.name: p.read_bytes() for p in journal.glob("*.log")}
+            filler = fill(d.state)
+            full = subprocess.run([*cli, "journal", "compact"], capture_output=True, text=True)
+            assert full.returncode == 2, full.stderr
+            (line,) = full.stderr.splitlines()
+            assert line.startswith(f"b2bd: cannot write the history file: {journal}/")
+            assert "No space left on device" in line and "nothing was changed" in line
+            assert {p.name: p.read_bytes() for p in journal.glob("*.log")} == before
+            assert proc.poll() is None  # the daemon carries on
+            filler.unlink()
+            done = subprocess.run([*cli, "journal", "compact"], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert "compacted by the running daemon" in done.stdout
+        finally:
+            code, out = stop_daemon(proc)
+    assert code == 0, out
+    failed = [e for e in errors(out) if e["event"] == "journal-compact-failed"]
+    assert len(failed) == 1 and "No space left on device" in str(failed[0]["error"])
+    assert [e["event"] for e in errors(out)] == ["journal-compact-failed"]

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.nspawn
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("B2BD_CI_CACHE", REPO / "var" / "ci-cache"))
-PACKAGES = "systemd,dbus,python3,python3-venv"
+PACKAGES = "systemd,dbus,python3,python3-venv,jq"  # README: what the install assumes
 SUITE = "bookworm"
 SRC = "/usr/src/b2bd"  # the checkout the operator stands in
 WHEELS = "/var/cache/b2bd-wheels"
@@ -43,12 +43,23 @@ ERR, WARNING = 3, 4  # syslog priorities: journalctl -p err, -p warning
 TASKS = sorted(p.stem for p in (REPO / "config" / "tasks").glob("*.yaml"))
 
 
-def install_block() -> str:
-    """The shell block between README's install markers, exactly as written there."""
+def readme_block(name: str) -> str:
+    """The shell block between README's ``<!-- NAME:begin/end -->`` markers, as written there."""
     text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- install:begin -->\n```sh\n(.*?)```\n<!-- install:end -->", text, re.S)
-    assert match, "README lost its <!-- install:begin/end --> block"
+    pattern = rf"<!-- {name}:begin -->\n```sh\n(.*?)```\n<!-- {name}:end -->"
+    match = re.search(pattern, text, re.S)
+    assert match, f"README lost its <!-- {name}:begin/end --> block"
     return match.group(1)
+
+
+def install_block() -> str:
+    """README's install steps, exactly as written there."""
+    return readme_block("install")
+
+
+def daily_commands() -> list[str]:
+    """README's day-to-day commands, one per line, each as written there (comment and all)."""
+    return [line for line in readme_block("daily").splitlines() if line.strip()]
 
 
 def need(tool: str) -> str:
@@ -298,7 +309,9 @@ def test_systemctl_reload_is_answered(installed) -> None:
     c, _ = installed
     mark = c.cursor()
     c.ok("systemctl reload b2bd")
-    assert c.show("ActiveState")["ActiveState"] == "active"
+    # `systemctl reload` returns when SIGHUP is sent; the unit is `reloading` until the daemon's
+    # READY=1 (a loaded machine makes that visible): it must come back to active.
+    c.wait('test "$(systemctl show b2bd -p ActiveState --value)" = active', "active again")
     c.wait(f"journalctl -u b2bd -o cat --after-cursor='{mark}' | grep -q reload-requested",
            "the daemon's reload-requested")  # fmt: skip
 
@@ -312,6 +325,69 @@ def test_a_manual_trigger_runs_beside_the_live_service(installed) -> None:
     assert c.show("MainPID")["MainPID"] == pid  # the service was not stopped for it
     started = c.ok("b2bd --config /etc/b2bd journal cat --type run-started")
     assert sum(json.loads(line)["run"] == result["run"] for line in started.splitlines()) == 1
+
+
+def test_the_day_to_day_commands_work_as_typed_beside_the_live_service(installed) -> None:
+    """README's day-to-day block, line by line as root, verbatim: each must succeed, and each
+    shows what README says it does; the service is neither stopped nor restarted."""
+    c, _ = installed
+    pid = c.show("MainPID")["MainPID"]
+    before = json.loads(c.ok("b2bd history --format json --limit 100000"))
+    out: dict[str, str] = {}
+    for line in daily_commands():
+        done = c.sh(line)
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+        out[line.split("#")[0].strip()] = done.stdout
+    (trigger,) = [o for cmd, o in out.items() if cmd.startswith("b2bd trigger ")]
+    assert trigger.startswith("run daily-changed-data/manual-") and " succeeded " in trigger
+    run = trigger.split()[1].rstrip(":")
+    assert f"daemon: running, pid {pid}" in out["b2bd status"]
+    warnings = out["journalctl -u b2bd -p warning"]
+    assert "config-warning" in warnings  # the example's deliberate warnings, logged at start
+    assert "daemon-ready" not in warnings and "run-started" not in warnings
+    events = [json.loads(x) for x in out["journalctl -u b2bd -o cat | jq -cR 'fromjson?'"]
+              .splitlines()]  # fmt: skip
+    assert {"daemon-ready", "run-started", "reload-requested"} <= {e["event"] for e in events}
+    compacted = out["b2bd journal compact"]
+    assert compacted.startswith(f"compacted by the running daemon (pid {pid}): checkpoint is ")
+    history = out["b2bd history daily-changed-data"]
+    assert run in history
+    logged = c.ok(
+        "journalctl -u b2bd -o cat | jq -cR 'fromjson? | select(.event == \"journal-compacted\")'"
+    )
+    assert json.loads(logged.splitlines()[-1])["via"] == "control-socket"
+    # Compaction kept every run, and root wrote nothing of its own into the state dir.
+    after = json.loads(c.ok("b2bd history --format json --limit 100000"))
+    assert [r["run"] for r in after] == [run] + [r["run"] for r in before]
+    checkpoints = c.ok("b2bd --config /etc/b2bd journal cat --type checkpoint").splitlines()
+    assert len(checkpoints) == 1  # the live journal now starts with it (history kept aside)
+    owners = c.ok("find /var/lib/b2bd -printf '%u:%g %p\\n'").splitlines()
+    assert owners and all(o.startswith("b2bd:b2bd ") for o in owners), owners
+    assert c.show("MainPID")["MainPID"] == pid  # the service was not stopped for any of it
+    # ...and it goes on: a trigger on the compacted journal
+    again = json.loads(c.ok("b2bd trigger daily-changed-data --format json"))
+    assert again["outcome"] == "succeeded"
+
+
+def test_root_is_sent_to_the_service_user_when_the_service_is_stopped(installed) -> None:
+    """README's "Commands as root": with the service stopped, what would write the state dir
+    as root is refused with one line naming runuser; as b2bd the same command works."""
+    c, _ = installed
+    c.ok("systemctl stop b2bd")
+    try:
+        for command in ("b2bd journal compact", "b2bd trigger daily-changed-data"):
+            refused = c.sh(command)
+            assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
+            (line,) = refused.stderr.splitlines()
+            assert line.startswith("b2bd: /var/lib/b2bd belongs to b2bd: as root, ")
+            assert "runuser -u b2bd -- b2bd " in line
+        c.ok("runuser -u b2bd -- b2bd journal compact")
+        assert c.sh("b2bd status").returncode == 0  # reading is never refused
+        owners = c.ok("find /var/lib/b2bd -printf '%u %p\\n'").splitlines()
+        assert all(o.startswith("b2bd ") for o in owners), owners
+    finally:
+        c.ok("systemctl start b2bd")
+    assert c.show("ActiveState")["ActiveState"] == "active"
 
 
 MANIFEST = "/srv/b2b/schools/8814001/manifest.json"

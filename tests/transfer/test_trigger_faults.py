@@ -184,3 +184,43 @@ def test_a_full_la_store_mid_delivery_is_local_leaves_nothing_and_keeps_the_wate
             assert third.transfers[0].watermark == "2026-11-20T10:00:00Z"
     finally:
         world.close()
+
+
+def test_an_unreadable_tasks_folder_is_named_as_the_reason_a_task_is_not_valid(
+    open_tmp: Path,
+) -> None:
+    world = nobody_world(open_tmp)
+    chown_tree(world.config_dir)
+    tasks = world.config_dir / "tasks"
+    os.chown(tasks, 0, 0)
+    tasks.chmod(0o700)  # root's, as after a `git pull` run as root with a tight umask
+    code, out, err = trigger_as_nobody(world)
+    assert code == 2, err
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("b2bd: no valid task 'snap': tasks/:0:0: error: ")
+    assert "Permission denied" in line and line.endswith("[file-unreadable] (see `b2bd validate`)")
+
+
+def test_a_missing_tasks_folder_or_a_broken_task_file_is_named(tmp_path: Path) -> None:
+    world = snap_world(tmp_path)
+    path = world.config_dir / "tasks" / "snap.yaml"
+    path.write_text(path.read_text().replace("direction: from-school", "direction: sideways"))
+    broken = trigger(world, "trigger", "snap")
+    assert broken.returncode == 2
+    (line,) = broken.stderr.splitlines()
+    assert line.startswith("b2bd: no valid task 'snap': tasks/snap.yaml:")
+    assert "sideways" in line and line.endswith("(see `b2bd validate`)")
+    os.rename(world.config_dir / "tasks", tmp_path / "tasks.moved")
+    gone = trigger(world, "trigger", "snap")
+    assert gone.returncode == 2
+    (line,) = gone.stderr.splitlines()
+    assert line.startswith("b2bd: no valid task 'snap': tasks/:0:0: error: ")
+    assert "folder is missing" in line and "[file-unreadable]" in line
+    # a task id that names no file keeps its "did you mean", whatever else is wrong
+    os.rename(tmp_path / "tasks.moved", world.config_dir / "tasks")
+    world.task("other", SNAP)
+    typo = trigger(world, "trigger", "othr")
+    assert typo.returncode == 2
+    assert "no valid task 'othr' (valid tasks: other;" in typo.stderr
+    assert "did you mean 'other'?" in typo.stderr
