@@ -229,14 +229,15 @@ def open_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def connect_as_nobody(path: Path) -> str:
-    """Fork; the child drops to nobody:nogroup, connects and reports what it got."""
+def connect_as_nobody(path: Path, groups: tuple[int, ...] = (), request: bytes = b"") -> str:
+    """Fork; the child drops to nobody:nogroup (with these supplementary ``groups``), connects,
+    sends ``request`` after the greeting if given, and reports all it got."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         os.close(read_end)
         try:
-            os.setgroups([])
+            os.setgroups(list(groups))
             os.setgid(NOBODY)
             os.setuid(NOBODY)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -244,6 +245,10 @@ def connect_as_nobody(path: Path) -> str:
             try:
                 sock.connect(str(path))
                 got = sock.recv(4096).decode()  # the daemon speaks first
+                if request:
+                    sock.sendall(request)
+                    while chunk := sock.recv(65536):
+                        got += chunk.decode()
             except OSError as exc:
                 got = f"OSError {exc.errno}"
             os.write(write_end, got.encode())
@@ -278,6 +283,29 @@ def test_a_peer_with_another_uid_is_refused(deployment, notify_socket, daemons, 
     refused = [json.loads(x) for x in out.splitlines() if "control-refused" in x]
     assert [(e["uid"], e["level"]) for e in refused] == [(NOBODY, "warning")]
     assert not path.exists()  # removed at stop
+
+
+def test_a_member_of_the_daemons_group_is_served(
+    deployment, notify_socket, daemons, open_dir
+) -> None:
+    """README: operators join the service's group (`usermod -aG b2bd alice`) to use the
+    control socket. Here the daemon runs as root, so its group is 0: a peer of another uid with
+    group 0 among its supplementary groups (SO_PEERGROUPS) gets its answers; without it, none."""
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    path = open_dir / SOCKET_NAME
+    with deployment.config.joinpath("b2bd.yaml").open("a") as f:
+        f.write(f"control_socket: {path}\n")
+    proc = running(deployment, notify_socket, daemons)
+    os.chown(path, 0, 0)
+    got = connect_as_nobody(path, groups=(os.getegid(),), request=b'{"op":"status"}\n')
+    hello, answer = (json.loads(line) for line in got.splitlines())
+    assert hello["type"] == "hello" and hello["pid"] == proc.pid
+    assert answer["type"] == "result" and answer["result"]["daemon"]["pid"] == proc.pid
+    assert connect_as_nobody(path) == "OSError 13"  # not a member: the socket's mode says no
+    code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert "control-refused" not in out
 
 
 # -- stopping --------------------------------------------------------------------------------------
