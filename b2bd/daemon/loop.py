@@ -237,6 +237,9 @@ class Daemon:
             self._apply(config, state, first=True)
             if self.metrics is not None:
                 self.metrics.loaded(self.clock.now(), start=True, config=config)
+                # What is in force, before READY=1: a scrape right after it sees every series
+                # (the loop publishes again after each turn).
+                self.metrics.publish(config, self.next_at)
             self._watch(first=True)
             self.notifier.ready(self._status())
             log.info("daemon-ready", tasks=len(config.tasks), version=__version__)
