@@ -22,15 +22,22 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
-from b2bd.transfer.engine import Engine, RunContext
-from b2bd.transfer.results import OnProgress, Progress, RunResult, TransferResult, run_outcome
+from b2bd.transfer.engine import JournalWriter, RunContext
+from b2bd.transfer.results import (
+    OnProgress,
+    Progress,
+    RunResult,
+    TransferOutcome,
+    TransferResult,
+    run_outcome,
+)
 
 log = get_logger("b2bd.daemon")
 
@@ -38,6 +45,33 @@ Pair = tuple[str, str]  # (task id, base id)
 
 
 OnFinished = Callable[[RunResult], object]
+
+
+class RunEngine(Protocol):
+    """What :class:`Runs` asks of the transfer engine (:class:`b2bd.transfer.engine.Engine`):
+    to run, skip and journal transfers, to finish runs, and to freeze when the daemon gives up
+    waiting for its workers."""
+
+    @property
+    def journal(self) -> JournalWriter: ...
+
+    def run_transfer(
+        self, context: RunContext, base_id: str, on_progress: OnProgress | None = None
+    ) -> TransferResult:
+        """On a worker: the transfer of ``base_id``, its outcome journaled."""
+        ...
+
+    def skip_transfer(self, context: RunContext, base_id: str, reason: str) -> TransferResult:
+        """Journal the transfer as skipped, not run."""
+        ...
+
+    def finish_run(self, context: RunContext, results: Sequence[TransferResult]) -> RunResult:
+        """Journal ``run-finished`` with the outcome of ``results`` (one per base, in order)."""
+        ...
+
+    def freeze(self) -> dict[tuple[str, str], TransferOutcome]:
+        """Journal no more outcomes; those journaled so far, by (run, base)."""
+        ...
 
 
 class TransferWatch(Protocol):
@@ -68,7 +102,7 @@ class _Pending:
 class Runs:
     def __init__(
         self,
-        engine: Engine,
+        engine: RunEngine,
         pool: Executor,
         wake: Callable[[], None],
         watch: TransferWatch | None = None,
