@@ -150,6 +150,11 @@ def generated_daemon(
             shutil.rmtree(work, ignore_errors=True)
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (a benchmark prints them beside its figures)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _times(rng: random.Random, zone: str, now: dt.datetime) -> str:
     """One or two HH:MM times 2-3 hours after ``now`` in ``zone`` (whole minutes, so at least
     119 minutes away: never due during a benchmark)."""

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _deployment import generated_daemon
+from _deployment import generated_daemon, loadavg
 
 from b2bd.daemon.loop import RESCAN
 
@@ -107,10 +107,6 @@ def measure(pid: int, seconds: float) -> Window:
         threads_before=len(before.voluntary),
         threads_after=len(after.voluntary),
     )
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from _deployment import Deployment, generated_daemon
+from _deployment import Deployment, generated_daemon, loadavg
 
 from b2bd.daemon.loop import QUIET
 from tests.support.daemon import DaemonProcess
@@ -118,10 +118,6 @@ def save_like_an_editor(path: Path, text: str) -> float:
     began = time.monotonic()
     os.replace(tmp, path)
     return began
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def reload_once(
