@@ -32,7 +32,7 @@ from b2bd.journal.reader import (
     JournalError,
     read_journal,
     read_state,
-    scan_journal,
+    scan_journal_retrying,
     verify_history,
 )
 from b2bd.journal.writer import Journal, JournalBusy
@@ -86,7 +86,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         print(f"no journal yet in {directory}")
         return EXIT_OK
-    scan = scan_journal(directory, deep=True)
+    scan = scan_journal_retrying(directory, deep=True)  # the daemon may compact meanwhile
     damage = [*scan.damage]
     if (history := verify_history(directory)) is not None:
         damage.append(history)

@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -490,20 +491,35 @@ def read_state(state_dir: Path) -> State:
 
 
 _SCAN_TRIES = 5
+_T = TypeVar("_T")
+
+
+def scan_journal_retrying(directory: Path, *, deep: bool = False) -> JournalScan:
+    """:func:`scan_journal` for a reader without the lock (``journal verify``): a segment that
+    vanishes between the listing and its read was deleted by a compaction (the daemon's), whose
+    checkpoint segment is already in place, so scanning again finds a consistent journal."""
+    return _retrying(directory, lambda: scan_journal(directory, deep=deep))
 
 
 def _scan_and_open(directory: Path) -> tuple[JournalScan, OpenSegments]:
     """Scan the journal (damage raises :class:`JournalDamaged`) and open its live segments, for
-    a reader without the lock. A segment that vanishes meanwhile was deleted by a compaction
-    (the daemon's): its checkpoint segment is already in place, so scanning again finds a
-    consistent journal; once open, the files stay readable whatever is deleted."""
-    for attempt in range(_SCAN_TRIES):
+    a reader without the lock; retried like :func:`scan_journal_retrying`. Once open, the files
+    stay readable whatever a compaction deletes."""
+
+    def attempt() -> tuple[JournalScan, OpenSegments]:
+        scan = scan_journal(directory)
+        if scan.damage:
+            raise scan.damage[0].error()
+        return scan, open_segments(scan.segments)
+
+    return _retrying(directory, attempt)
+
+
+def _retrying(directory: Path, attempt: Callable[[], _T]) -> _T:
+    for tries in range(1, _SCAN_TRIES + 1):
         try:
-            scan = scan_journal(directory)
-            if scan.damage:
-                raise scan.damage[0].error()
-            return scan, open_segments(scan.segments)
+            return attempt()
         except FileNotFoundError:
-            if attempt == _SCAN_TRIES - 1 or not directory.is_dir():
+            if tries == _SCAN_TRIES or not directory.is_dir():
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
