@@ -126,6 +126,8 @@ class Daemon:
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         self._watch_error: str | None = None
+        self._listening: tuple[str, int] | None = None  # metrics.listen as bound at start
+        self._listen_told: tuple[str, int] | None = None
         self.abandoned = 0
         """Transfers still running when the grace period ended (their threads left behind)."""
         self._serving: _Serving | None = None  # once the journal is open (run())
@@ -210,6 +212,7 @@ class Daemon:
             keyer = open_keyer(settings.state_dir, journal_holds_digests=state.holds_digests)
             # The engine (watermarks, memories) and the metrics (counts) start from the state
             # replayed above: what _close_interrupted_runs journals below changes neither.
+            self._listening = self._listen_told = settings.metrics_listen
             if settings.metrics_listen is not None:
                 self.metrics = Metrics(settings.state_dir / JOURNAL_DIR, state)
             engine = Engine(config, journal, keyer, state=state, pool=pool, clock=self.clock.now)
@@ -505,7 +508,29 @@ class Daemon:
         self._apply(config, None, first=False)
         if self.metrics is not None:
             self.metrics.loaded(self.clock.now(), start=False, config=config)
+        self._tell_listen_change(config)
         self.notifier.ready(self._status())
+
+    def _tell_listen_change(self, config: Config) -> None:
+        """The metrics server is bound at start: a reload cannot move, add or remove it. Say so
+        once per new value, rather than leave the operator scraping an address never bound."""
+        wanted = config.settings.metrics_listen if config.settings else self._listen_told
+        if wanted == self._listen_told:
+            return
+        self._listen_told = wanted
+        if wanted == self._listening:
+            return  # changed back: nothing to say
+
+        def shown(listen: tuple[str, int] | None) -> str:
+            if listen is None:
+                return "off"
+            host, port = listen
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+        log.warning("metrics-listen-changed", serving=shown(self._listening),
+                    configured=shown(wanted),
+                    message="metrics.listen applies at start: restart the daemon to apply "
+                    "it")  # fmt: skip
 
     def _digests_unchanged(self) -> bool:
         """Cheap check for the safety rescan: same files with the same bytes as last time."""

@@ -230,6 +230,38 @@ def test_a_task_removed_from_the_config_leaves_metrics_at_the_reload(
     assert code == 0, out
 
 
+def test_metrics_listen_changed_on_reload_is_a_warning_not_silence(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """The server is bound at start: a reload that moves metrics.listen cannot move it. The
+    operator who edits the port is told once (a warning naming both addresses), and scrapes
+    keep working where they were."""
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port, moved = free_port(), free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        with_metrics(d, moved)
+
+        def reloaded() -> Samples | None:
+            now, _, _ = scrape(port)
+            return now if value(now, "b2bd_config_reloads_total") else None
+
+        wait_until(reloaded, "the reload in /metrics")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    (warning,) = [e for e in events if e["event"] == "metrics-listen-changed"]
+    assert warning["level"] == "warning"
+    assert warning["serving"] == f"127.0.0.1:{port}"
+    assert warning["configured"] == f"127.0.0.1:{moved}"
+    assert "restart" in warning["message"]
+
+
 def _unix(iso: str) -> float:
     import datetime as dt
 
