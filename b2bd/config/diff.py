@@ -149,7 +149,11 @@ def compare(old: Config, new: Config, now: dt.datetime) -> ConfigDiff:
         settings = tuple(_differences(old.settings, new.settings, "", same))
     elif old.settings is not new.settings:
         settings = ("b2bd.yaml",)
+    # Tasks the reload keeps (their new file, or tasks/, is unusable): the old task object is
+    # in force, so its warnings still apply though the new load did not report them again.
+    in_force = {t.file for i, t in new.tasks.items() if t is old.tasks.get(i)}
     introduced, fixed = _problem_changes(old, new)
+    fixed = tuple(p for p in fixed if not (p.severity == "warning" and p.file in in_force))
     bad_files = {p.file for p in new.problems if p.severity == "error"}
     kept = sorted(
         task_id

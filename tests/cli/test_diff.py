@@ -658,3 +658,24 @@ def test_git_a_file_name_that_is_not_utf8_is_compared_like_the_working_tree(
     result = b2bd("--config", str(config.root), "diff", "--git", "HEAD", "--from", FROM)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "task removed: odd-name (tasks/\\udcff\\udcfe.yaml)" in result.stdout
+
+
+@pytest.mark.parametrize("breakage", ["one file", "tasks is a file"])
+def test_warnings_of_a_task_kept_in_force_are_not_fixed(tmp_path: Path, breakage: str) -> None:
+    """The example's monthly-snapshot-lac task warns (a locked-down base excluded). Breaking
+    its file, or tasks/ itself, keeps the old task in force on reload: its warning still
+    applies, so the diff must not tell the reviewer it was fixed."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(REPO / "config", old)
+    shutil.copytree(REPO / "config", new)
+    if breakage == "one file":
+        with (new / "tasks" / "monthly-snapshot-lac.yaml").open("a") as f:
+            f.write("bogus: 1\n")
+    else:
+        shutil.rmtree(new / "tasks")
+        (new / "tasks").write_text("")
+    result = diff(old, new, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert problems["introduced"], problems
+    assert problems["fixed"] == [], problems["fixed"]
