@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import re
@@ -260,6 +261,43 @@ def test_metrics_listen_changed_on_reload_is_a_warning_not_silence(
     assert warning["serving"] == f"127.0.0.1:{port}"
     assert warning["configured"] == f"127.0.0.1:{moved}"
     assert "restart" in warning["message"]
+
+
+def test_healthy_and_complete_as_soon_as_ready(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """READY=1 means serving: /healthz is 200 and /metrics shows every task's next slot at
+    once, not after the loop's first turn. Here that turn is long: the daemon was down for 60
+    days, so it first journals 40 tasks x 59 missed slots. A probe or scrape landing there saw
+    503 "the loop has not started" and no next slots."""
+    d = deployment
+    d.add_school("8814001")
+    for n in range(40):
+        d.add_task(f"t{n:02d}", "8814001", policy="policy: {catch_up: none}\n")
+    port = free_port()
+    with_metrics(d, port)
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=60)).isoformat()
+    proc = start_daemon(d, notify_socket, env={"B2BD_CLOCK_START": long_ago})
+    try:
+        notify_socket.wait_for("READY=1")
+        d.wait_for(lambda: len(d.records("config-applied")) == 1, 30, "the first start")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    notify_socket.drain()
+    proc = start_daemon(d, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+        status, _, body = get(port, "/healthz")
+        samples, _, _ = scrape(port)
+        missed_during_scrape = len(d.records("slot-missed"))
+        assert (status, body) == (200, "ok\n")
+        slots = [k for k in samples if k[0] == "b2bd_task_next_slot_timestamp_seconds"]
+        assert len(slots) == 40
+    finally:
+        code, out = stop_daemon(proc, timeout=120)
+    assert code == 0, out
+    assert missed_during_scrape < 40 * 59  # the scrapes did land in the long first turn
 
 
 def _unix(iso: str) -> float:
