@@ -13,9 +13,8 @@ from typing import Any
 
 from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load
-from b2bd.config.load import split_ignored
 from b2bd.config.model import Config, Problem
-from b2bd.config.rules import ERROR_RULES, WARNING_RULES
+from b2bd.config.rules import ERROR_RULES, WARNING_RULES, split_ignored
 from b2bd.shard import Shard
 
 EXIT_VALID = 0

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
@@ -35,6 +35,7 @@ from b2bd.config.rules import (
     registry_problems,
     resolve_bases,
     resolve_shard,
+    split_ignored,
     task_findings,
 )
 from b2bd.config.schema import DocumentKind, Finding, check
@@ -332,19 +333,6 @@ def load_config(
     )
     digests = {f.name: f.digest for f in files if f.digest}
     return Config(root, settings, bases, tasks, problems, digests, ignored)
-
-
-def split_ignored(
-    problems: Iterable[Problem], ignore: frozenset[str]
-) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
-    """(reported, ignored): warnings of the ``ignore``d rules are set aside; errors never are."""
-    if not ignore:
-        return tuple(problems), ()
-    reported: list[Problem] = []
-    ignored: list[Problem] = []
-    for p in problems:
-        (ignored if p.severity == "warning" and p.rule in ignore else reported).append(p)
-    return tuple(reported), tuple(ignored)
 
 
 def default_state_dir(environ: Mapping[str, str]) -> Path:

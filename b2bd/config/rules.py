@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from b2bd.config.build import version_tuple
-from b2bd.config.model import Base, Endpoint, Settings, Task
+from b2bd.config.model import Base, Endpoint, Problem, Settings, Task
 from b2bd.config.schema import Finding
 from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
 from b2bd.schedule import Monthly, Once, Schedule, Weekly, next_slot
@@ -113,6 +113,19 @@ ShardChoice = Shard | Literal["config", "all"]
 environment when it says ``{env: NAME}``), ``"all"`` every base (``validate`` without
 ``--shard``: the config is checked for every instance, so an unset variable is no problem), or a
 given :class:`~b2bd.shard.Shard` (``--shard I/N``)."""
+
+
+def split_ignored(
+    problems: Iterable[Problem], ignore: frozenset[str]
+) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """(reported, ignored): warnings of the ``ignore``d rules are set aside; errors never are."""
+    if not ignore:
+        return tuple(problems), ()
+    reported: list[Problem] = []
+    ignored: list[Problem] = []
+    for p in problems:
+        (ignored if p.severity == "warning" and p.rule in ignore else reported).append(p)
+    return tuple(reported), tuple(ignored)
 
 
 def resolve_shard(
