@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
@@ -248,12 +249,18 @@ _SPECIAL = frozenset("\\`*_[]<>|~@#!&(){}$^")
 def md(text: str) -> str:
     """Untrusted text as literal markdown inside a table cell: markdown's active characters
     backslash-escaped (so ``|`` cannot end the cell, a backtick cannot open code, ``@team``
-    mentions no one, ``<b>`` is no HTML, ``[x](y)`` no link), line breaks and other control
-    characters as spaces or escapes."""
+    mentions no one, ``<b>`` is no HTML, ``[x](y)`` no link, ``https://x`` and ``www.x`` no
+    autolink; an e-mail address still becomes a mailto link, which cmark-gfm finds through any
+    escape), line breaks and other control characters as spaces or escapes."""
     out: list[str] = []
     for c in clean(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")):
         out.append(f"\\{c}" if c in _SPECIAL else c)
-    return "".join(out)
+    # GitHub's autolinks (scheme:// and www.) would make a PR author's URL a link in the CI
+    # bot's comment: an escaped ':' or '.' renders the same and links nothing.
+    return _WWW.sub(r"\1\\.", "".join(out).replace("://", "\\://"))
+
+
+_WWW = re.compile(r"(www)\.", re.IGNORECASE)
 
 
 def _ids(ids: Sequence[str]) -> str:

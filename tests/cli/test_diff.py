@@ -679,3 +679,31 @@ def test_warnings_of_a_task_kept_in_force_are_not_fixed(tmp_path: Path, breakage
     problems = json.loads(result.stdout)["problems"]
     assert problems["introduced"], problems
     assert problems["fixed"] == [], problems["fixed"]
+
+
+def test_markdown_from_a_hostile_config_renders_with_no_link_image_or_html(
+    pair: tuple[ConfigDir, ConfigDir],
+) -> None:
+    """Rendered by cmark-gfm (GitHub's markdown, with its autolink and table extensions): a PR
+    author's URLs, www. names, image or HTML in keys and file names must not become links,
+    images or markup in the comment the CI bot posts."""
+    import cmarkgfm  # the test extra
+
+    old, new = pair
+    hostile = (
+        "see https://evil.example/login",
+        "ftp://evil.example/x",
+        "www.evil.example",
+        "go to www.evil.example",
+        "![i](https://evil.example/i.png)",
+        "<img src=x onerror=alert(1)>",
+    )
+    body = "".join(f'"{key}": 1\n' for key in hostile)
+    new.write("tasks/www.evil.example.yaml", task("hostile", "{all: true}") + body)
+    result = diff(old.root, new.root, "--format", "markdown")
+    assert result.returncode == 1, result.stderr
+    assert "www" in result.stdout and "evil" in result.stdout
+    html = cmarkgfm.github_flavored_markdown_to_html(result.stdout)
+    tags = set(re.findall(r"<([a-z0-9]+)", html))
+    assert tags <= {"h3", "p", "strong", "code", "blockquote", "table", "thead", "tbody", "tr",
+                    "th", "td"}, html  # fmt: skip
