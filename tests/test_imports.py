@@ -281,8 +281,6 @@ KNOWN_IO_IN_CORE = {
     # Each is a debt, named so that no new one creeps in unseen.
     ("b2bd.faults", "os"): "the permission advice names the effective user (os.geteuid)",
     ("b2bd.faults", "pwd"): "... and looks its name up",
-    ("b2bd.config.build", "resolve"): "a relative path in b2bd.yaml or bases.yaml is resolved "
-    "against the config dir, symlinks followed",
     ("b2bd.config.schema", "read_text"): "the JSON Schemas shipped in the package, read once",
     ("b2bd.connectors.source", "time"): "Deadline's clock defaults to time.monotonic",
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -79,9 +80,9 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
-def _resolve(root: Path, text: str) -> Path:
-    path = Path(text)
-    return path if path.is_absolute() else (root / path).resolve()
+Place = Callable[[str], Path]
+"""Where a path written in b2bd.yaml or bases.yaml points (the loader's
+:func:`~b2bd.config.load.config_path`: relative ones are resolved against the config dir)."""
 
 
 def build_policy(doc: dict[str, Any] | None, base: Policy) -> Policy:
@@ -97,14 +98,14 @@ def build_policy(doc: dict[str, Any] | None, base: Policy) -> Policy:
 
 
 def build_settings(
-    doc: dict[str, Any], root: Path, default_state_dir: Path = DEFAULT_STATE_DIR
+    doc: dict[str, Any], place: Place, default_state_dir: Path = DEFAULT_STATE_DIR
 ) -> Settings:
-    """``default_state_dir``: the state dir when b2bd.yaml names none (the loader passes
-    systemd's ``$STATE_DIRECTORY``)."""
+    """``place`` says where each path written in the file points; ``default_state_dir`` is the
+    state dir when b2bd.yaml names none (the loader passes systemd's ``$STATE_DIRECTORY``)."""
     month, day = (int(x) for x in doc.get("academic_year_start", "08-01").split("-"))
     state = doc.get("state_dir")
-    state_dir = _resolve(root, state) if state else default_state_dir
-    store = _resolve(root, doc["la_store"]["path"])
+    state_dir = place(state) if state else default_state_dir
+    store = place(doc["la_store"]["path"])
     outbound = doc["la_store"].get("outbound")
     control = doc.get("control_socket")
     return Settings(
@@ -117,13 +118,13 @@ def build_settings(
         la_store=Endpoint(type="directory", path=store),
         concurrency=int(doc.get("concurrency", 8)),
         defaults=build_policy(doc.get("defaults"), Policy()),
-        la_outbound=_resolve(root, outbound) if outbound else store / "outbound",
-        control_socket=_resolve(root, control) if control else None,
+        la_outbound=place(outbound) if outbound else store / "outbound",
+        control_socket=place(control) if control else None,
         metrics_listen=parse_listen((doc.get("metrics") or {}).get("listen")),
         history_days=int((doc.get("journal") or {}).get("history_days", DEFAULT_HISTORY_DAYS)),
         credentials={
             name: CredentialSource(
-                path=_resolve(root, ref["path"]) if "path" in ref else None, env=ref.get("env")
+                path=place(ref["path"]) if "path" in ref else None, env=ref.get("env")
             )
             for name, ref in doc.get("credentials", {}).items()
         },
@@ -131,15 +132,15 @@ def build_settings(
     )
 
 
-def build_base(doc: dict[str, Any], root: Path) -> Base:
+def build_base(doc: dict[str, Any], place: Place) -> Base:
     ep = doc["endpoint"]
     endpoint = Endpoint(
         type=ep["type"],
-        path=_resolve(root, ep["path"]) if "path" in ep else None,
+        path=place(ep["path"]) if "path" in ep else None,
         school_id=ep.get("school_id"),
         token_credential=(ep.get("token") or {}).get("credential"),
         url=ep.get("url"),
-        ca_bundle=_resolve(root, ep["ca_bundle"]) if "ca_bundle" in ep else None,
+        ca_bundle=place(ep["ca_bundle"]) if "ca_bundle" in ep else None,
         tls_verify=ep.get("tls_verify", True),
     )
     return Base(

@@ -335,6 +335,13 @@ def load_config(
     return Config(root, settings, bases, tasks, problems, digests, ignored)
 
 
+def config_path(root: Path, text: str) -> Path:
+    """Where a path written in b2bd.yaml or bases.yaml points: as written when absolute, else
+    against the config dir ``root``, symlinks followed."""
+    path = Path(text)
+    return path if path.is_absolute() else (root / path).resolve()
+
+
 def default_state_dir(environ: Mapping[str, str]) -> Path:
     """The state dir when b2bd.yaml names none: the first entry of ``$STATE_DIRECTORY`` (set
     by systemd's StateDirectory=), else /var/lib/b2bd."""
@@ -350,7 +357,9 @@ def _settings(
 ) -> Settings | None:
     if file.doc is None or file.has_errors:
         return last_good.settings if last_good else None
-    settings = build_settings(file.doc.data, root, default_state_dir(environ))
+    settings = build_settings(
+        file.doc.data, functools.partial(config_path, root), default_state_dir(environ)
+    )
     for finding in (*la_findings(settings), *ignore_findings(file.doc.data.get("ignore", ()))):
         file.add(finding)
     owned, findings = resolve_shard(file.doc.data.get("shard"), shard, environ)
@@ -369,8 +378,9 @@ def _bases(
     if file.doc is None or not isinstance(file.doc.data.get("bases"), list):
         return dict(last_good.bases) if last_good else {}
     bad = {_entry_index(f.pointer) for f in file.findings if f.severity == "error"}
+    place = functools.partial(config_path, root)
     entries = [
-        (i, build_base(entry, root))
+        (i, build_base(entry, place))
         for i, entry in enumerate(file.doc.data["bases"])
         if i not in bad and None not in bad
     ]
