@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from b2bd.cli import UsageError
 from b2bd.cli.plan import parse_instant
+from b2bd.clock import utc_now
 from b2bd.config.diff import ConfigDiff, TaskChange, TaskSide, as_json, compare
 from b2bd.config.load import ConfigDirError, ParseCache, load_config
 from b2bd.config.model import DEFAULT_TIMEZONE, Config, Problem
@@ -65,7 +66,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     with ExitStack() as stack:
         if args.git is not None:
             if args.dirs:

@@ -4,13 +4,13 @@ conversion lives in :mod:`b2bd.migrate`)."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
+from b2bd.clock import utc_now
 from b2bd.config.model import Config
 from b2bd.confined import Folder
 from b2bd.migrate import (
@@ -69,7 +69,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     registry = TargetConfig(config.bases, config.settings, _taken_ids(config, out))
     try:
         rows = read_export(args.legacy, args.encoding)
-        migration = migrate(rows, args.legacy.name, registry, dt.datetime.now(dt.UTC))
+        migration = migrate(rows, args.legacy.name, registry, utc_now())
         outcomes = [
             (d, place(d, out, force=args.force, dry_run=args.dry_run)) for d in migration.documents
         ]

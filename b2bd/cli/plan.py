@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load, shard_problem
+from b2bd.clock import utc_now
 from b2bd.config.model import DEFAULT_TIMEZONE
 from b2bd.plan import Plan, make_plan
 from b2bd.schedule import local_to_utc
@@ -64,7 +65,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     config = load(args.config, now=now, shard=args.shard or "config")
     unknown = next((p for p in config.problems if p.rule == "shard-index"), None)
     if unknown is not None and args.shard is None:

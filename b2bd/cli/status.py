@@ -10,7 +10,6 @@ is running now); without one, replayed from the journal in the state dir. What i
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.cli.journal import EXIT_DAMAGED, damaged
+from b2bd.clock import utc_now
 from b2bd.journal.reader import JOURNAL_DIR, JournalDamaged, read_state
 from b2bd.journal.state import State
 from b2bd.report import status_exit, status_report
@@ -40,7 +40,7 @@ def run_status(args: argparse.Namespace) -> int:
             return EXIT_DAMAGED
         print_status(report, args.format)
         return status_exit(report)
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     try:
         state = (
             read_state(settings.state_dir)

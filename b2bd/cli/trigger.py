@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from b2bd.cli import UsageError, did_you_mean
 from b2bd.cli.client import DaemonLink, find_daemon
 from b2bd.cli.configdir import load, unusable
+from b2bd.clock import utc_now
 from b2bd.config.load import TASKS_DIR
 from b2bd.config.model import Config, Settings, Task
 from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(unusable(config, args.config, "so no run can start"))
     request = request_from_args(args)
     try:
-        task, bases = check_request(config, request, now=dt.datetime.now(dt.UTC))
+        task, bases = check_request(config, request, now=utc_now())
     except TriggerRefused as refused:
         if refused.code == "unknown-task" and (why := why_not_valid(config, request.task)):
             raise UsageError(f"no valid task {request.task!r}: {why}") from None
@@ -163,7 +164,7 @@ def trigger_here(
         state = journal.state()
         keyer = checked_keyer(settings.state_dir, state)
         with Engine(config, journal, keyer, state=state) as engine:
-            slot = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            slot = utc_now().replace(microsecond=0)
             result = engine.run(
                 task,
                 slot,

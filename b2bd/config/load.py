@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from pathlib import Path
 
+from b2bd.clock import utc_now
 from b2bd.config.build import DEFAULT_STATE_DIR, build_base, build_settings, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
 from b2bd.config.parallel import fork_map
@@ -300,7 +301,7 @@ def load_config(
     Raises ConfigDirError only when ``root`` itself is unusable.
     """
     environ = os.environ if environ is None else environ
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utc_now()
     root = root.absolute()
     names = config_files(root)
     settings_file = _File(SETTINGS_FILE, "b2bd")
