@@ -63,6 +63,10 @@ MAX_CONNECTIONS = 16
 MAX_PER_PEER = 4  # so one peer holding connections open cannot starve the probes and scrapes
 PROBE_EVERY = 1.0
 PROBE_FILE = ".healthz.tmp"  # a dot-name ending .tmp: Journal.open removes a leftover one
+# More than a file system keeps inside an inode or its metadata (ext4 inline_data, btrfs
+# max_inline: up to a page): the test write needs a data block, as journal appends do, so a
+# disk whose blocks are gone is not taken for writable.
+_PROBE_DATA = b"\0" * 8192
 
 log = get_logger("b2bd.daemon")
 
@@ -188,7 +192,9 @@ def _try_write(directory: Path) -> str | None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
         try:
-            os.write(fd, b"ok\n")
+            left = memoryview(_PROBE_DATA)
+            while left:
+                left = left[os.write(fd, left) :]
         finally:
             os.close(fd)
         os.unlink(path)

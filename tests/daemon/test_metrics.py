@@ -384,6 +384,44 @@ def test_healthz_turns_503_while_the_journal_dir_is_full_or_read_only(
     assert "Traceback" not in out
 
 
+def test_healthz_is_503_on_a_full_disk_that_still_takes_tiny_files(
+    deployment: Deployment, notify_socket: NotifySocket, tmp_path: Path
+) -> None:
+    """ext4 with inline_data (and btrfs, by default) keeps a file of a few bytes inside its
+    inode or metadata: when the data blocks are gone a 3-byte test write still succeeds while
+    every journal append fails. The state dir here is such an ext4, filled to the last block."""
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    image = tmp_path / "ext4.img"
+    with image.open("wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "inline_data", "-m", "0", str(image)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    d.state.mkdir(parents=True, exist_ok=True)
+    _mount(d.state, "-o", "loop", str(image))
+    try:
+        proc = start_daemon(d, notify_socket)
+        try:
+            notify_socket.wait_for("READY=1")
+            assert get(port, "/healthz")[0] == 200
+            filler = fill(d.state)
+            _, _, body = wait_until(
+                lambda: (r := get(port, "/healthz"))[0] == 503 and r, "503 from /healthz"
+            )
+            assert "No space left on device" in body, body
+            filler.unlink()
+            wait_until(lambda: get(port, "/healthz")[0] == 200, "200 from /healthz again")
+        finally:
+            code, out = stop_daemon(proc)
+        assert code == 0, out
+    finally:
+        subprocess.run(["umount", "-l", str(d.state)], check=False)
+
+
 def _mount(path: Path, *args: str) -> None:
     done = subprocess.run(["mount", *args, str(path)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
