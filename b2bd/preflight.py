@@ -33,7 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from b2bd.config.model import Base, Settings, Task
-from b2bd.connectors.source import ConnectorError, Source, expiring
+from b2bd.connectors.deadline import expiring
+from b2bd.connectors.source import ConnectorError, Source
 from b2bd.connectors.table import open_source
 from b2bd.readiness import (
     BaseReport,

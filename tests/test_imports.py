@@ -282,7 +282,6 @@ KNOWN_IO_IN_CORE = {
     ("b2bd.faults", "os"): "the permission advice names the effective user (os.geteuid)",
     ("b2bd.faults", "pwd"): "... and looks its name up",
     ("b2bd.config.schema", "read_text"): "the JSON Schemas shipped in the package, read once",
-    ("b2bd.connectors.source", "time"): "Deadline's clock defaults to time.monotonic",
 }
 
 

@@ -31,7 +31,6 @@ Which Source serves which endpoint is the table in :mod:`b2bd.connectors.table`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -54,27 +53,12 @@ TOO_LONG = Rejection("too-long")
 Deadline = Callable[[], float | None]
 """Raises when the transfer's time is up, else returns the seconds left (None: no limit);
 sources call it as bytes arrive, and a network source bounds each wait on its peer by it (a
-server trickling one byte a second never holds a transfer past its timeout)."""
+server trickling one byte a second never holds a transfer past its timeout). One that runs on
+the monotonic clock is :func:`b2bd.connectors.deadline.expiring`."""
 
 
 def no_deadline() -> None:
     """A :data:`Deadline` that never expires."""
-
-
-def expiring(
-    seconds: float, message: str, *, clock: Callable[[], float] = time.monotonic
-) -> Deadline:
-    """A :data:`Deadline` ``seconds`` from now on ``clock``: once they are gone it raises
-    ``ConnectorError("timeout", message)``."""
-    end = clock() + seconds
-
-    def deadline() -> float:
-        left = end - clock()
-        if left < 0:
-            raise ConnectorError("timeout", message)
-        return left
-
-    return deadline
 
 
 class ConnectorError(Exception):

@@ -54,13 +54,13 @@ from b2bd import run_names
 from b2bd.clock import Now, utc_now
 from b2bd.config.model import Base, Config, Settings, Task
 from b2bd.confined import Folder
+from b2bd.connectors.deadline import expiring
 from b2bd.connectors.source import (
     TRANSIENT,
     ConnectorError,
     FailureReason,
     Manifest,
     Source,
-    expiring,
 )
 from b2bd.connectors.table import open_outbound, open_source
 from b2bd.faults import ConfinedError
