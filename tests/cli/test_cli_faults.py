@@ -65,3 +65,47 @@ def test_unreadable_state_dir_is_one_line_and_exit_2(example: Path, command: lis
     # The control socket's place (tried first) or the journal: a path in the state dir.
     assert line.startswith("b2bd: ") and f"{state}/" in line
     assert "ermission denied" in line
+
+
+# Ctrl-C while the command is still starting: the console script (pyproject's
+# [project.scripts]) or `python -m b2bd` is importing the CLI, which takes a few hundred ms on
+# a busy host. A finder that raises KeyboardInterrupt when the named module is imported puts
+# the interrupt exactly there, every time.
+_CTRL_C_WHILE_IMPORTING = """
+import importlib, sys
+interrupted, entry = sys.argv[1:3]
+del sys.argv[1:3]
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == interrupted:
+            raise KeyboardInterrupt
+        return None
+sys.meta_path.insert(0, CtrlC())
+if entry == "-m":
+    import runpy
+    runpy.run_module("b2bd", run_name="__main__", alter_sys=True)
+else:
+    module, _, function = entry.partition(":")
+    sys.exit(getattr(importlib.import_module(module), function)())
+"""
+
+
+def _console_script() -> str:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["scripts"]["b2bd"])
+
+
+@pytest.mark.parametrize("entry", ["script", "-m"])
+@pytest.mark.parametrize("module", ["b2bd.cli", "b2bd.cli.validate", "b2bd.daemon.loop"])
+def test_ctrl_c_while_starting_is_quiet(example: Path, entry: str, module: str) -> None:
+    how = _console_script() if entry == "script" else "-m"
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_WHILE_IMPORTING, module, how,
+         "--config", str(example), "trigger", "daily-changed-data"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.stderr == ""
+    assert proc.stdout == ""
+    assert proc.returncode == 130
