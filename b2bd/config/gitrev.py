@@ -24,6 +24,7 @@ from typing import IO
 
 from b2bd.config.load import BASES_FILE, SETTINGS_FILE, TASKS_DIR, is_task_file
 from b2bd.config.yamlfile import MAX_BYTES
+from b2bd.faults import explain
 
 _BLOB_MODES = frozenset({"100644", "100755"})
 _KINDS = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a folder"}
@@ -73,33 +74,50 @@ def config_at(config_dir: Path, rev: str) -> Iterator[Path]:
     where = f"{rev}:{prefix}" if prefix else f"{rev}:"
     tree = f"{commit}:{prefix.rstrip('/')}" if prefix else f"{commit}^{{tree}}"
     top_entries = _ls_tree(repo, tree, f"{prefix or './'} does not exist at {rev}")
-    work = Path(tempfile.mkdtemp(prefix="b2bd-diff-"))
     try:
-        root = work / "config"
-        root.mkdir(mode=0o700)
-        wanted: list[tuple[_Entry, str]] = []
-        seen: set[str] = set()
-        for entry in top_entries:
-            _check_name(entry, where, seen)
-            if entry.name in (SETTINGS_FILE, BASES_FILE):
-                _check_blob(entry, where)
-                wanted.append((entry, entry.name))
-            elif entry.name == TASKS_DIR:
-                if entry.mode == "040000":
-                    (root / TASKS_DIR).mkdir(mode=0o700)
-                    task_seen: set[str] = set()
-                    for task in _ls_tree(repo, entry.oid, f"{where}{TASKS_DIR} is unreadable"):
-                        _check_name(task, f"{where}{TASKS_DIR}/", task_seen)
-                        if is_task_file(task.name):
-                            _check_blob(task, f"{where}{TASKS_DIR}/")
-                            wanted.append((task, f"{TASKS_DIR}/{task.name}"))
-                else:
-                    _check_blob(entry, where)
-                    _create(root, TASKS_DIR).close()  # the loader says: tasks is not a folder
-        _write_blobs(repo, root, wanted, work)
+        work = Path(tempfile.mkdtemp(prefix="b2bd-diff-"))
+    except OSError as exc:
+        raise GitRevError(_unwritable(exc, Path(tempfile.gettempdir()))) from None
+    try:
+        try:
+            root = _extract(repo, work, top_entries, where)
+        except OSError as exc:  # a full or read-only $TMPDIR: say where
+            raise GitRevError(_unwritable(exc, work.parent)) from None
         yield root
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _unwritable(exc: OSError, where: Path) -> str:
+    return explain(exc, f"cannot write the revision's config files in {where}")
+
+
+def _extract(repo: Path, work: Path, top_entries: list[_Entry], where: str) -> Path:
+    """The loader files among ``top_entries`` (and in their tasks/ tree), written to a config
+    dir made in ``work``; GitRevError for an entry refused."""
+    root = work / "config"
+    root.mkdir(mode=0o700)
+    wanted: list[tuple[_Entry, str]] = []
+    seen: set[str] = set()
+    for entry in top_entries:
+        _check_name(entry, where, seen)
+        if entry.name in (SETTINGS_FILE, BASES_FILE):
+            _check_blob(entry, where)
+            wanted.append((entry, entry.name))
+        elif entry.name == TASKS_DIR:
+            if entry.mode == "040000":
+                (root / TASKS_DIR).mkdir(mode=0o700)
+                task_seen: set[str] = set()
+                for task in _ls_tree(repo, entry.oid, f"{where}{TASKS_DIR} is unreadable"):
+                    _check_name(task, f"{where}{TASKS_DIR}/", task_seen)
+                    if is_task_file(task.name):
+                        _check_blob(task, f"{where}{TASKS_DIR}/")
+                        wanted.append((task, f"{TASKS_DIR}/{task.name}"))
+            else:
+                _check_blob(entry, where)
+                _create(root, TASKS_DIR).close()  # the loader says: tasks is not a folder
+    _write_blobs(repo, root, wanted, work)
+    return root
 
 
 def _git(cwd: Path, *args: str, what: str) -> str:

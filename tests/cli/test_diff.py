@@ -707,3 +707,30 @@ def test_markdown_from_a_hostile_config_renders_with_no_link_image_or_html(
     tags = set(re.findall(r"<([a-z0-9]+)", html))
     assert tags <= {"h3", "p", "strong", "code", "blockquote", "table", "thead", "tbody", "tr",
                     "th", "td"}, html  # fmt: skip
+
+
+def test_git_with_a_full_temporary_dir_names_it_and_exits_2(
+    repo: tuple[Path, ConfigDir], tmp_path: Path
+) -> None:
+    """The revision's files are written to a temporary dir ($TMPDIR): when that file system is
+    full the one line says where, not just 'No space left on device'."""
+    from tests.oserrors import fill, tmpfs
+
+    _, config = repo
+    with tmpfs(tmp_path / "tmp", "64k") as small:
+        filler = fill(small)
+        # Room for Python's own check that $TMPDIR is usable (else it silently uses /tmp),
+        # not for the revision's files.
+        os.truncate(filler, filler.stat().st_size - 8192)
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "b2bd", "--config", str(config.root), "diff", "--git",
+                 "HEAD"],
+                capture_output=True, text=True, cwd=REPO, timeout=120,
+                env={**os.environ, "TMPDIR": str(small)},
+            )  # fmt: skip
+        finally:
+            filler.unlink()
+    line = one_line_error(result)
+    assert line.startswith(f"b2bd: cannot write the revision's config files in {small}"), line
+    assert "No space left on device" in line
