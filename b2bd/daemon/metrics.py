@@ -14,7 +14,8 @@ control socket); one connection is one request (HTTP/1.0, no keep-alive); a conn
 under whatever reads or writes it, so a client trickling its request or not reading the answer
 holds a thread for at most that long; at most ``MAX_CONNECTIONS`` are served at once, and
 ``MAX_PER_PEER`` from one address (a peer holding connections open must not fail the kubelet's
-probes and have the daemon restarted), the others closed unanswered. The server thread's
+probes and have the daemon restarted), the others closed unanswered. Out of file descriptors,
+accepting is retried every half second, never in a loop spinning on a core. The server thread's
 own failures are logged, never raised into the daemon.
 
 ``/healthz``: 200 ``ok`` when the loop has turned within :data:`b2bd.telemetry.LOOP_STALE`
@@ -60,6 +61,9 @@ from b2bd.telemetry import Histogram, Series, Telemetry, View, Vitals, health, l
 IO_TIMEOUT = 5.0
 DEADLINE = 10.0
 MAX_CONNECTIONS = 16
+_ACCEPT_PAUSE = 0.5  # seconds between accept() attempts while the process lacks descriptors
+_ACCEPT_WARN_EVERY = 60.0  # seconds: at most one metrics-accept-failed line per minute
+_SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 MAX_PER_PEER = 4  # so one peer holding connections open cannot starve the probes and scrapes
 PROBE_EVERY = 1.0
 PROBE_FILE = ".healthz.tmp"  # a dot-name ending .tmp: Journal.open removes a leftover one
@@ -255,6 +259,8 @@ class _Server(ThreadingHTTPServer):
         self.registry.register(metrics)
         self._open: dict[socket.socket, float] = {}
         self._peer: dict[socket.socket, str] = {}
+        self._warned_at: float | None = None
+        self.pause = threading.Event()  # set when closing: no more waiting between accepts
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -263,6 +269,22 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """accept(); while the process lacks descriptors, a pause before the next try: the
+        connection stays in the backlog, so the socket stays readable and an immediate retry
+        would spin on a core (one ``metrics-accept-failed`` error a minute at most)."""
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in _SCARCE:
+                now = time.monotonic()
+                if self._warned_at is None or now - self._warned_at >= _ACCEPT_WARN_EVERY:
+                    log.error("metrics-accept-failed", retry_every=_ACCEPT_PAUSE,
+                              error=explain(exc, "cannot accept a metrics connection"))  # fmt: skip
+                    self._warned_at = now
+                self.pause.wait(_ACCEPT_PAUSE)
+            raise  # socketserver drops this attempt
 
     def process_request(self, request: Any, client_address: Any) -> None:
         peer = str(client_address[0]) if client_address else ""
@@ -389,5 +411,6 @@ class MetricsServer:
 
     def close(self) -> None:
         self._closing.set()
+        self._server.pause.set()
         self._thread.join(timeout=5.0)
         self._server.server_close()

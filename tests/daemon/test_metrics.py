@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -420,6 +422,53 @@ def test_healthz_is_503_on_a_full_disk_that_still_takes_tiny_files(
         assert code == 0, out
     finally:
         subprocess.run(["umount", "-l", str(d.state)], check=False)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_metrics_server_waits_instead_of_spinning(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """accept() failing with EMFILE leaves the connection in the backlog, so the listening
+    socket stays readable: a server that retries at once burns a core the daemon's loop and
+    transfers need (as the control socket did)."""
+    d = deployment
+    d.add_school("8814001")
+    d.add_task("t", "8814001")
+    port = free_port()
+    with_metrics(d, port)
+    proc = start_daemon(d, notify_socket)
+    waiting: list[socket.socket] = []
+    try:
+        notify_socket.wait_for("READY=1")
+        in_use = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (in_use + 2, hard))
+        for n in range(8):  # from several addresses: the per-peer limit is not what bites
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{2 + n}", 0))
+            sock.connect(("127.0.0.1", port))
+            waiting.append(sock)
+        time.sleep(0.5)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(3)
+        used = _cpu_seconds(proc.pid) - before
+        for sock in waiting:
+            sock.close()
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # a spinning accept loop burns a whole core here; waiting costs next to nothing
+        assert used < 0.3, f"{used:.2f} s of CPU in 3 s while out of descriptors"
+        wait_until(lambda: get(port, "/livez")[0] == 200, "/livez answering again")
+    finally:
+        for sock in waiting:
+            sock.close()
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    (warned,) = [json.loads(x) for x in out.splitlines() if "metrics-accept-failed" in x]
+    assert warned["level"] == "error" and "Too many open files" in warned["error"]
 
 
 def _mount(path: Path, *args: str) -> None:
