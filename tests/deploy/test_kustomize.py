@@ -1,7 +1,8 @@
 """deploy/: the Kustomize base and the example overlay (DESIGN section 10), rendered by kubectl as
 `kubectl apply -k deploy/overlays/example` would, validated offline against the Kubernetes
 schemas, and checked for what b2bd needs: one pod per shard with its ordinal as the shard index,
-b2bd.service's hardening, probes on /healthz, a config that b2bd itself finds valid."""
+b2bd.service's hardening, liveness on /livez and readiness on /healthz, a config that b2bd
+itself finds valid."""
 
 from __future__ import annotations
 
