@@ -607,10 +607,14 @@ def _close_interrupted_runs(journal: Journal, state: State) -> None:
     did not move, so the next run of a changed-data task covers what was not delivered."""
     for run in state.runs_in_progress.values():
         outcomes = []
+        journaled = dict(run.outcomes)  # not last_outcome: a later run may have the base since
         for base in run.bases:
+            done = journaled.get(base)
             last = state.last_outcome.get((run.task, base))
-            if last is not None and last.run == run.run:
-                outcomes.append(last.outcome)
+            if done is None and last is not None and last.run == run.run:
+                done = last.outcome  # a checkpoint written before RunInProgress.outcomes
+            if done is not None:
+                outcomes.append(done)
                 continue
             journal.append(
                 "transfer-failed",

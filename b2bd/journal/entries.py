@@ -108,7 +108,9 @@ class Repair(msgspec.Struct, frozen=True, gc=False):
 
 
 class RunInProgress(msgspec.Struct, frozen=True, gc=False):
-    """A run with a ``run-started`` and no ``run-finished`` yet."""
+    """A run with a ``run-started`` and no ``run-finished`` yet; ``outcomes``: (base, outcome)
+    of each of its transfers journaled so far, so that closing it after a crash keeps them
+    (a checkpoint written before this field restores it empty)."""
 
     run: str
     task: str
@@ -116,6 +118,7 @@ class RunInProgress(msgspec.Struct, frozen=True, gc=False):
     manual: bool
     bases: tuple[str, ...]
     started: UtcTime
+    outcomes: tuple[tuple[str, TransferOutcome], ...] = ()
 
 
 class AppliedConfig(msgspec.Struct, frozen=True, gc=False):

@@ -63,6 +63,7 @@ from b2bd.journal.entries import (
     StateSnapshot,
     SuccessEntry,
     TransferFailed,
+    TransferOutcome,
     TransferSkipped,
     TransferSucceeded,
     TransferSucceededBrief,
@@ -179,9 +180,18 @@ class _Replay:
             started = last.started if last is not None else None
             self.last_run[r.task] = LastRun(r.run, started, r.outcome, r.ts)
 
+    def _run_outcome(self, run: str, base: str, outcome: TransferOutcome) -> None:
+        """Note a transfer's outcome on its run while that run is in progress."""
+        started = self.in_progress.get(run)
+        if started is not None:
+            self.in_progress[run] = msgspec.structs.replace(
+                started, outcomes=(*started.outcomes, (base, outcome))
+            )
+
     def succeeded(self, r: TransferSucceeded | TransferSucceededBrief) -> None:
         key = (r.task, r.base)
         self.outcome[key] = Outcome("succeeded", r.ts, r.run)
+        self._run_outcome(r.run, r.base, "succeeded")
         self.success[key] = LastSuccess(r.run, r.ts)
         if r.watermark is not None or key not in self.watermark:
             self.watermark[key] = r.watermark
@@ -196,9 +206,11 @@ class _Replay:
 
     def failed(self, r: TransferFailed) -> None:
         self.outcome[(r.task, r.base)] = Outcome("failed", r.ts, r.run, r.reason, r.message)
+        self._run_outcome(r.run, r.base, "failed")
 
     def skipped(self, r: TransferSkipped) -> None:
         self.outcome[(r.task, r.base)] = Outcome("skipped", r.ts, r.run, r.reason)
+        self._run_outcome(r.run, r.base, "skipped")
 
     def slot_missed(self, r: SlotMissed) -> None:
         self._decided(r.task, r.slot)

@@ -293,3 +293,49 @@ def test_a_lost_key_file_stops_the_daemon_instead_of_making_a_new_one(deployment
     assert "pupil-key-unusable" in out and "restore it" in out and "Traceback" not in out
     assert not key.exists()
     assert len(deployment.records("daemon-started")) == 1  # the refused start did nothing
+
+
+def test_closing_an_interrupted_run_keeps_its_journaled_outcomes(
+    deployment, notify_socket, capsys
+) -> None:
+    """A run cut short after some of its transfers were journaled (a `trigger` stopped by
+    Ctrl-C or a lost SSH session, a killed daemon), then a later run of the same task on the
+    same base: at the next start the interrupted run is closed without calling the transfer it
+    did deliver failed, and the later run's success stays the base's latest outcome."""
+    from b2bd.cli import main
+    from b2bd.journal.writer import Journal
+
+    deployment.add_school("8814001")
+    deployment.add_school("8812002")
+    (deployment.config / "tasks" / "t.yaml").write_text(
+        deployment.task_text("t", "8814001").replace('["8814001"]', '["8814001", "8812002"]')
+    )
+    slot = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+    common = {"task": "t", "direction": "from-school", "data_type": "snapshot",
+              "cohort_group": "ncy"}  # fmt: skip
+    cut, later = "t/manual-20261201T060000Z", "t/manual-20261201T061000Z"
+    with Journal.open(deployment.state) as journal:
+        journal.append("run-started", run=cut, task="t", slot=slot, manual=True,
+                       bases=["8814001", "8812002"])  # fmt: skip
+        journal.append("transfer-succeeded", run=cut, base="8814001", **common)
+        # ... Ctrl-C: 8812002 never ended and no run-finished. Then another trigger:
+        journal.append("run-started", run=later, task="t", slot=slot, manual=True,
+                       bases=["8814001"])  # fmt: skip
+        journal.append("transfer-succeeded", run=later, base="8814001", **common)
+        journal.append("run-finished", run=later, task="t", outcome="succeeded")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    failed = [(r["run"], r["base"]) for r in deployment.records("transfer-failed")]
+    assert failed == [(cut, "8812002")]  # the one transfer without an outcome
+    finished = [(r["run"], r["outcome"]) for r in deployment.records("run-finished")]
+    assert finished == [(later, "succeeded"), (cut, "partial")]
+    capsys.readouterr()
+    main(["--config", str(deployment.config), "status", "--format", "json"])
+    status = json.loads(capsys.readouterr().out)
+    (task,) = [t for t in status["tasks"] if t["task"] == "t"]
+    outcomes = {b["base"]: b["outcome"] for b in task["bases"]}
+    assert outcomes == {"8814001": "succeeded", "8812002": "failed"}
