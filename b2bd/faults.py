@@ -14,7 +14,6 @@ needs no I/O module.
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -68,21 +67,12 @@ ADVICE: dict[int, str] = {
 }
 
 
-def _user() -> str:
-    uid = os.geteuid()
-    try:
-        import pwd
-
-        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
-
-
-def explain(exc: OSError, doing: str = "", path: Path | str | None = None) -> str:
+def explain(exc: OSError, doing: str = "", path: Path | str | None = None, *, user: str) -> str:
     """One line: ``<doing>: <path>: <what went wrong> (<advice>)``.
 
     ``path`` stands in for the exception's own file name when it has none (an error on a
-    descriptor, from ``os.write`` or ``fsync``).
+    descriptor, from ``os.write`` or ``fsync``). ``user`` is who the process runs as, named in
+    the advice on a permission error: the shell passes :func:`b2bd.statedir.running_as`.
     """
     where: Path | str | None
     if isinstance(exc, ConfinedError):  # carries its own path and wording
@@ -96,6 +86,6 @@ def explain(exc: OSError, doing: str = "", path: Path | str | None = None) -> st
     parts.append(reason)
     advice = ADVICE.get(exc.errno or 0, "")
     if "{user}" in advice:
-        advice = advice.format(user=_user())
+        advice = advice.format(user=user)
     text = ": ".join(parts)
     return f"{text} ({advice})" if advice else text

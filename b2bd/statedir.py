@@ -34,6 +34,16 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def running_as() -> str:
+    """Who this process acts as on the file system, as :func:`b2bd.faults.explain`'s advice
+    names it: ``name, uid N`` (``uid N`` when the user database has no name for it)."""
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def foreign_owner(state_dir: Path) -> int | None:
     """The uid that owns ``state_dir`` (or its journal folder) when we run as root and it is
     not root's; None when there is nothing to refuse."""

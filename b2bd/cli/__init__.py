@@ -28,6 +28,7 @@ from typing import Any
 from b2bd import __version__
 from b2bd.faults import explain
 from b2bd.shard import Shard, parse_shard
+from b2bd.statedir import running_as
 
 # Command modules, in the order `b2bd --help` lists them.
 COMMANDS = (
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _drop_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
-        print(f"b2bd: {explain(exc)}", file=sys.stderr)
+        print(f"b2bd: {explain(exc, user=running_as())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -37,7 +37,7 @@ from b2bd.journal.reader import (
 )
 from b2bd.journal.writer import Journal, JournalBusy
 from b2bd.report import iso
-from b2bd.statedir import root_refusal
+from b2bd.statedir import root_refusal, running_as
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
@@ -171,7 +171,7 @@ def run_compact(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot compact: {exc}") from None
     except OSError as exc:  # removing the older segments (the next open finishes that)
         raise UsageError(
-            explain(exc, "cannot compact", settings.state_dir / JOURNAL_DIR)
+            explain(exc, "cannot compact", settings.state_dir / JOURNAL_DIR, user=running_as())
             + "; the checkpoint is written, so the next open removes the older segments"
         ) from None
     _print_compacted("", result.checkpoint.seq, len(result.removed), result.history,

@@ -25,6 +25,7 @@ from typing import IO
 from b2bd.config.load import BASES_FILE, SETTINGS_FILE, TASKS_DIR, is_task_file
 from b2bd.config.yamlfile import MAX_BYTES
 from b2bd.faults import explain
+from b2bd.statedir import running_as
 
 _BLOB_MODES = frozenset({"100644", "100755"})
 _KINDS = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a folder"}
@@ -89,7 +90,7 @@ def config_at(config_dir: Path, rev: str) -> Iterator[Path]:
 
 
 def _unwritable(exc: OSError, where: Path) -> str:
-    return explain(exc, f"cannot write the revision's config files in {where}")
+    return explain(exc, f"cannot write the revision's config files in {where}", user=running_as())
 
 
 def _extract(repo: Path, work: Path, top_entries: list[_Entry], where: str) -> Path:

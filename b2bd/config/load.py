@@ -51,6 +51,7 @@ from b2bd.config.yamlfile import (
 )
 from b2bd.faults import explain
 from b2bd.shard import Shard
+from b2bd.statedir import running_as
 
 # Problem's own order (its fields, compared in turn), as a key: the same sort, in C.
 _PROBLEM_ORDER = attrgetter(*(f.name for f in fields(Problem) if f.compare))
@@ -82,7 +83,9 @@ def config_files(root: Path) -> list[str]:
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ConfigDirError(f"config dir {root} does not exist or is not a directory") from exc
     except OSError as exc:
-        raise ConfigDirError(explain(exc, "cannot read the config dir", root)) from exc
+        raise ConfigDirError(
+            explain(exc, "cannot read the config dir", root, user=running_as())
+        ) from exc
     files = [SETTINGS_FILE, BASES_FILE]
     try:
         names = sorted(entry.name for entry in os.scandir(root / TASKS_DIR))
@@ -106,7 +109,9 @@ def tasks_dir_problem(root: Path) -> Problem | None:
         with os.scandir(root / TASKS_DIR):
             return None
     except OSError as exc:
-        message = TASKS_DIR_PROBLEMS.get(exc.errno or 0) or explain(exc, "cannot list tasks/")
+        message = TASKS_DIR_PROBLEMS.get(exc.errno or 0) or explain(
+            exc, "cannot list tasks/", user=running_as()
+        )
     return Problem(f"{TASKS_DIR}/", 0, 0, "file-unreadable", "error", message)
 
 

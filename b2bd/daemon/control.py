@@ -48,6 +48,7 @@ from b2bd.daemon.protocol import (
 )
 from b2bd.faults import explain
 from b2bd.log import get_logger
+from b2bd.statedir import running_as
 
 MAX_CONNECTIONS = 32
 SOCKET_MODE = 0o660
@@ -181,7 +182,9 @@ class ControlServer:
                 # within a minute, though a descriptor freed now and then lets one through); wait.
                 now = time.monotonic()
                 if warned_at is None or now - warned_at >= _ACCEPT_WARN_EVERY:
-                    error = explain(exc, "cannot accept a control connection", self.path)
+                    error = explain(
+                        exc, "cannot accept a control connection", self.path, user=running_as()
+                    )
                     log.error("control-accept-failed", error=error, retry_every=_ACCEPT_PAUSE)
                     warned_at = now
                 select.select([self._stop_read], [], [], _ACCEPT_PAUSE)
@@ -315,7 +318,9 @@ def _refuse_shared_folder(path: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as exc:
-        raise ControlError(f"control socket {path}: {explain(exc, path=folder)}") from None
+        raise ControlError(
+            f"control socket {path}: {explain(exc, path=folder, user=running_as())}"
+        ) from None
     if st is None or not stat.S_ISDIR(st.st_mode):
         raise ControlError(f"control socket {path}: no such directory {folder}")
     advice = "use a folder only the daemon's user (or root) can write, such as /run/b2bd"

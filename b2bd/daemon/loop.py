@@ -61,7 +61,7 @@ from b2bd.journal.state import State
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
 from b2bd.schedule import jitter_offset
-from b2bd.statedir import root_refusal
+from b2bd.statedir import root_refusal, running_as
 from b2bd.transfer.engine import Engine
 from b2bd.transfer.results import outcome_of
 
@@ -193,7 +193,10 @@ class Daemon:
         except JournalError as exc:
             log.error("journal-unusable", error=str(exc), state_dir=str(state_dir))
         except OSError as exc:  # the state dir, outside the journal's own handling
-            log.error("state-unusable", error=explain(exc, "cannot use the state dir", state_dir))
+            log.error(
+                "state-unusable",
+                error=explain(exc, "cannot use the state dir", state_dir, user=running_as()),
+            )
         return EXIT_JOURNAL
 
     def _serve(self, config: Config, journal: Journal) -> int:
@@ -273,7 +276,7 @@ class Daemon:
             elif self.watcher.ensure_running():
                 log.warning("watcher-restarted", restarts=self.watcher.restarts)
         except OSError as exc:
-            error = explain(exc, "cannot watch the config dir", self.root)
+            error = explain(exc, "cannot watch the config dir", self.root, user=running_as())
             if error != self._watch_error:
                 log.error("config-watch-failed", error=error,
                           fallback="changes apply at the 60 s rescan and on SIGHUP")  # fmt: skip

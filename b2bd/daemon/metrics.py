@@ -56,6 +56,7 @@ from b2bd.faults import explain
 from b2bd.journal.entries import Entry
 from b2bd.journal.state import State
 from b2bd.log import get_logger
+from b2bd.statedir import running_as
 from b2bd.telemetry import Histogram, Series, Telemetry, View, Vitals, health, liveness
 
 IO_TIMEOUT = 5.0
@@ -203,7 +204,7 @@ def _try_write(directory: Path) -> str | None:
             os.close(fd)
         os.unlink(path)
     except OSError as exc:
-        return explain(exc, "cannot write in the journal dir", path)
+        return explain(exc, "cannot write in the journal dir", path, user=running_as())
     return None
 
 
@@ -280,8 +281,8 @@ class _Server(ThreadingHTTPServer):
             if exc.errno in _SCARCE:
                 now = time.monotonic()
                 if self._warned_at is None or now - self._warned_at >= _ACCEPT_WARN_EVERY:
-                    log.error("metrics-accept-failed", retry_every=_ACCEPT_PAUSE,
-                              error=explain(exc, "cannot accept a metrics connection"))  # fmt: skip
+                    error = explain(exc, "cannot accept a metrics connection", user=running_as())
+                    log.error("metrics-accept-failed", retry_every=_ACCEPT_PAUSE, error=error)
                     self._warned_at = now
                 self.pause.wait(_ACCEPT_PAUSE)
             raise  # socketserver drops this attempt

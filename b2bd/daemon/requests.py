@@ -28,6 +28,7 @@ from b2bd.journal.writer import JournalFailed
 from b2bd.log import get_logger
 from b2bd.report import history_report, iso, status_report
 from b2bd.schedule import slot_name
+from b2bd.statedir import running_as
 from b2bd.transfer.manual import (
     TriggerRefused,
     TriggerRequest,
@@ -247,7 +248,9 @@ class ControlRequests:
             reply.error("io-error", str(exc))
             return
         except OSError as exc:  # deleting the older segments: the next open finishes it
-            error = explain(exc, "cannot remove a compacted segment", d.journal.directory)
+            error = explain(
+                exc, "cannot remove a compacted segment", d.journal.directory, user=running_as()
+            )
             log.error("journal-compact-failed", error=error)
             reply.error("io-error", f"{error}; the checkpoint is written, so the next start "
                         "removes the older segments")  # fmt: skip

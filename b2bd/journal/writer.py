@@ -74,6 +74,7 @@ from b2bd.journal.reader import (
     segment_name,
 )
 from b2bd.journal.state import State, replay, snapshot
+from b2bd.statedir import running_as
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 LOCK_FILE = "lock"
@@ -150,7 +151,7 @@ class _DurableFile:
 
 def _write_failure(exc: OSError, path: Path) -> str:
     return (
-        explain(exc, "cannot write the journal", path)
+        explain(exc, "cannot write the journal", path, user=running_as())
         + "; nothing acknowledged was lost, and the journal must be reopened (start b2bd again) "
         "once this is fixed"
     )
@@ -270,7 +271,9 @@ class Journal:
         try:
             journal = cls._open(directory, clock, segment_bytes)
         except OSError as exc:
-            raise JournalError(explain(exc, "cannot open the journal", directory)) from None
+            raise JournalError(
+                explain(exc, "cannot open the journal", directory, user=running_as())
+            ) from None
         try:
             journal._record_repairs()
         except BaseException:
@@ -359,7 +362,7 @@ class Journal:
                 f"cannot repair the torn last record of journal segment {tail.segment} "
                 "(its bytes are kept in a .broken file before it is cut; nothing was changed)"
             )
-            raise JournalError(explain(exc, doing, scan.directory)) from None
+            raise JournalError(explain(exc, doing, scan.directory, user=running_as())) from None
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.ftruncate(fd, tail.offset)
@@ -552,7 +555,7 @@ class Journal:
                 state, kept = self._write_history(old, now - dt.timedelta(days=history_days))
             except OSError as exc:
                 path = self.directory / HISTORY_FILE
-                error = explain(exc, "cannot write the history file", path)
+                error = explain(exc, "cannot write the history file", path, user=running_as())
                 raise JournalError(f"{error}; nothing was changed") from None
             record = build_entry("checkpoint", seq, now, {"state": snapshot(state)})
             data = frame(record)
