@@ -345,7 +345,12 @@ def config_path(root: Path, text: str) -> Path:
     """Where a path written in b2bd.yaml or bases.yaml points: as written when absolute, else
     against the config dir ``root``, symlinks followed."""
     path = Path(text)
-    return path if path.is_absolute() else (root / path).resolve()
+    if path.is_absolute():
+        return path
+    try:
+        return (root / path).resolve()
+    except RuntimeError:  # a symlink loop: as written, so that using it names the path (ELOOP)
+        return Path(os.path.abspath(root / path))
 
 
 def default_state_dir(environ: Mapping[str, str]) -> Path:

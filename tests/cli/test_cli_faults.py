@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -109,3 +110,30 @@ def test_ctrl_c_while_starting_is_quiet(example: Path, entry: str, module: str) 
     assert proc.stderr == ""
     assert proc.stdout == ""
     assert proc.returncode == 130
+
+
+def test_state_dir_in_a_symlink_loop_is_one_line_not_a_crash(example: Path) -> None:
+    """b2bd.yaml's relative state_dir (../var/state) reaches a symlink loop: every command says
+    so in one line naming the path, and the daemon exits 1 (state unusable; before, a
+    RuntimeError from Path.resolve was a traceback, and exit 70 that systemd restarts)."""
+    var = example.parent / "var"
+    var.mkdir()
+    (var / "state").symlink_to("loop")
+    (var / "loop").symlink_to("state")
+    state = var / "state"
+    for command in (["status"], ["trigger", "daily-changed-data"], ["journal", "compact"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "b2bd", "--config", str(example), *command],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2, (command, proc.stderr)
+        (line,) = proc.stderr.splitlines()
+        assert f"{state}/" in line and "Too many levels of symbolic links" in line
+    daemon = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(example), "run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert daemon.returncode == 1, daemon.stdout
+    assert daemon.stderr == ""
+    (failure,) = [e for e in map(json.loads, daemon.stdout.splitlines()) if e["level"] == "error"]
+    assert failure["event"] == "journal-unusable" and str(state) in str(failure["error"])
