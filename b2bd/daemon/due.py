@@ -1,10 +1,11 @@
 """What to start now: on-time slots, catch-up after downtime, and what is missed (pure).
 
 Every task has a *cursor*: the latest slot the journal shows as decided (started, skipped or
-missed), or — for a task with no such history — the moment its config was applied, so a new
-task has missed nothing. Slots in ``(cursor, now]`` are due. A slot no more than ``GRACE`` old is
-on time and always runs. Older ones were missed (the daemon was down, suspended, or the clock
-jumped) and the task's ``catch_up`` policy decides:
+missed), or — when later, or for a task with no such history — the moment the task came into
+force here (added, added again, resumed from a suspension), so a new or returning task has
+missed nothing, whether the daemon restarted since or not. Slots in ``(cursor, now]`` are
+due. A slot no more than ``GRACE`` old is on time and always runs. Older ones were missed (the
+daemon was down, suspended, or the clock jumped) and the task's ``catch_up`` policy decides:
 
 * ``none``: none of them runs;
 * ``latest``: the newest runs once, if it is younger than ``starting_deadline``;
@@ -65,17 +66,28 @@ def due(schedule: Schedule, policy: Policy, cursor: dt.datetime, now: dt.datetim
 
 def journal_cursors(
     decided: Mapping[str, dt.datetime],
-    applied_tasks: Iterable[str] = (),
+    running: Iterable[str] | None = None,
     applied_at: dt.datetime | None = None,
+    since: Mapping[str, dt.datetime] | None = None,
 ) -> dict[str, dt.datetime]:
-    """The cursors at start, from the journal: each task's last decided slot (``decided``);
-    a task that the last ``config-applied`` before this start listed (``applied_tasks``, at
-    ``applied_at``) but that never reached a slot counts from that config-applied, so the slots
-    since then were missed while the daemon was down."""
-    cursors = dict(decided)
-    if applied_at is not None:
-        for task_id in applied_tasks:
-            cursors.setdefault(task_id, applied_at)
+    """The cursors at start, from the journal: the cursor the running daemon had for each task
+    the last ``config-applied`` before this start ran here (``running``, at ``applied_at``).
+
+    That is the later of the task's last decided slot (``decided``) and when it came into force
+    (``since``: added, added again or resumed, as the journal's ``config-applied`` records show
+    it; not known from older records); a task with neither counts from that config-applied,
+    so the slots since then were missed while the daemon was down. A task that config did not
+    run (absent, suspended, no base of this shard) gets no cursor: coming back at this start,
+    it counts from now, as it would have in the running daemon. Without a ``config-applied``
+    (``applied_at`` None), every task's last decided slot.
+    """
+    if running is None or applied_at is None:
+        return dict(decided)
+    since = since or {}
+    cursors: dict[str, dt.datetime] = {}
+    for task_id in running:
+        known = [t for t in (decided.get(task_id), since.get(task_id)) if t is not None]
+        cursors[task_id] = max(known, default=applied_at)
     return cursors
 
 
@@ -113,7 +125,8 @@ def reconfigure(
     (resuming from a suspension, or given a base of this shard). Every other task keeps its
     cursor. A cursor whose task is gone is dropped; a task that was in
     ``old`` is *removed*. A task removed and added again later has no cursor left, so it counts
-    from the moment it came back.
+    from the moment it came back. The journal's ``config-applied`` records which tasks run, so
+    :func:`journal_cursors` after a restart gives the cursors decided here.
     """
     dropped = tuple(task_id for task_id in cursors if task_id not in new)
     removed = tuple(task_id for task_id in dropped if old is not None and task_id in old)

@@ -46,7 +46,7 @@ from b2bd.clock import Clock, SystemClock
 from b2bd.config.load import TASKS_DIR, ConfigDirError, ParseCache, file_digests, load_config
 from b2bd.config.model import Config, Problem, Task
 from b2bd.daemon.control import ControlError, ControlServer
-from b2bd.daemon.due import due, journal_cursors, next_look, reconfigure
+from b2bd.daemon.due import due, idle, journal_cursors, next_look, reconfigure
 from b2bd.daemon.metrics import Metrics, MetricsError, MetricsServer
 from b2bd.daemon.notify import Notifier
 from b2bd.daemon.protocol import daemon_socket
@@ -57,7 +57,7 @@ from b2bd.daemon.watcher import ConfigWatcher
 from b2bd.faults import explain
 from b2bd.journal.keys import KeyFileError, open_keyer
 from b2bd.journal.reader import JOURNAL_DIR, JournalError, repair_message
-from b2bd.journal.state import State
+from b2bd.journal.state import State, running_tasks
 from b2bd.journal.writer import Journal, JournalFailed
 from b2bd.log import get_logger
 from b2bd.schedule import jitter_offset
@@ -557,15 +557,25 @@ class Daemon:
         self._log_warnings(config)
         in_force = _in_force_digests(config, old)
         task_ids = sorted(config.tasks)
-        if first or in_force != self.applied_digests or (old and sorted(old.tasks) != task_ids):
-            self.journal.append(
+        # Which tasks are idle here is journaled too: a restart counts a task that came back
+        # (resumed, given a base of this shard) from then, as reconfigure() does below.
+        idle_ids = [t for t in task_ids if idle(config.tasks[t])]
+        if (
+            first
+            or in_force != self.applied_digests
+            or (old and sorted(old.tasks) != task_ids)
+            or (old and [t for t in sorted(old.tasks) if idle(old.tasks[t])] != idle_ids)
+        ):
+            record = self.journal.append(
                 "config-applied",
                 files=in_force,
                 commit=_git_commit(self.root),
                 tasks=task_ids,
                 problems=[_problem(p) for p in errors],
+                idle=idle_ids,
             )
             self.applied_digests = in_force
+            now = record.ts  # what a restart's replay takes as the time it came into force
             log.info("config-applied", tasks=len(task_ids), problems=len(errors))
         self.config = config
         self.engine.reconfigure(config)
@@ -573,8 +583,9 @@ class Daemon:
             applied = state.applied_config
             self.cursor = journal_cursors(
                 state.last_slot_decided,
-                applied.tasks if applied else (),
+                running_tasks(state),
                 applied.when if applied else None,
+                state.running_since,
             )
         change = reconfigure(old.tasks if old else None, config.tasks, self.cursor, now)
         for task_id in change.removed:

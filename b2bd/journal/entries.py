@@ -122,12 +122,14 @@ class RunInProgress(msgspec.Struct, frozen=True, gc=False):
 
 
 class AppliedConfig(msgspec.Struct, frozen=True, gc=False):
-    """What the latest ``config-applied`` said was in force."""
+    """What the latest ``config-applied`` said was in force (``idle``: see
+    :class:`ConfigApplied`)."""
 
     files: dict[str, str]
     commit: str | None
     tasks: tuple[str, ...]
     when: UtcTime
+    idle: tuple[str, ...] | None = None
 
 
 class OutcomeEntry(msgspec.Struct, frozen=True, gc=False):
@@ -177,6 +179,7 @@ class StateSnapshot(msgspec.Struct, frozen=True, gc=False):
     last_success: tuple[SuccessEntry, ...] = ()
     repairs: tuple[Repair, ...] = ()
     last_manual: dict[str, str] = {}  # task -> its latest manual run name
+    running_since: dict[str, UtcTime] = {}  # task -> when it last came into force here
     # The pupil memories per base; ``leavers`` (hex digests) is how older checkpoints held the
     # leavers memory, read back into ``memory``.
     memory: dict[str, MemorySnapshot] = {}
@@ -197,12 +200,16 @@ class DaemonStopped(_Typed, frozen=True, tag="daemon-stopped", gc=False):
 class ConfigApplied(_Typed, frozen=True, tag="config-applied", gc=False):
     """The config now in force. ``files`` maps each file (relative to the config dir) to its
     sha256; ``commit`` is the config dir's git commit when it is a checkout. ``problems``, when
-    not empty, are findings still in force after a partial apply (see :mod:`.state`)."""
+    not empty, are findings still in force after a partial apply (see :mod:`.state`).
+    ``idle``: the tasks of ``tasks`` this daemon does not run on schedule (suspended, or no
+    base of its shard); None in records written before it was kept (not known: every task
+    counts as running)."""
 
     files: dict[str, str]
     commit: str | None = None
     tasks: tuple[str, ...] = ()
     problems: tuple[ConfigProblem, ...] = ()
+    idle: tuple[str, ...] | None = None
 
 
 class ConfigRejected(_Typed, frozen=True, tag="config-rejected", gc=False):

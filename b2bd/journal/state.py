@@ -19,6 +19,12 @@
   records what is in force and replaces the problems with its own ``problems`` field (empty
   clears them): a daemon applying part of a config and keeping the rest rejected writes
   ``config-applied`` first, then ``config-rejected``, or puts the problems on ``config-applied``.
+  It also says which tasks are *running* here (its ``tasks`` less its ``idle`` ones; a record
+  without ``idle`` runs them all): a task running that the previous ``config-applied`` did not
+  run (added, added again, resumed, or given a base of this shard) has been running since this
+  record's time; a task running in both keeps the time it had (unknown in a checkpoint written
+  before it was kept). The daemon counts the task's slots from there (``running_since``), as it
+  did when it applied that config: the slots while it was away or idle are not missed.
 - ``checkpoint``: the state is replaced by the one it carries (which was the replay of every
   record before it, so replaying from the start or from the checkpoint gives the same state).
 - ``journal-repaired``: a repair to show until acknowledged; ``repairs-acknowledged`` drops the
@@ -90,6 +96,8 @@ class State:
     last_success: Mapping[TaskBase, LastSuccess] = field(default_factory=dict)
     repairs: tuple[Repair, ...] = ()
     last_manual: Mapping[str, str] = field(default_factory=dict)
+    running_since: Mapping[str, dt.datetime] = field(default_factory=dict)
+    """When each task the latest ``config-applied`` runs came into force here, where known."""
 
     @property
     def holds_digests(self) -> bool:
@@ -119,6 +127,7 @@ class _Replay:
         "outcome",
         "rejected",
         "repairs",
+        "running_since",
         "started",
         "success",
         "watermark",
@@ -139,6 +148,7 @@ class _Replay:
         self.success = dict(state.last_success)
         self.repairs = state.repairs
         self.last_manual = dict(state.last_manual)
+        self.running_since = dict(state.running_since)
 
     def state(self) -> State:
         return State(
@@ -154,6 +164,7 @@ class _Replay:
             last_success=self.success,
             repairs=self.repairs,
             last_manual=self.last_manual,
+            running_since=self.running_since,
         )
 
     def _decided(self, task: str, slot: dt.datetime) -> None:
@@ -219,7 +230,15 @@ class _Replay:
         self._decided(r.task, r.slot)
 
     def config_applied(self, r: ConfigApplied) -> None:
-        self.applied = AppliedConfig(dict(r.files), r.commit, r.tasks, r.ts)
+        before, since = _running(self.applied), self.running_since
+        now: dict[str, dt.datetime] = {}
+        for task in _running_in(r.tasks, r.idle):
+            if task not in before:
+                now[task] = r.ts
+            elif (was := since.get(task)) is not None:
+                now[task] = was
+        self.running_since = now
+        self.applied = AppliedConfig(dict(r.files), r.commit, r.tasks, r.ts, r.idle)
         self.rejected = r.problems
 
     def config_rejected(self, r: ConfigRejected) -> None:
@@ -260,6 +279,25 @@ _APPLY: dict[type[Entry], Callable[[_Replay, Any], None]] = {
 }
 
 
+def _running_in(tasks: Iterable[str], idle: Iterable[str] | None) -> list[str]:
+    """The tasks a ``config-applied`` runs: its ``tasks`` less its ``idle`` (None: all)."""
+    if not idle:
+        return list(tasks)
+    skip = set(idle)
+    return [t for t in tasks if t not in skip]
+
+
+def _running(applied: AppliedConfig | None) -> frozenset[str]:
+    return frozenset(_running_in(applied.tasks, applied.idle)) if applied else frozenset()
+
+
+def running_tasks(state: State) -> tuple[str, ...] | None:
+    """The tasks the latest ``config-applied`` runs here, in its order; None when the journal
+    has none."""
+    applied = state.applied_config
+    return None if applied is None else tuple(_running_in(applied.tasks, applied.idle))
+
+
 def replay(records: Iterable[Entry], initial: State | None = None) -> State:
     """The state after applying ``records`` in order to ``initial`` (default: empty). Pure."""
     work = _Replay(initial if initial is not None else State())
@@ -293,6 +331,7 @@ def snapshot(state: State) -> StateSnapshot:
         ),
         repairs=state.repairs,
         last_manual=dict(sorted(state.last_manual.items())),
+        running_since=dict(sorted(state.running_since.items())),
     )
 
 
@@ -318,6 +357,7 @@ def restore(snap: StateSnapshot) -> State:
         last_success=last_success,
         repairs=snap.repairs,
         last_manual=dict(snap.last_manual),
+        running_since=dict(snap.running_since),
     )
 
 

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from deployment import Deployment
 
+from b2bd.journal.writer import Journal
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
 from tests.support.slow_school import reader_waiting, release
 
@@ -339,3 +341,49 @@ def test_closing_an_interrupted_run_keeps_its_journaled_outcomes(
     (task,) = [t for t in status["tasks"] if t["task"] == "t"]
     outcomes = {b["base"]: b["outcome"] for b in task["bases"]}
     assert outcomes == {"8814001": "succeeded", "8812002": "failed"}
+
+
+@pytest.mark.parametrize("away", ["suspended", "removed"])
+def test_a_restart_after_a_task_came_back_catches_up_nothing_from_while_it_was_away(
+    deployment: Deployment, notify_socket: NotifySocket, away: str
+) -> None:
+    """DESIGN section 4: a task suspended (or removed) and back has missed nothing while it was
+    away, and a restart decides what the running daemon did. The task ran its 2 Dec slot, was
+    away over 3 Dec's, came back in a running daemon on 4 Dec at 04:00; the daemon restarts
+    before 4 Dec 06:00: 3 Dec's slot is neither caught up (latest, 3 days' deadline) nor
+    missed, and 06:00 runs on time. Real subprocesses, clocks started where each part is."""
+    deployment.add_school("8814001")
+    text = deployment.task_text(
+        "t", "8814001", policy="policy: {catch_up: latest, starting_deadline: 3d}\n"
+    )
+    path = deployment.config / "tasks" / "t.yaml"
+    slot_2 = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
+    with Journal.open(deployment.state, clock=lambda: slot_2 - dt.timedelta(days=1)) as journal:
+        journal.append("config-applied", files={}, commit=None, tasks=["t"])
+    with Journal.open(deployment.state, clock=lambda: slot_2) as journal:
+        journal.append("run-started", run="t/20261202T060000Z", task="t", slot=slot_2,
+                       manual=False, bases=["8814001"])  # fmt: skip
+        journal.append("run-finished", run="t/20261202T060000Z", task="t", outcome="succeeded")
+    if away == "suspended":
+        path.write_text(text + "enabled: false\n")
+    proc = start_daemon(deployment, notify_socket, env={"B2BD_CLOCK_START": "2026-12-04T04:00:00Z"})
+    try:
+        notify_socket.wait_for("READY=1")
+        tmp = path.with_name(".t.yaml.tmp")
+        tmp.write_text(text)
+        os.rename(tmp, path)  # back
+        proc.send_signal(signal.SIGHUP)
+        deployment.wait_for(lambda: len(applied_tasks(deployment)) == 3, 10, "it came back")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    notify_socket.drain()
+    proc = start_daemon(deployment, notify_socket, env={"B2BD_CLOCK_START": "2026-12-04T05:59:56Z"})
+    try:
+        deployment.wait_for(lambda: len(deployment.records("run-finished")) == 2, 30, "06:00")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    slots = [r["slot"] for r in deployment.records("run-started")]
+    assert slots == ["2026-12-02T06:00:00Z", "2026-12-04T06:00:00Z"]
+    assert deployment.records("slot-missed") == []

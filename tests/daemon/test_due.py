@@ -145,29 +145,40 @@ def test_nothing_due_decides_nothing(cursor: dt.datetime, now: dt.datetime) -> N
 # -- journal_cursors: the cursors at start ---------------------------------------------------
 
 APPLIED_AT = D - 10 * DAY
+BACK = D1 + HOUR  # when a task came back (added again, resumed): after its last decided slot
 
 START_ROWS = [
-    # id, decided (journal), tasks the last config-applied listed, applied at, cursors
-    ("the last decided slot of each task", {"a": D1, "b": D2}, (), None, {"a": D1, "b": D2}),
-    ("applied but never decided: from that config-applied", {"a": D1}, ("a", "b"), APPLIED_AT,
-     {"a": D1, "b": APPLIED_AT}),
-    ("a decided slot wins over the config-applied", {"a": D1}, ("a",), APPLIED_AT, {"a": D1}),
-    ("an empty journal: no cursor", {}, (), None, {}),
+    # id, decided (journal), tasks the last config-applied ran here (None: no config-applied),
+    # running since (journal), cursors
+    ("no config-applied: the last decided slot of each task",
+     {"a": D1, "b": D2}, None, {}, {"a": D1, "b": D2}),
+    ("applied but never decided: from that config-applied",
+     {"a": D1}, ("a", "b"), {}, {"a": D1, "b": APPLIED_AT}),
+    ("a decided slot wins over the config-applied", {"a": D1}, ("a",), {}, {"a": D1}),
+    ("came back after its last decided slot: from when it came back",
+     {"a": D3}, ("a",), {"a": BACK}, {"a": BACK}),
+    ("a slot decided since it came back wins", {"a": D}, ("a",), {"a": BACK}, {"a": D}),
+    ("came back, never decided: from when it came back, not the config-applied",
+     {}, ("a",), {"a": BACK}, {"a": BACK}),
+    ("not run by the last config-applied (removed, suspended): no cursor, counts from now",
+     {"a": D1, "b": D2}, ("a",), {"a": APPLIED_AT}, {"a": D1}),
+    ("an empty journal: no cursor", {}, None, {}, {}),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("decided", "applied_tasks", "applied_at", "cursors"),
+    ("decided", "running", "since", "cursors"),
     [row[1:] for row in START_ROWS],
     ids=[row[0] for row in START_ROWS],
 )
 def test_cursors_from_the_journal(
     decided: dict[str, dt.datetime],
-    applied_tasks: tuple[str, ...],
-    applied_at: dt.datetime | None,
+    running: tuple[str, ...] | None,
+    since: dict[str, dt.datetime],
     cursors: dict[str, dt.datetime],
 ) -> None:
-    assert journal_cursors(decided, applied_tasks, applied_at) == cursors
+    applied_at = None if running is None else APPLIED_AT
+    assert journal_cursors(decided, running, applied_at, since) == cursors
 
 
 # -- reconfigure: the cursors at every config applied ----------------------------------------
@@ -249,6 +260,76 @@ def test_a_task_removed_and_added_again_has_missed_nothing_in_between() -> None:
     # The slots while it was gone are neither run nor missed; the next one runs on time.
     assert due_slots(DAILY, B.policy, back.cursors["b"], D + 2 * HOUR) == Due()
     assert due_slots(DAILY, B.policy, back.cursors["b"], D + DAY) == Due(run=(D + DAY,))
+
+
+# What the journal shows of the running daemon's decisions (pure: the replay of its
+# config-applied records). A restart before the task's next slot must decide what the running
+# daemon would have: the slots while it was away or suspended are neither run nor missed.
+A_LATEST = replace(A, policy=policy("latest", None))
+A_LATEST_OFF = replace(A_LATEST, enabled=False)
+AWAY_ROWS = [
+    # id, the task's config at each of D2+1h, D1+1h (the config applied while it was away),
+    # D+1h; a restart at D+2h
+    ("suspended, resumed, restarted", [A_LATEST, A_LATEST_OFF, A_LATEST]),
+    ("removed, added again, restarted", [A_LATEST, None, A_LATEST]),
+]
+
+
+@pytest.mark.parametrize(
+    "configs", [row[1] for row in AWAY_ROWS], ids=[row[0] for row in AWAY_ROWS]
+)
+def test_a_restart_decides_what_the_running_daemon_did(configs: list[Task | None]) -> None:
+    from b2bd.journal.entries import build_entry
+    from b2bd.journal.state import replay, running_tasks
+
+    cursors: dict[str, dt.datetime] = {"a": D3}  # its D3 slot was decided (ran)
+    old: dict[str, Task] = {"a": A_LATEST}
+    journal = []
+    for n, (at, the_task) in enumerate(zip((D2 + HOUR, D1 + HOUR, D + HOUR), configs, strict=True)):
+        new = {} if the_task is None else {"a": the_task}
+        change = reconfigure(old, new, cursors, at)
+        # What the daemon journals when it applies the config, and what it decides at once.
+        idle = [t for t, x in new.items() if not x.enabled]
+        fields = {"files": {}, "tasks": sorted(new), "idle": idle}
+        journal.append(build_entry("config-applied", n + 1, at, fields))
+        cursors, old = change.cursors, new
+    running_daemon = cursors
+    assert running_daemon == {"a": D + HOUR}  # it came back at D+1h: D2..D are not wanted
+    journal.insert(0, build_entry("slot-missed", 0, D3, {"task": "a", "slot": D3}))
+    state = replay(journal)
+    applied = state.applied_config
+    assert applied is not None
+    restarted = journal_cursors(
+        state.last_slot_decided, running_tasks(state), applied.when, state.running_since
+    )
+    assert restarted == running_daemon
+    after = reconfigure(None, old, restarted, D + 2 * HOUR)
+    assert due_slots(DAILY, A_LATEST.policy, after.cursors["a"], D + 2 * HOUR) == Due()
+    assert due_slots(DAILY, A_LATEST.policy, after.cursors["a"], D + DAY) == Due(run=(D + DAY,))
+
+
+@pytest.mark.parametrize(
+    ("tasks", "idle"), [(["a"], ["a"]), ([], [])], ids=["suspended", "removed"]
+)
+def test_coming_back_while_the_daemon_was_down_counts_from_the_start(
+    tasks: list[str], idle: list[str]
+) -> None:
+    """The last config-applied before the restart had the task away (suspended, removed): the
+    slots since were not wanted here; the start counts it from now, as a reload would have."""
+    from b2bd.journal.entries import build_entry
+    from b2bd.journal.state import replay, running_tasks
+
+    state = replay([
+        build_entry("config-applied", 1, D3 - HOUR, {"files": {}, "tasks": ["a"], "idle": []}),
+        build_entry("slot-missed", 2, D3, {"task": "a", "slot": D3}),
+        build_entry("config-applied", 3, D2 + HOUR, {"files": {}, "tasks": tasks, "idle": idle}),
+    ])  # fmt: skip
+    cursors = journal_cursors(
+        state.last_slot_decided, running_tasks(state), D2 + HOUR, state.running_since
+    )
+    assert cursors == {}
+    start = reconfigure(None, {"a": A_LATEST}, cursors, D + 2 * HOUR)
+    assert start.cursors == {"a": D + 2 * HOUR} and start.seeded == {"a"}
 
 
 def test_a_reload_keeps_the_order_of_the_cursors() -> None:

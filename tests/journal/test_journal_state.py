@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,6 +173,59 @@ def test_config_problems_in_force():
     assert cleared.rejected_config == ()
 
 
+def applied(tasks: list[str], idle: list[str] | None = None) -> tuple[str, dict]:
+    fields: dict[str, Any] = {"files": {}, "tasks": tasks}
+    if idle is not None:
+        fields["idle"] = idle
+    return "config-applied", fields
+
+
+# Each row: config-applied records (tasks, idle) one second apart from T0 (T0 + n s for the
+# n-th), the tasks' running_since after them.
+S = dt.timedelta(seconds=1)
+RUNNING_SINCE_ROWS = [
+    ("a first config-applied: every task from then", [(["t", "u"], [])],
+     {"t": T0, "u": T0}),
+    ("kept across config-applied that keep running it", [(["t"], []), (["t", "u"], [])],
+     {"t": T0, "u": T0 + S}),
+    ("an idle task is not running", [(["t", "u"], ["u"])], {"t": T0}),
+    ("resumed: from the config-applied that resumed it",
+     [(["t"], []), (["t"], ["t"]), (["t"], [])], {"t": T0 + 2 * S}),
+    ("removed and added again: from when it came back",
+     [(["t"], []), ([], []), (["t"], [])], {"t": T0 + 2 * S}),
+    ("an older record (no idle): every task listed runs",
+     [(["t"], None), (["t", "u"], None)], {"t": T0, "u": T0 + S}),
+    ("suspended while an older record said nothing: from when it resumed",
+     [(["t"], None), (["t"], ["t"]), (["t"], [])], {"t": T0 + 2 * S}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("applies", "expected"),
+    [row[1:] for row in RUNNING_SINCE_ROWS],
+    ids=[row[0] for row in RUNNING_SINCE_ROWS],
+)
+def test_when_each_task_came_into_force(
+    applies: list[tuple[list[str], list[str] | None]], expected: dict[str, dt.datetime]
+) -> None:
+    state = replay(records(*(applied(tasks, idle) for tasks, idle in applies)))
+    assert state.running_since == expected
+    assert restore(snapshot(state)) == state  # kept by compaction
+
+
+def test_a_checkpoint_from_before_running_since_leaves_it_unknown() -> None:
+    """A checkpoint written before running_since was kept: a task running before and after the
+    next config-applied keeps no time (the daemon then counts from its decided slot); a task
+    that comes back then counts from it."""
+    old = replay(records(applied(["t"])))
+    checkpoint = snapshot(replace(old, running_since={}))
+    state = replay(
+        [build_entry("config-applied", 2, T0 + H, {"files": {}, "tasks": ["t", "u"]})],
+        restore(checkpoint),
+    )
+    assert state.running_since == {"u": T0 + H}
+
+
 def test_last_success_survives_later_failures_and_repairs_until_acknowledged():
     repaired = {"segment": "0000000000000001.log", "offset": 10, "length": 5,
                 "broken_file": "0000000000000001.log.10.broken"}  # fmt: skip
@@ -255,6 +310,14 @@ RECORD = st.one_of(
         st.lists(TASKS, max_size=3),
         st.sampled_from([[], [PROBLEM]]),
     ),
+    st.builds(  # as written since it says which tasks are idle
+        lambda tasks, idle: (
+            "config-applied",
+            {"files": {"b2bd.yaml": "00"}, "commit": None, "tasks": tasks, "idle": idle},
+        ),
+        st.lists(TASKS, max_size=3, unique=True),
+        st.lists(TASKS, max_size=2, unique=True),
+    ),
     st.just(("daemon-started", {"pid": 1, "version": "0.1.0"})),
     st.builds(
         lambda offset: (
@@ -313,6 +376,7 @@ def test_journal_state_equals_pure_replay_across_compaction(before, after):
     assert got.last_slot_decided == expected.last_slot_decided
     assert got.rejected_config == expected.rejected_config
     assert got.last_manual == expected.last_manual
+    assert set(got.running_since) == set(expected.running_since)
     assert {k: v.run for k, v in got.last_success.items()} == {
         k: v.run for k, v in expected.last_success.items()
     }
