@@ -227,9 +227,10 @@ class ControlRequests:
                  queued=sorted(holders), via="control-socket")  # fmt: skip
 
     def _compact(self, reply: Reply) -> None:
-        """``journal compact`` by the daemon, on its loop thread. A history file that cannot be
-        written changes nothing (``io-error``); a checkpoint that cannot be written fails the
-        journal, and the loop then stops the daemon as for any write that failed."""
+        """``journal compact`` by the daemon, on its loop thread. A history file or checkpoint
+        that cannot be written (a full disk) changes nothing (``io-error``) and the daemon
+        carries on; only a checkpoint put in place whose folder cannot then be synced fails the
+        journal, and the loop stops the daemon as for any write that failed."""
         d = self.daemon
         if reply.finished:
             return

@@ -544,7 +544,9 @@ class Journal:
         """Write the history file (runs of the last ``history_days``), then a checkpoint of the
         replayed state as the first record of a new segment, and delete every older segment.
         Appends wait while it runs. Damage in the history file raises :class:`JournalDamaged`
-        and changes nothing; failing to write it raises :class:`JournalError` likewise."""
+        and changes nothing; failing to write it, or the checkpoint (a full disk), raises
+        :class:`JournalError` likewise; :class:`JournalFailed` only once the checkpoint is in
+        place but its folder could not be synced."""
         with self._lock:
             self._check_usable()
             self._wait_idle()  # when no batch is in flight, nothing is pending either
@@ -559,10 +561,14 @@ class Journal:
                 raise JournalError(f"{error}; nothing was changed") from None
             record = build_entry("checkpoint", seq, now, {"state": snapshot(state)})
             data = frame(record)
+            path = self.directory / segment_name(seq)
             try:
                 fd = _create_durably(self.directory, segment_name(seq), data, keep_open=True)
             except OSError as exc:
-                self._failed = _write_failure(exc, self.directory / segment_name(seq))
+                if not os.path.lexists(path):  # its temporary file never took the name
+                    error = explain(exc, "cannot write the checkpoint", path, user=running_as())
+                    raise JournalError(f"{error}; nothing was changed") from None
+                self._failed = _write_failure(exc, path)
                 raise JournalFailed(self._failed) from None
             assert fd is not None
             if self._fd is not None:

@@ -179,3 +179,40 @@ def test_compact_on_a_read_only_folder_is_exit_2_naming_the_path(tmp_path) -> No
         assert "Read-only file system (the file system is read-only: remount it" in line
         assert files(state) == before
         assert not (state / JOURNAL_DIR / HISTORY_FILE).exists()
+
+
+def test_a_checkpoint_that_does_not_fit_changes_nothing_and_the_journal_carries_on(
+    tmp_path: Path,
+) -> None:
+    """The history file fits on the nearly full disk but the checkpoint does not: nothing is
+    changed and the journal stays usable (a JournalError, not JournalFailed, which would stop a
+    daemon that `journal compact` was typed beside with exit 1, not restarted by systemd); the
+    same compaction works once space is freed."""
+    from b2bd.journal.reader import JournalError, scan_journal
+    from b2bd.journal.writer import JournalFailed
+
+    state = tmp_path / "state"
+    with tmpfs(state, "2m"):
+        with Journal.open(state) as journal:
+            # A big state (the checkpoint holds it) and a small history (it keeps no config).
+            files = {f"tasks/task-{i:05}.yaml": "0" * 64 for i in range(4000)}
+            journal.append("config-applied", files=files, commit=None, tasks=[], problems=[])
+            segments = sorted(p.name for p in (state / JOURNAL_DIR).glob("*.log"))
+            spare = state / "spare"
+            spare.write_bytes(b"\0" * 65536)  # room for the history file, not the checkpoint
+            filler = fill(state)
+            spare.unlink()
+            with pytest.raises(JournalError) as raised:
+                journal.compact()
+            assert not isinstance(raised.value, JournalFailed)
+            message = str(raised.value)
+            assert "cannot write the checkpoint" in message and "No space left" in message
+            assert "nothing was changed" in message
+            assert sorted(p.name for p in (state / JOURNAL_DIR).glob("*.log")) == segments
+            filler.unlink()
+            journal.append("repairs-acknowledged", up_to=1)  # still usable
+            done = journal.compact()
+            assert done.removed == tuple(segments)
+        scan = scan_journal(state / JOURNAL_DIR, deep=True)
+        assert not scan.damage and scan.tail is None
+        assert read_state(state).applied_config is not None
