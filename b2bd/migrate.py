@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+import jsonschema
+
 from b2bd.config.build import build_schedule, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Policy, Settings
 from b2bd.config.rules import resolve_bases, task_findings
@@ -697,6 +699,8 @@ class TargetConfig:
     bases: Mapping[str, Base]
     settings: Settings | None
     taken_ids: frozenset[str] = frozenset()
+    task_schema: jsonschema.protocols.Validator = field(kw_only=True)
+    """The task files' validator (:func:`b2bd.config.packaged.validator`, built by the shell)."""
 
 
 def validate_text(
@@ -710,7 +714,7 @@ def validate_text(
         return [Finding("", exc.rule, exc.message)]
     if loaded.data != doc:
         return [Finding("", "migrate-internal", "the YAML written does not read back the same")]
-    findings = check("task", loaded)
+    findings = check(target.task_schema, loaded)
     if any(f.severity == "error" for f in findings):
         return findings
     zone = target.settings.timezone if target.settings else DEFAULT_TIMEZONE

@@ -279,7 +279,6 @@ a method: ``path.read_text()``, ``dt.datetime.now()``)."""
 
 KNOWN_IO_IN_CORE = {
     # Each is a debt, named so that no new one creeps in unseen.
-    ("b2bd.config.schema", "read_text"): "the JSON Schemas shipped in the package, read once",
 }
 
 

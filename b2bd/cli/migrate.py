@@ -12,6 +12,7 @@ from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
 from b2bd.clock import utc_now
 from b2bd.config.model import Config
+from b2bd.config.packaged import validator
 from b2bd.confined import Folder
 from b2bd.migrate import (
     LegacyFileError,
@@ -66,7 +67,9 @@ def run_migrate(args: argparse.Namespace) -> int:
             "and they are unusable here: run b2bd validate, or give --config DIR"
         )
     out: Path = args.out
-    registry = TargetConfig(config.bases, config.settings, _taken_ids(config, out))
+    registry = TargetConfig(
+        config.bases, config.settings, _taken_ids(config, out), task_schema=validator("task")
+    )
     try:
         rows = read_export(args.legacy, args.encoding)
         migration = migrate(rows, args.legacy.name, registry, utc_now())

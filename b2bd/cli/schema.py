@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from b2bd.cli import UsageError
+from b2bd.config.packaged import timezones
 from b2bd.config.publish import published, render
-from b2bd.config.schema import SCHEMA_FILES, timezones
+from b2bd.config.schema import SCHEMA_FILES
 
 
 def register(sub: Any) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from b2bd.clock import utc_now
 from b2bd.config.build import DEFAULT_STATE_DIR, build_base, build_settings, build_task
 from b2bd.config.model import DEFAULT_TIMEZONE, Base, Config, Policy, Problem, Settings, Task
+from b2bd.config.packaged import validator
 from b2bd.config.parallel import fork_map
 from b2bd.config.rules import (
     BaseIndex,
@@ -234,7 +235,7 @@ def _examine(root: Path, real_root: Path, job: _Job) -> Examined:
         doc = parse(decode(raw), name, limit)
     except FileProblem as exc:
         return digest, None, (), (_problem(name, exc),)
-    return digest, doc, tuple(check(kind, doc)), ()
+    return digest, doc, tuple(check(validator(kind), doc)), ()
 
 
 def _examine_chunk(root: Path, real_root: Path, jobs: list[_Job]) -> list[Examined]:

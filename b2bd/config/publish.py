@@ -11,10 +11,10 @@ each sub-schema that has them:
 - ``markdownDescription`` where ``validate`` has its own message: the description, then that
   message and its rule id, shown on hover;
 - on the time zone sub-schemas (``"format": "iana-timezone"``) an ``enum`` of every zone the
-  loader accepts (:func:`b2bd.config.schema.timezones`), for completion and checking as one types.
+  loader accepts (:func:`b2bd.config.packaged.timezones`), for completion and checking as one types.
 
 ``validate`` reads these same files and ignores what is added here (the loader's validator drops
-it: see :func:`b2bd.config.schema.validator`). Publishing is idempotent: the files in
+it: see :func:`b2bd.config.schema.build_validator`). Publishing is idempotent: the files in
 ``schemas/`` are its own output (``b2bd schema --out schemas`` rewrites them unchanged; a test
 keeps it so).
 """

@@ -1,4 +1,5 @@
-"""JSON Schema validation of config documents, with rule ids read from the schemas.
+"""JSON Schema validation of config documents, with rule ids read from the schemas (pure: the
+shell reads the packaged schemas, :mod:`b2bd.config.packaged`, and passes them in).
 
 The schemas in ``schemas/`` carry their own rule ids and messages: a sub-schema with
 ``"x-rule": "time-format"`` turns every error raised by its keywords into that rule; an
@@ -12,10 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 import jsonschema
@@ -33,22 +32,27 @@ SCHEMA_FILES: dict[DocumentKind, str] = {
     "b2bd": "b2bd.schema.json",
 }
 
-FORMAT_CHECKER = jsonschema.FormatChecker(formats=("date",))
+
+def format_checker(known_timezone: Callable[[str], bool]) -> jsonschema.FormatChecker:
+    """The checker of our formats; ``known_timezone`` says whether a zone name is one the config
+    may use (:func:`b2bd.config.packaged.known_timezone`)."""
+    checker = jsonschema.FormatChecker(formats=("date",))
+
+    @checker.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
+    def _is_timezone(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        return known_timezone(value)
+
+    checker.checks("listen-address")(_is_listen_address)
+    checker.checks("local-datetime", raises=ValueError)(_is_local_datetime)
+    return checker
 
 
-@FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
-def _is_timezone(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    return known_timezone(value)
-
-
-@FORMAT_CHECKER.checks("listen-address")
 def _is_listen_address(value: object) -> bool:
     return not isinstance(value, str) or parse_listen(value) is not None
 
 
-@FORMAT_CHECKER.checks("local-datetime", raises=ValueError)
 def _is_local_datetime(value: object) -> bool:
     if isinstance(value, str):
         local = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M")
@@ -58,55 +62,21 @@ def _is_local_datetime(value: object) -> bool:
     return True
 
 
-@cache
-def known_timezone(name: str) -> bool:
-    """A zone of :func:`timezones` that zoneinfo can load (``localtime`` and paths are
-    refused)."""
-    if name not in _timezone_set():
-        return False
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
-
-
-@cache
-def timezones() -> tuple[str, ...]:
-    """Every IANA zone name the config may use, sorted: the zones of the IANA database release
-    the ``tzdata`` package holds (a pinned dependency), so validation accepts the same names on
-    every machine whatever its system zone files, and each of them loads (zoneinfo falls back to
-    the package when the system has no such file). The published schemas list them as the
-    time zone ``enum``."""
-    names = (resources.files("tzdata") / "zones").read_text("utf-8").split()
-    return tuple(sorted(set(names)))
-
-
-@cache
-def _timezone_set() -> frozenset[str]:
-    return frozenset(timezones())
-
-
-def schema_text(kind: DocumentKind) -> str:
-    return (resources.files("b2bd") / "schemas" / SCHEMA_FILES[kind]).read_text("utf-8")
-
-
-@cache
-def schema(kind: DocumentKind) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(schema_text(kind))
-    return loaded
-
-
-@cache
-def validator(kind: DocumentKind) -> jsonschema.protocols.Validator:
-    """The validator for one document kind, built once per process and reused."""
+def build_validator(
+    kind: DocumentKind,
+    schemas: Mapping[DocumentKind, dict[str, Any]],
+    known_timezone: Callable[[str], bool],
+) -> jsonschema.protocols.Validator:
+    """The validator for one document kind, from the parsed schemas of every kind (they refer to
+    each other by file name). Building one takes a while: the shell builds each once per
+    process (:func:`b2bd.config.packaged.validator`) and passes it in."""
     registry: Registry[Any] = Registry().with_resources(
-        (SCHEMA_FILES[k], Resource.from_contents(_for_validation(schema(k)))) for k in SCHEMA_FILES
+        (SCHEMA_FILES[k], Resource.from_contents(_for_validation(schemas[k]))) for k in SCHEMA_FILES
     )
-    cls = jsonschema.validators.validator_for(schema(kind))
-    cls.check_schema(schema(kind))
-    checked = _inline_local_refs(_for_validation(schema(kind)))
-    return cls(checked, registry=registry, format_checker=FORMAT_CHECKER)
+    cls = jsonschema.validators.validator_for(schemas[kind])
+    cls.check_schema(schemas[kind])
+    checked = _inline_local_refs(_for_validation(schemas[kind]))
+    return cls(checked, registry=registry, format_checker=format_checker(known_timezone))
 
 
 def _for_validation(node: Any) -> Any:
@@ -165,10 +135,11 @@ class Finding:
     at_key: bool = False
 
 
-def check(kind: DocumentKind, doc: Loaded) -> list[Finding]:
-    """Every schema violation of one document, each with its rule id."""
+def check(validator: jsonschema.protocols.Validator, doc: Loaded) -> list[Finding]:
+    """Every schema violation of one document (``validator`` is its kind's, built by
+    :func:`build_validator`), each with its rule id."""
     findings: list[Finding] = []
-    for error in validator(kind).iter_errors(doc.data):
+    for error in validator.iter_errors(doc.data):
         findings.extend(_findings(error, doc))
     return findings
 

@@ -16,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from b2bd.config.load import load_config
+from b2bd.config.packaged import validator
 from b2bd.config.yamlfile import parse
 from b2bd.migrate import (
     COLUMNS,
@@ -108,7 +109,7 @@ def file_bytes(directory: Path) -> dict[str, bytes]:
 
 def target(config: Path) -> TargetConfig:
     loaded = load_config(config, now=NOW)
-    return TargetConfig(loaded.bases, loaded.settings)
+    return TargetConfig(loaded.bases, loaded.settings, task_schema=validator("task"))
 
 
 def one_row(**values: str) -> str:
@@ -525,7 +526,7 @@ def test_header_columns_may_come_in_any_order(config: Path) -> None:
 @functools.cache
 def example_target() -> TargetConfig:
     loaded = load_config(REPO / "config", now=NOW)
-    return TargetConfig(loaded.bases, loaded.settings)
+    return TargetConfig(loaded.bases, loaded.settings, task_schema=validator("task"))
 
 
 @settings(deadline=None)  # the first example pays for loading the example config

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from b2bd.config.schema import known_timezone, timezones
+from b2bd.config.packaged import known_timezone, timezones
 from tests.support.config_dir import BASES, SETTINGS, TASK, ConfigDir
 
 REPO = Path(__file__).resolve().parents[2]

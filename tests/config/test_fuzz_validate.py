@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from b2bd.config.load import load_config, read_text
 from b2bd.config.model import Config, Problem
-from b2bd.config.schema import schema
+from b2bd.config.packaged import schema
 from b2bd.config.yamlfile import FileProblem, parse
 
 REPO = Path(__file__).resolve().parents[2]
