@@ -616,9 +616,11 @@ class Daemon:
 
 
 def _close_interrupted_runs(journal: Journal, state: State) -> None:
-    """Runs a previous daemon started and never finished (it was killed): their transfers
-    without an outcome failed. The slot is not started again (it was decided); the watermark
-    did not move, so the next run of a changed-data task covers what was not delivered."""
+    """Runs a previous daemon (or a ``trigger``) started and never finished (it was killed):
+    their transfers without an outcome failed, unless a later run has journaled an outcome for
+    that base since (then it stays the latest, and this run shows no outcome there). The slot
+    is not started again (it was decided); the watermark did not move, so the next run of a
+    changed-data task covers what was not delivered."""
     for run in state.runs_in_progress.values():
         outcomes = []
         journaled = dict(run.outcomes)  # not last_outcome: a later run may have the base since
@@ -629,6 +631,11 @@ def _close_interrupted_runs(journal: Journal, state: State) -> None:
                 done = last.outcome  # a checkpoint written before RunInProgress.outcomes
             if done is not None:
                 outcomes.append(done)
+                continue
+            if last is not None and last.when > run.started:
+                # A later run has news of this base since: an 'interrupted' failure journaled
+                # now would become its latest outcome. The run shows the base without one.
+                outcomes.append("failed")
                 continue
             journal.append(
                 "transfer-failed",

@@ -387,3 +387,51 @@ def test_a_restart_after_a_task_came_back_catches_up_nothing_from_while_it_was_a
     slots = [r["slot"] for r in deployment.records("run-started")]
     assert slots == ["2026-12-02T06:00:00Z", "2026-12-04T06:00:00Z"]
     assert deployment.records("slot-missed") == []
+
+
+def test_closing_an_interrupted_run_does_not_hide_a_later_runs_outcome(
+    deployment, notify_socket, capsys
+) -> None:
+    """The cut run never got to a base that a later run of the task then did: the base keeps
+    that later outcome (journaling 'interrupted' for it now would make it the latest, and
+    `status` would show a base failing whose last transfer succeeded); the closed run shows
+    the base without an outcome."""
+    from b2bd.cli import main
+    from b2bd.journal.writer import Journal
+
+    deployment.add_school("8814001")
+    deployment.add_school("8812002")
+    (deployment.config / "tasks" / "t.yaml").write_text(
+        deployment.task_text("t", "8814001").replace('["8814001"]', '["8814001", "8812002"]')
+    )
+    slot = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+    common = {"task": "t", "direction": "from-school", "data_type": "snapshot",
+              "cohort_group": "ncy"}  # fmt: skip
+    cut, later = "t/manual-20261201T060000Z", "t/manual-20261201T061000Z"
+    with Journal.open(deployment.state) as journal:
+        journal.append("run-started", run=cut, task="t", slot=slot, manual=True,
+                       bases=["8814001", "8812002"])  # fmt: skip
+        journal.append("transfer-succeeded", run=cut, base="8814001", **common)
+        # ... Ctrl-C before 8812002 ended. The operator triggers that base again:
+        journal.append("run-started", run=later, task="t", slot=slot, manual=True,
+                       bases=["8812002"])  # fmt: skip
+        journal.append("transfer-succeeded", run=later, base="8812002", **common)
+        journal.append("run-finished", run=later, task="t", outcome="succeeded")
+    proc = start_daemon(deployment, notify_socket)
+    try:
+        notify_socket.wait_for("READY=1")
+    finally:
+        code, out = stop_daemon(proc)
+    assert code == 0, out
+    assert deployment.records("transfer-failed") == []
+    finished = [(r["run"], r["outcome"]) for r in deployment.records("run-finished")]
+    assert finished == [(later, "succeeded"), (cut, "partial")]
+    capsys.readouterr()
+    assert main(["--config", str(deployment.config), "status", "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    (task,) = [t for t in status["tasks"] if t["task"] == "t"]
+    assert {b["base"]: b["outcome"] for b in task["bases"]} == {
+        "8814001": "succeeded", "8812002": "succeeded"
+    }  # fmt: skip
+    main(["--config", str(deployment.config), "history", "t"])
+    assert "  8812002  no outcome" in capsys.readouterr().out
