@@ -303,7 +303,7 @@ class Runs:
             outcome = run_outcome(ordered)
             journal.append("run-finished", run=context.run, task=context.task.id,
                            outcome=outcome)  # fmt: skip
-            log.warning("run-finished", run=context.run, outcome=outcome)
+            _log_at(LEVEL[outcome], "run-finished", run=context.run, outcome=outcome)
             if run.on_finished is not None:  # a trigger through the control socket: answer it
                 run.on_finished(RunResult(context.run, context.task.id, context.slot,
                                           context.manual, outcome, ordered))  # fmt: skip

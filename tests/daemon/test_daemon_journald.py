@@ -141,3 +141,29 @@ def test_each_retry_is_a_warning_with_attempt_wait_and_reason_only(
         assert str(gone) not in json.dumps(e)
     (failed,) = deployment.records("transfer-failed")
     assert failed["attempts"] == 3
+
+
+def test_a_run_cut_short_by_the_grace_period_is_an_error(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """SIGTERM while a transfer is stuck on its school: after the grace period the transfer is
+    journaled failed and its run finishes failed, both at error priority (the run-finished
+    line used to be a warning whatever its outcome)."""
+    from tests.support.slow_school import reader_waiting
+
+    folder = deployment.add_school("8814001", slow=True)
+    deployment.add_task("t", "8814001")
+    stream = FakeJournalStream()
+    proc = start_daemon(deployment, notify_socket, "--now", "--grace", "0.5", env=stream.env,
+                        stdout=stream.write_fd, slow=True)  # fmt: skip
+    try:
+        notify_socket.wait_for("READY=1")
+        reader_waiting(folder)
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    logged = entries(stream.close())
+    finished = [(p, e["outcome"]) for p, e in logged if e["event"] == "run-finished"]
+    assert finished == [(3, "failed")]
+    failed = [p for p, e in logged if e["event"] == "transfer-failed"]
+    assert failed == [3]
