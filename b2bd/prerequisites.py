@@ -133,6 +133,17 @@ def task_unmet(task: Task, settings: Settings | None) -> tuple[Unmet, ...]:
     return tuple(found)
 
 
+def one_release_shortfall(settings: Settings) -> str | None:
+    """Why the LA's One release cannot run scheduled tasks at all (None when it can): the one
+    check and message behind validate's ``la-prerequisites`` and preflight's ``one-version``."""
+    if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
+        return (
+            f"One {settings.one_version} < {MIN_ONE_VERSION}: B2B:Student scheduled tasks need "
+            f"One {MIN_ONE_VERSION} or later"
+        )
+    return None
+
+
 def one_shortfall(settings: Settings | None, data_type: str) -> list[str]:
     """Why the LA's One release cannot run a task of ``data_type`` (B2B attainment needs
     One 3.59; every task needs 3.58, which b2bd.yaml's own rule ``la-prerequisites`` checks)."""

@@ -21,11 +21,11 @@ from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
 from b2bd.connectors.source import ConnectorError, FailureReason, Manifest
 from b2bd.prerequisites import (
-    MIN_ONE_VERSION,
     Obstacle,
     Unmet,
     Verdict,
     live_unmet,
+    one_release_shortfall,
     one_shortfall,
     registered_unmet,
     sims_shortfall,
@@ -197,14 +197,8 @@ def refused_checks(error: ConnectorError) -> list[Check]:
 
 def one_version_check(settings: Settings) -> Check:
     """One's release against the minimum for scheduled tasks."""
-    if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
-        return Check(
-            "one-version",
-            "fail",
-            f"One {settings.one_version} < {MIN_ONE_VERSION}: scheduled tasks need "
-            f"One {MIN_ONE_VERSION} or later",
-            "prerequisite",
-        )
+    if (shortfall := one_release_shortfall(settings)) is not None:
+        return Check("one-version", "fail", shortfall, "prerequisite")
     return Check("one-version", "pass", settings.one_version)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load
+from b2bd.config.diff import problem_json
 from b2bd.config.model import Config, Problem
 from b2bd.config.rules import ERROR_RULES, WARNING_RULES, split_ignored
 from b2bd.shard import Shard
@@ -159,18 +160,7 @@ def summary(
         "tasks": len(config.tasks),
         "bases": len(config.bases),
         "ignored": len(tuple(ignored)),
-        "problems": [
-            {
-                "severity": p.severity,
-                "file": p.file,
-                "line": p.line,
-                "column": p.column,
-                "path": p.path,
-                "rule": p.rule,
-                "message": p.message,
-            }
-            for p in (config.problems if problems is None else problems)
-        ],
+        "problems": [problem_json(p) for p in (config.problems if problems is None else problems)],
     }
     shard = config.settings.shard if config.settings else None
     if shard is not None:

@@ -18,10 +18,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Endpoint, Problem, Settings, Task
 from b2bd.config.schema import Finding
-from b2bd.prerequisites import MIN_ONE_VERSION, base_unmet, task_unmet
+from b2bd.prerequisites import base_unmet, one_release_shortfall, task_unmet
 from b2bd.schedule import Monthly, Once, Schedule, Weekly, next_slot
 from b2bd.shard import Shard, index_from_env
 
@@ -79,13 +78,8 @@ RULES = ERROR_RULES | WARNING_RULES
 
 
 def la_findings(settings: Settings) -> Iterator[Finding]:
-    if version_tuple(settings.one_version) < version_tuple(MIN_ONE_VERSION):
-        yield Finding(
-            "/one_version",
-            "la-prerequisites",
-            f"One {settings.one_version} is too old: B2B:Student scheduled tasks need "
-            f"One {MIN_ONE_VERSION} or later",
-        )
+    if (shortfall := one_release_shortfall(settings)) is not None:
+        yield Finding("/one_version", "la-prerequisites", shortfall)
 
 
 def ignore_findings(ignore: Iterable[str]) -> Iterator[Finding]:

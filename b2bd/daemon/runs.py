@@ -27,6 +27,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from b2bd.journal.entries import TransferOutcome
 from b2bd.journal.reader import JournalError
 from b2bd.log import get_logger
 from b2bd.transfer.engine import JournalWriter, RunContext
@@ -34,7 +35,6 @@ from b2bd.transfer.results import (
     OnProgress,
     Progress,
     RunResult,
-    TransferOutcome,
     TransferResult,
     run_outcome,
 )

@@ -32,6 +32,8 @@ ReasonClass = Literal[
 ]
 RunOutcome = Literal["succeeded", "partial", "failed"]
 TransferOutcome = Literal["succeeded", "failed", "skipped"]
+"""A run's and a transfer's outcomes, as journaled (and as :mod:`b2bd.transfer.results` uses
+them)."""
 
 
 class BadEntry(ValueError):

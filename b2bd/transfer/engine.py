@@ -64,6 +64,7 @@ from b2bd.connectors.source import (
 )
 from b2bd.connectors.table import open_outbound, open_source
 from b2bd.faults import ConfinedError
+from b2bd.journal.entries import TransferOutcome
 from b2bd.journal.memory import BaseMemory, bits_of, encode_bits, key_of, keys_of
 from b2bd.journal.state import State
 from b2bd.prerequisites import Verdict, not_registered, unmet, verdict
@@ -76,7 +77,6 @@ from b2bd.transfer.results import (
     OnProgress,
     Progress,
     RunResult,
-    TransferOutcome,
     TransferResult,
     run_outcome,
 )

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-TransferOutcome = Literal["succeeded", "failed", "skipped"]
-RunOutcome = Literal["succeeded", "partial", "failed"]
+from b2bd.journal.entries import RunOutcome, TransferOutcome
 
 
 @dataclass(frozen=True)
