@@ -16,6 +16,9 @@ acknowledged).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,21 @@ def register(sub: Any) -> None:
     cat.set_defaults(func=run_cat)
 
 
+def has_journal(state_dir: Path) -> bool:
+    """Whether the state dir has a journal folder; False only when there is none yet. Anything
+    else in its place (a file, a symlink loop, a folder we may not search) is an ``OSError``,
+    one line from ``main`` (exit 2), rather than an empty journal that lets ``status`` say all
+    is well while the daemon cannot start."""
+    directory = state_dir / JOURNAL_DIR
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    return True
+
+
 def damaged(exc: JournalDamaged) -> int:
     """Journal damage as one line on stderr; exit 1."""
     print(f"b2bd: {exc}", file=sys.stderr)
@@ -83,7 +101,7 @@ def damaged(exc: JournalDamaged) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     _, settings = with_settings(args.config)
     directory = settings.state_dir / JOURNAL_DIR
-    if not directory.is_dir():
+    if not has_journal(settings.state_dir):
         print(f"no journal yet in {directory}")
         return EXIT_OK
     scan = scan_journal_retrying(directory, deep=True)  # the daemon may compact meanwhile
@@ -204,6 +222,6 @@ def run_cat(args: argparse.Namespace) -> int:
 
 def records(state_dir: Path) -> Any:
     """Every record kept: the compactions' history, then the live journal."""
-    if not (state_dir / JOURNAL_DIR).is_dir():
+    if not has_journal(state_dir):
         return ()
     return read_journal(state_dir, with_history=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 from b2bd.cli.client import DaemonError, find_daemon
 from b2bd.cli.configdir import with_settings
-from b2bd.cli.journal import EXIT_DAMAGED, damaged
+from b2bd.cli.journal import EXIT_DAMAGED, damaged, has_journal
 from b2bd.clock import utc_now
-from b2bd.journal.reader import JOURNAL_DIR, JournalDamaged, read_state
+from b2bd.journal.reader import JournalDamaged, read_state
 from b2bd.journal.state import State
 from b2bd.report import status_exit, status_report
 
@@ -42,11 +42,7 @@ def run_status(args: argparse.Namespace) -> int:
         return status_exit(report)
     now = utc_now()
     try:
-        state = (
-            read_state(settings.state_dir)
-            if (settings.state_dir / JOURNAL_DIR).is_dir()
-            else State()
-        )
+        state = read_state(settings.state_dir) if has_journal(settings.state_dir) else State()
     except JournalDamaged as exc:
         return damaged(exc)
     report = status_report(config, state, now)

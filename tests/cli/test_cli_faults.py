@@ -137,3 +137,23 @@ def test_state_dir_in_a_symlink_loop_is_one_line_not_a_crash(example: Path) -> N
     assert daemon.stderr == ""
     (failure,) = [e for e in map(json.loads, daemon.stdout.splitlines()) if e["level"] == "error"]
     assert failure["event"] == "journal-unusable" and str(state) in str(failure["error"])
+
+
+@pytest.mark.parametrize("command", [["status"], ["history"], ["journal", "verify"],
+                                     ["journal", "cat"]])  # fmt: skip
+def test_a_journal_folder_replaced_by_a_file_is_not_an_empty_journal(
+    example: Path, command: list[str]
+) -> None:
+    """`journal` in the state dir is a file (a bad restore, a mistyped cp): the daemon cannot
+    start (exit 1), so `status` must not say all is well (exit 0, "no transfer yet") nor
+    `journal verify` "no journal yet": one line naming the path, exit 2."""
+    journal = example.parent / "var" / "state" / "journal"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("not a folder\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(example), *command],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert str(journal) in line and "Not a directory" in line
