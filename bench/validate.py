@@ -76,10 +76,11 @@ SETTINGS = b2bd_yaml(
 class Base:
     """What the task generator needs to know about a generated base."""
 
-    def __init__(self, id: str, mis: str, usable: bool, tags: list[str]) -> None:
+    def __init__(self, id: str, mis: str, usable: bool, tags: list[str], wonde: bool) -> None:
         self.id = id
         self.mis = mis
         self.usable = usable
+        self.wonde = wonde  # read-only: a to-school task may not name it
         self.tags = tags
 
 
@@ -110,7 +111,8 @@ def generate_bases(rng: random.Random, count: int) -> tuple[str, list[Base]]:
         ]
         if locked:
             lines.append("    lockdown: true")
-        if rng.random() < 0.1:
+        wonde = rng.random() < 0.1
+        if wonde:
             lines += [
                 "    endpoint:",
                 "      type: wonde",
@@ -119,7 +121,7 @@ def generate_bases(rng: random.Random, count: int) -> tuple[str, list[Base]]:
             ]
         else:
             lines.append(f"    endpoint: {{type: directory, path: schools/{base_id}}}")
-        bases.append(Base(base_id, mis, not (old or locked), tags))
+        bases.append(Base(base_id, mis, not (old or locked), tags, wonde))
     return "\n".join(lines) + "\n", bases
 
 
@@ -168,9 +170,9 @@ def _schedule(rng: random.Random) -> list[str]:
 def generate_task(rng: random.Random, n: int, bases: list[Base]) -> str:
     """One task file: a realistic mix of directions, data types, selectors and schedules.
 
-    Ids name only usable bases (SIMS Primary ones for attendance-changed), so the generated
-    config validates; tag and all selectors reach unusable bases too and produce the
-    exclusion warnings a real LA sees."""
+    Ids name only usable bases (SIMS Primary ones for attendance-changed, no Wonde base for a
+    to-school task), so the generated config validates; tag and all selectors reach unusable
+    bases too and produce the exclusion warnings a real LA sees."""
     direction = "to-school" if rng.random() < 0.1 else "from-school"
     data_type = (
         "changed"
@@ -182,7 +184,11 @@ def generate_task(rng: random.Random, n: int, bases: list[Base]) -> str:
         "ncy" if direction == "to-school" else rng.choice(("ncy", "ncy", "ncy", "lac", "leavers"))
     )
     pool = [
-        b for b in bases if b.usable and (kind != "attendance-changed" or b.mis == "sims-primary")
+        b
+        for b in bases
+        if b.usable
+        and (kind != "attendance-changed" or b.mis == "sims-primary")
+        and not (direction == "to-school" and b.wonde)
     ]
     task_id = f"task-{n:04d}-{data_type}"
     lines = [
