@@ -753,3 +753,36 @@ def test_history_limits_and_journal_damage_read_the_same_through_the_daemon(
         assert result.returncode == 1
         assert f"segment {segment.name}, byte " in result.stderr, (command, result.stderr)
     assert stop_daemon(proc)[0] == 0
+
+
+def test_compact_while_a_transfer_runs_keeps_that_run_whole(
+    deployment, notify_socket, daemons
+) -> None:
+    """`journal compact` while a trigger's transfer is stuck mid-read: the compaction does not
+    wait for it, the run's start goes to the history file and the checkpoint, and when the
+    transfer ends its run finishes as usual: `history` shows it whole, `status` shows its
+    success, `journal verify` is clean, and a daemon restarted on the compacted journal has
+    nothing to close as interrupted."""
+    folder = deployment.add_school("8814001", slow=True)
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    trigger = cli_bg(deployment, "trigger", "t")
+    reader_waiting(folder)
+    compact = cli(deployment, "journal", "compact")
+    assert compact.returncode == 0, compact.stderr
+    release(folder)
+    code, out, err = finish(trigger)
+    assert code == 0, err
+    assert runs_of(deployment) == []  # its start is in the history file and checkpoint now
+    history = json.loads(cli(deployment, "history", "t", "--format", "json").stdout)
+    (entry,) = history
+    assert entry["outcome"] == "succeeded"
+    assert [b["outcome"] for b in entry["bases"]] == ["succeeded"]
+    assert status_json(deployment)["ok"] is True
+    verify = cli(deployment, "journal", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    code, out = stop_daemon(proc)
+    assert code == 0, out
+    again = running(deployment, notify_socket, daemons)
+    code, out = stop_daemon(again)
+    assert code == 0 and "run-interrupted" not in out, out
