@@ -2,4 +2,6 @@ from __future__ import annotations
 
 from journaled import deployment
 
-__all__ = ["deployment"]
+from tests.support.transfer_world import world
+
+__all__ = ["deployment", "world"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from deployment import deployment, notify_socket
-
+from tests.support.deployment import deployment, notify_socket
 from tests.support.slow_school import slow_schools
 
 __all__ = ["deployment", "notify_socket", "slow_schools"]

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployment import BASE, Deployment
 
 from b2bd.daemon.protocol import MAX_REQUEST, SOCKET_NAME
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.deployment import BASE, Deployment
 from tests.support.slow_school import reader_waiting, release
 
 NOBODY = 65534

@@ -11,10 +11,9 @@ import re
 import threading
 from pathlib import Path
 
-from deployment import Deployment
-
 from b2bd.journal.writer import Journal
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.deployment import Deployment
 
 LINE = re.compile(r"<([0-7])>(\{.*\})")
 SYSLOG = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from deployment import Deployment
 
 from b2bd.journal.writer import Journal
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.deployment import Deployment
 from tests.support.slow_school import reader_waiting, release
 
 

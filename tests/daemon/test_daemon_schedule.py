@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from deployment import Deployment
 
 from b2bd.daemon.loop import Daemon
 from b2bd.journal.writer import Journal
 from tests.support.clocks import ManualClock
+from tests.support.deployment import Deployment
 from tests.support.slow_school import release
 
 UTC = dt.UTC

@@ -7,9 +7,8 @@ import json
 import subprocess
 import sys
 
-from deployment import Deployment
-
 from tests.support.daemon import start_daemon, stop_daemon
+from tests.support.deployment import Deployment
 
 SHARD_1 = {"8813003", "8814001"}  # hashmod of the example's bases over 2 shards
 

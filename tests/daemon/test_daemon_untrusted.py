@@ -11,9 +11,8 @@ import signal
 import subprocess
 import time
 
-from deployment import Deployment
-
 from tests.support.daemon import NotifySocket, start_daemon
+from tests.support.deployment import Deployment
 from tests.support.slow_school import reader_waiting
 
 GRACE = 2.0

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deployment import BASE, Deployment
 from prometheus_client.parser import text_string_to_metric_families
 
 from b2bd.journal.reader import read_journal
 from tests.oserrors import fill, tmpfs
 from tests.support.config_dir import b2bd_yaml
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
+from tests.support.deployment import BASE, Deployment
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "deploy" / "monitoring"

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from b2bd.config.load import load_config
 from b2bd.config.model import Config
@@ -274,3 +276,12 @@ def slot_at(day: str, time: str = "06:30", zone: str = "Europe/London") -> dt.da
 
     local = dt.datetime.fromisoformat(f"{day}T{time}").replace(tzinfo=ZoneInfo(zone))
     return local.astimezone(dt.UTC)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A :class:`World` in the test's temporary dir, closed after the test (the ``world``
+    fixture of tests/transfer and tests/cli)."""
+    w = World(tmp_path)
+    yield w
+    w.close()
