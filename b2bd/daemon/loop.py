@@ -649,7 +649,8 @@ def _close_interrupted_runs(journal: Journal, state: State) -> None:
             outcomes.append("failed")
         outcome = outcome_of(outcomes)
         journal.append("run-finished", run=run.run, task=run.task, outcome=outcome)
-        log.warning("run-interrupted", run=run.run, outcome=outcome)
+        level = log.error if outcome == "failed" else log.warning  # a failed run is an error
+        level("run-interrupted", run=run.run, outcome=outcome)
 
 
 def _in_force_digests(config: Config, old: Config | None) -> dict[str, str]:

@@ -166,3 +166,28 @@ def test_a_run_cut_short_by_the_grace_period_is_an_error(
     assert finished == [(3, "failed")]
     failed = [p for p, e in logged if e["event"] == "transfer-failed"]
     assert failed == [3]
+
+
+def test_a_run_closed_as_failed_at_start_is_an_error(
+    deployment: Deployment, notify_socket: NotifySocket
+) -> None:
+    """A run the previous daemon never finished (it was killed) and none of whose transfers
+    ended: closed at start as failed, logged at error (a failed run is an error, DESIGN 8)."""
+    import datetime as dt
+
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    with Journal.open(deployment.state) as journal:
+        journal.append("run-started", run="t/20261201T060000Z", task="t",
+                       slot=dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC),
+                       bases=["8814001"])  # fmt: skip
+    stream = FakeJournalStream()
+    proc = start_daemon(deployment, notify_socket, env=stream.env, stdout=stream.write_fd)
+    try:
+        notify_socket.wait_for("READY=1")
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    logged = entries(stream.close())
+    closed = [(p, e["outcome"]) for p, e in logged if e["event"] == "run-interrupted"]
+    assert closed == [(3, "failed")]
