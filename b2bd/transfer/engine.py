@@ -126,6 +126,16 @@ class RunContext:
     as_of: bool = False  # day was given (trigger --as-of), not the slot's local date
 
 
+@dataclass(frozen=True)
+class InForce:
+    """The config and the settings a transfer works with: one value, so that
+    :meth:`Engine.reconfigure` swaps both at once and a worker thread never sees a new config
+    with the old settings (or the reverse)."""
+
+    config: Config
+    settings: Settings
+
+
 def backoff_delays(retries: int, backoff: dt.timedelta) -> list[float]:
     """Seconds to wait before retry 1..retries: ``backoff * 2**(n-1)``."""
     base = backoff.total_seconds()
@@ -152,8 +162,7 @@ class Engine:
     ) -> None:
         if config.settings is None:
             raise ValueError("the engine needs usable settings (b2bd.yaml)")
-        self.config = config
-        self.settings: Settings = config.settings
+        self._in_force = InForce(config, config.settings)
         self.journal = journal
         self.keyer = keyer
         self.clock = clock
@@ -179,8 +188,22 @@ class Engine:
     def reconfigure(self, config: Config) -> None:
         """Work with ``config`` from now on (the daemon applied it): its tasks, bases and
         settings. A config without settings (it cannot carry a rejected b2bd.yaml's: a reload
-        keeps the last good ones) leaves the engine's in force."""
-        self.config, self.settings = config, config.settings or self.settings
+        keeps the last good ones) leaves the engine's in force. One assignment: a transfer
+        attempt reads :attr:`in_force` once and works with that pair throughout."""
+        self._in_force = InForce(config, config.settings or self._in_force.settings)
+
+    @property
+    def in_force(self) -> InForce:
+        """The config and settings in force now (read once per transfer attempt)."""
+        return self._in_force
+
+    @property
+    def config(self) -> Config:
+        return self._in_force.config
+
+    @property
+    def settings(self) -> Settings:
+        return self._in_force.settings
 
     # -- pool ------------------------------------------------------------------------------
 
@@ -331,11 +354,12 @@ class Engine:
     def _holds_delivery(self, task: Task, base_id: str, name: str) -> bool:
         """Whether the base's delivery folder for ``task`` has a delivery called ``name`` (a
         folder that cannot be opened holds none: that transfer fails on its own)."""
-        base = self.config.bases.get(base_id)
+        in_force = self._in_force
+        base = in_force.config.bases.get(base_id)
         if base is None:
             return False
         try:
-            root, below = self._delivery_folder(task, base)
+            root, below = self._delivery_folder(task, base, in_force.settings)
             with Folder.open(root) as top, top.descend(*below) as folder:
                 return folder.exists(f"{name}.jsonl") or folder.exists(f"{name}.manifest.json")
         except (TransferFailure, OSError):
@@ -382,7 +406,7 @@ class Engine:
         task = context.task
         notify = on_progress or _ignore
         notify(Progress(context.run, base_id, "started"))
-        guard = self.guard(task, base_id)
+        guard = self.guard(task, base_id, in_force=self._in_force)
         if guard.outcome != "run":
             if guard.outcome == "skipped":
                 result = self.skip_transfer(context, base_id, str(guard.reason), guard.message)
@@ -462,14 +486,15 @@ class Engine:
         self, context: RunContext, base_id: str, attempt: int, notify: OnProgress
     ) -> TransferResult:
         task = context.task
-        base = self.config.bases[base_id]
+        in_force = self._in_force  # once: this attempt's config and settings agree throughout
+        base, settings = in_force.config.bases[base_id], in_force.settings
         query = build_query(
             task,
             base_id,
             context.day,
             watermark=self.watermark(task.id, base_id),
             leavers=self.leavers(base_id) if task.direction == "from-school" else frozenset(),
-            year_start=self.settings.academic_year_start,
+            year_start=settings.academic_year_start,
             members=self.members(task.id, base_id),
         )
         timeout = task.policy.timeout
@@ -482,9 +507,9 @@ class Engine:
 
         source: Source | None = None
         try:
-            source, root, below = self._endpoints(task, base)
+            source, root, below = self._endpoints(task, base, settings)
             manifest = source.manifest(deadline=deadline)
-            guard = self.guard(task, base_id, manifest)
+            guard = self.guard(task, base_id, manifest, in_force=in_force)
             if guard.outcome != "run":
                 raise TransferFailure("prerequisite", guard.message)
             not_after = future_horizon(manifest.exported_at, self.clock())
@@ -578,7 +603,9 @@ class Engine:
 
     # -- endpoints and prerequisites ---------------------------------------------------------
 
-    def _endpoints(self, task: Task, base: Base) -> tuple[Source, Path, tuple[str, ...]]:
+    def _endpoints(
+        self, task: Task, base: Base, settings: Settings
+    ) -> tuple[Source, Path, tuple[str, ...]]:
         """The source to read and where the delivery goes (a configured root and the folders
         below it), per direction (DESIGN section 6): from-school reads the school, delivers to
         ``<la_store>/<base>/<task>/``; to-school reads ``<la outbound>/<base>/`` (b2bd.yaml
@@ -586,20 +613,22 @@ class Engine:
         ``<school path>/inbound/<task>/``. Nothing below a configured path is followed if it
         is a symlink."""
         endpoint = base.endpoint
-        root, below = self._delivery_folder(task, base)
+        root, below = self._delivery_folder(task, base, settings)
         if task.direction == "from-school":
-            return open_source(endpoint, base.id, self.settings), root, below
+            return open_source(endpoint, base.id, settings), root, below
         assert endpoint.path is not None
         if not endpoint.path.is_dir():
             # Never create a school's folder: a share that is not mounted would otherwise
             # receive the delivery on the local disk under its mount point.
             raise TransferFailure("unreachable", f"{endpoint.path}: no such folder")
-        return open_outbound(self.settings, base.id), root, below
+        return open_outbound(settings, base.id), root, below
 
-    def _delivery_folder(self, task: Task, base: Base) -> tuple[Path, tuple[str, ...]]:
+    def _delivery_folder(
+        self, task: Task, base: Base, settings: Settings
+    ) -> tuple[Path, tuple[str, ...]]:
         """Where a transfer of ``task`` for ``base`` delivers: a configured root and the
         folders below it (``<la_store>/<base>/<task>/``, ``<school>/inbound/<task>/``)."""
-        store = self.settings.la_store
+        store = settings.la_store
         if store.type != "directory" or store.path is None:
             raise TransferFailure("internal", f"LA store type {store.type!r} is not supported")
         if task.direction == "from-school":
@@ -611,15 +640,24 @@ class Engine:
             )
         return endpoint.path, ("inbound", task.id)
 
-    def guard(self, task: Task, base_id: str, manifest: Manifest | None = None) -> Verdict:
+    def guard(
+        self,
+        task: Task,
+        base_id: str,
+        manifest: Manifest | None = None,
+        *,
+        in_force: InForce | None = None,
+    ) -> Verdict:
         """The run-time guard (DESIGN section 5): ``task`` against the base as bases.yaml
-        registers it *now* and, given, against its live manifest, through the one check that
-        ``validate`` and ``preflight`` make (:func:`b2bd.prerequisites.unmet`). A task version
-        kept in force after a rejected edit meets the registry as it is now, not as it was."""
-        base = self.config.bases.get(base_id)
+        registers it *now* (``in_force``, default the engine's) and, given, against its live
+        manifest, through the one check that ``validate`` and ``preflight`` make
+        (:func:`b2bd.prerequisites.unmet`). A task version kept in force after a rejected edit
+        meets the registry as it is now, not as it was."""
+        in_force = in_force or self._in_force
+        base = in_force.config.bases.get(base_id)
         if base is None:
             return verdict((not_registered(base_id),))
-        return verdict(unmet(task, base, self.settings, manifest))
+        return verdict(unmet(task, base, in_force.settings, manifest))
 
     def _manifest(
         self,

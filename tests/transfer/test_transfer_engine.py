@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -18,6 +19,7 @@ from tests.support.transfer_world import (
     OTHER,
     PRIMARY,
     SECONDARY,
+    SETTINGS,
     SNAP,
     World,
     mark,
@@ -383,3 +385,25 @@ def test_runs_started_at_once_in_one_engine_are_separate_runs(world: World) -> N
     assert sorted(started) == sorted(finished) == sorted(c.run for c in contexts)
     files = deliveries(world)
     assert len(files) == 12 and all(data.count(b"\n") for data in files.values())
+
+
+def test_a_reload_gives_the_engine_its_config_and_settings_as_one(world: World) -> None:
+    """Engine.reconfigure swaps config and settings in one assignment (a transfer attempt
+    reads the pair once): after a reload that moves the LA store, the next transfer delivers to
+    the new store; a reload whose b2bd.yaml was rejected (no settings) brings its bases and
+    tasks with the settings already in force."""
+    world.export(SECONDARY, pupils=[pupil(1, "7")])
+    world.task("snap", SNAP)
+    engine = world.engine()
+    (world.config_dir / "b2bd.yaml").write_text(SETTINGS.replace("path: la}", "path: la2}"))
+    moved = world.config()
+    engine.reconfigure(moved)
+    assert engine.in_force.config is moved and engine.in_force.settings is moved.settings
+    run = engine.run(moved.tasks["snap"], slot_at(D))
+    assert run.outcome == "succeeded"
+    assert list((world.config_dir / "la2").rglob("*.jsonl"))
+    assert not world.la.exists() or not list(world.la.rglob("*.jsonl"))
+    kept = dataclasses.replace(moved, settings=None)
+    engine.reconfigure(kept)
+    assert engine.in_force.config is kept and engine.in_force.settings is moved.settings
+    assert (engine.config, engine.settings) == (kept, moved.settings)
