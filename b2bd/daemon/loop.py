@@ -510,6 +510,9 @@ class Daemon:
             return
         self._apply(config, None, first=False)
         if self.metrics is not None:
+            # The config now in force first (a removed task's series go), then the reload's
+            # count: a scrape never sees the reload counted beside series it removed.
+            self.metrics.publish(config, self.next_at)
             self.metrics.loaded(self.clock.now(), start=False, config=config)
         self._tell_listen_change(config)
         self.notifier.ready(self._status())
