@@ -8,10 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from oserrors import open_tmp
 
 from b2bd.confined import Folder
 from b2bd.faults import ConfinedError
+from tests.support.oserrors import open_tmp
 
 __all__ = ["open_tmp"]
 
@@ -150,7 +150,7 @@ def test_a_leftover_that_cannot_be_removed_is_left_and_the_write_goes_on(open_tm
     """A school that owns a sticky inbound folder can plant a file named like our temporary
     files that we may not delete: it is not ours, so it is left alone and the delivery is still
     written (it used to escape as a bare PermissionError: an `internal` failure every run)."""
-    from oserrors import run_as_nobody
+    from tests.support.oserrors import run_as_nobody
 
     folder_path = open_tmp / "inbound"
     folder_path.mkdir()

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from oserrors import chown_tree, open_tmp, run_as_nobody
 
 from b2bd.cli import main
+from tests.support.oserrors import chown_tree, open_tmp, run_as_nobody
 
 __all__ = ["open_tmp"]
 

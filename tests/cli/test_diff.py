@@ -714,7 +714,7 @@ def test_git_with_a_full_temporary_dir_names_it_and_exits_2(
 ) -> None:
     """The revision's files are written to a temporary dir ($TMPDIR): when that file system is
     full the one line says where, not just 'No space left on device'."""
-    from tests.oserrors import fill, tmpfs
+    from tests.support.oserrors import fill, tmpfs
 
     _, config = repo
     with tmpfs(tmp_path / "tmp", "64k") as small:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-from journaled import (
+from b2bd.journal.writer import Journal
+from tests.support.journaled import (
     T0,
     TASK,
     b2bd,
     journal_a_run,
     state_dir,
 )
-
-from b2bd.journal.writer import Journal
 
 
 def test_history_lists_runs_newest_first_with_per_base_outcomes(deployment, capsys):

@@ -7,15 +7,14 @@ import os
 import subprocess
 import sys
 
-from journaled import (
+from b2bd.journal.reader import JOURNAL_DIR
+from b2bd.journal.writer import Journal
+from tests.support.journaled import (
     EXAMPLE,
     b2bd,
     journal_a_run,
     state_dir,
 )
-
-from b2bd.journal.reader import JOURNAL_DIR
-from b2bd.journal.writer import Journal
 
 
 def test_verify_without_a_journal_is_fine(deployment, capsys):

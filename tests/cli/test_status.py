@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from journaled import (
+
+from b2bd.journal.reader import JOURNAL_DIR
+from b2bd.journal.writer import Journal
+from tests.support.journaled import (
     ALL_BASES,
     TASK,
     b2bd,
@@ -13,9 +16,6 @@ from journaled import (
     journal_outcomes,
     state_dir,
 )
-
-from b2bd.journal.reader import JOURNAL_DIR
-from b2bd.journal.writer import Journal
 
 
 def test_status_shows_last_run_failing_bases_and_config_problems(deployment, capsys):

@@ -12,13 +12,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from oserrors import chown_tree, fill, open_tmp, root_owned_segment, run_as_nobody, tmpfs
 
 from b2bd.cli import main
 from b2bd.journal.reader import scan_journal
 from b2bd.journal.writer import Journal
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
 from tests.support.deployment import Deployment
+from tests.support.oserrors import (
+    chown_tree,
+    fill,
+    open_tmp,
+    root_owned_segment,
+    run_as_nobody,
+    tmpfs,
+)
 
 __all__ = ["open_tmp"]
 

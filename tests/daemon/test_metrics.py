@@ -20,10 +20,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from b2bd.journal.reader import read_journal
-from tests.oserrors import fill, tmpfs
 from tests.support.config_dir import b2bd_yaml
 from tests.support.daemon import NotifySocket, start_daemon, stop_daemon
 from tests.support.deployment import BASE, Deployment
+from tests.support.oserrors import fill, tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "deploy" / "monitoring"

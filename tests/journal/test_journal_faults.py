@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from oserrors import NOBODY, chown_tree, fill, tmpfs
 
 from b2bd.journal.reader import HISTORY_FILE, JOURNAL_DIR, read_state
 from b2bd.journal.writer import Journal
 from tests.support.config_dir import b2bd_yaml
+from tests.support.oserrors import NOBODY, chown_tree, fill, tmpfs
 
 T0 = "2026-11-02T06:00:00Z"
 

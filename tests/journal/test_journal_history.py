@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oserrors import fill, tmpfs
 from test_journal_state import RECORD, T0, records
 
 from b2bd.cli import main
@@ -27,6 +26,7 @@ from b2bd.journal.reader import HISTORY_FILE, JOURNAL_DIR, read_journal
 from b2bd.journal.writer import Journal
 from b2bd.report import history_report
 from tests.support.clocks import StepClock
+from tests.support.oserrors import fill, tmpfs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config"
 TASK = "daily-changed-data"

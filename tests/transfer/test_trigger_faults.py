@@ -10,12 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oserrors import NOBODY, chown_tree, fill, open_tmp, root_owned_segment, run_as_nobody, tmpfs
-
 from b2bd.cli import main
 from b2bd.journal.keys import PupilKeyer
 from b2bd.journal.reader import read_journal, scan_journal
 from b2bd.journal.writer import Journal
+from tests.support.oserrors import (
+    NOBODY,
+    chown_tree,
+    fill,
+    open_tmp,
+    root_owned_segment,
+    run_as_nobody,
+    tmpfs,
+)
 from tests.support.transfer_world import SECONDARY, World, pupil, slot_at
 
 __all__ = ["open_tmp"]
