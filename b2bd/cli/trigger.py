@@ -165,14 +165,27 @@ def trigger_here(
         keyer = checked_keyer(settings.state_dir, state)
         with Engine(config, journal, keyer, state=state) as engine:
             slot = utc_now().replace(microsecond=0)
-            result = engine.run(
-                task,
-                slot,
-                manual=True,
-                bases=bases,
-                as_of=as_of,
-                on_progress=display.update if display else None,
-            )
+            try:
+                result = engine.run(
+                    task,
+                    slot,
+                    manual=True,
+                    bases=bases,
+                    as_of=as_of,
+                    on_progress=display.update if display else None,
+                )
+            except KeyboardInterrupt:
+                # Leaving the Engine waits for the transfers still running (a stuck share can
+                # hold one for long): say so, and start no retry meanwhile.
+                engine.stop.set()
+                print(
+                    "b2bd: interrupted: waiting for the transfers running now to end (Ctrl-C "
+                    "again to leave them); the run stays unfinished in the journal and the "
+                    "daemon's next start closes it as interrupted",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raise
     except JournalFailed as exc:
         raise UsageError(
             f"{exc}; the run is unfinished in the journal (deliveries already written stay, and "

@@ -157,3 +157,46 @@ def test_a_journal_folder_replaced_by_a_file_is_not_an_empty_journal(
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     (line,) = proc.stderr.splitlines()
     assert str(journal) in line and "Not a directory" in line
+
+
+def test_ctrl_c_during_a_trigger_stuck_on_a_share_says_what_it_waits_for(tmp_path: Path) -> None:
+    """`b2bd trigger` without a daemon, its transfer stuck reading a school's share: Ctrl-C
+    cannot interrupt that read, so the command says it waits for it (it used to wait
+    silently); a second Ctrl-C leaves, exit 130, no traceback."""
+    import select
+    import signal
+
+    from tests.support.deployment import Deployment
+    from tests.support.slow_school import WAITING, reader_waiting
+
+    d = Deployment(tmp_path)
+    folder = d.add_school("8814001", slow=True)
+    d.add_task("t", "8814001")
+    slow_main = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from tests.support.slow_school import install_slow_schools; install_slow_schools(); "
+        "from b2bd.__main__ import main; sys.exit(main())"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", slow_main, str(REPO), "--config", str(d.config), "trigger", "t"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        reader_waiting(folder, 30)
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        said, _, _ = select.select([proc.stderr], [], [], 30)
+        assert said, "nothing said after Ctrl-C"
+        line = proc.stderr.readline()  # said at once, while the read is still stuck
+        assert line.startswith("b2bd: interrupted: waiting for the transfers running now")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        (folder / WAITING).unlink(missing_ok=True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert rest == ""
