@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from b2bd.cli import UsageError
+from b2bd.cli import EXIT_USAGE, UsageError
 from b2bd.config.model import Settings
 from b2bd.daemon.protocol import (
     MAX_RESPONSE,
@@ -34,6 +34,16 @@ from b2bd.daemon.protocol import (
 
 CONNECT_TIMEOUT = 5.0
 ANSWER_TIMEOUT = 60.0  # for the first answer line; a running trigger then streams as it goes
+
+
+EXIT_DAMAGED = 1  # README's exit codes: a damaged journal
+
+
+def error_exit(code: str) -> int:
+    """The exit code for the daemon's final ``error`` line ``code``, as README's table has it:
+    1 for a damaged journal; 2 for the rest (``io-error``, ``internal``, ``starting``,
+    ``bad-request``...: an I/O or usage error, as the same fault without a daemon)."""
+    return EXIT_DAMAGED if code == "damaged" else EXIT_USAGE
 
 
 class DaemonError(Exception):

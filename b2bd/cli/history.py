@@ -2,7 +2,8 @@
 
 Asked of the running daemon through its control socket when there is one; without one, read
 from the journal (and the compactions' history) in the state dir. Exit codes: 0 fine, 1 the
-journal is damaged, 2 usage (a task neither in the config nor in the journal). Times are shown
+journal is damaged, 2 usage or I/O (a task neither in the config nor in the journal; a daemon
+answering with an I/O error). Times are shown
 in UTC (``...Z``); ``--format json`` prints the same facts for scripts.
 """
 
@@ -14,9 +15,9 @@ import sys
 from typing import Any
 
 from b2bd.cli import UsageError, did_you_mean
-from b2bd.cli.client import DaemonError, find_daemon
+from b2bd.cli.client import DaemonError, error_exit, find_daemon
 from b2bd.cli.configdir import with_settings
-from b2bd.cli.journal import EXIT_DAMAGED, EXIT_OK, damaged, records
+from b2bd.cli.journal import EXIT_OK, damaged, records
 from b2bd.config.model import Config
 from b2bd.journal.reader import JournalDamaged
 from b2bd.report import history_report
@@ -56,7 +57,7 @@ def run_history_command(args: argparse.Namespace) -> int:
         if exc.code == "unknown-task":
             raise UsageError(unknown_task(args.task, config)) from None
         print(f"b2bd: {exc.message}", file=sys.stderr)
-        return EXIT_DAMAGED
+        return error_exit(exc.code)
     if args.task and not runs and args.task not in config.tasks:
         raise UsageError(unknown_task(args.task, config))
     print_history(runs, args.task, args.format)

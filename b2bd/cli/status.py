@@ -3,7 +3,8 @@
 Asked of the running daemon through its control socket when there is one (it also knows what
 is running now); without one, replayed from the journal in the state dir. What is reported is
 :func:`b2bd.report.status_report`. Exit codes: 0 fine, 1 something needs attention (see
-:mod:`b2bd.report`) or the journal is damaged, 2 usage. Times are shown in UTC (``...Z``);
+:mod:`b2bd.report`) or the journal is damaged, 2 usage or I/O (also when the daemon answers
+with such an error). Times are shown in UTC (``...Z``);
 ``--format json`` prints the same facts for scripts.
 """
 
@@ -14,9 +15,9 @@ import json
 import sys
 from typing import Any
 
-from b2bd.cli.client import DaemonError, find_daemon
+from b2bd.cli.client import DaemonError, error_exit, find_daemon
 from b2bd.cli.configdir import with_settings
-from b2bd.cli.journal import EXIT_DAMAGED, damaged, has_journal
+from b2bd.cli.journal import damaged, has_journal
 from b2bd.clock import utc_now
 from b2bd.journal.reader import JournalDamaged, read_state
 from b2bd.journal.state import State
@@ -37,7 +38,7 @@ def run_status(args: argparse.Namespace) -> int:
             report = link.ask("status")
         except DaemonError as exc:
             print(f"b2bd: {exc.message}", file=sys.stderr)
-            return EXIT_DAMAGED
+            return error_exit(exc.code)
         print_status(report, args.format)
         return status_exit(report)
     now = utc_now()

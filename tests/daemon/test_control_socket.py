@@ -786,3 +786,26 @@ def test_compact_while_a_transfer_runs_keeps_that_run_whole(
     again = running(deployment, notify_socket, daemons)
     code, out = stop_daemon(again)
     assert code == 0 and "run-interrupted" not in out, out
+
+
+def test_status_and_history_exit_2_when_the_daemon_cannot_read_its_journal(
+    deployment, notify_socket, daemons
+) -> None:
+    """README's exit codes: 1 is a task needing attention or a damaged journal; a daemon that
+    answers with an I/O or internal error is exit 2, as the same fault without a daemon."""
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    proc = running(deployment, notify_socket, daemons)
+    assert cli(deployment, "trigger", "t").returncode == 0
+    (segment,) = (deployment.state / "journal").glob("*.log")
+    aside = segment.with_name(segment.name + ".aside")
+    segment.rename(aside)
+    segment.mkdir()  # the daemon's read of its segment fails: EISDIR, not damage
+    for command in ("status", "history"):
+        result = cli(deployment, command)
+        assert result.returncode == 2, (command, result.returncode, result.stderr)
+        assert result.stderr.startswith("b2bd: ") and "Traceback" not in result.stderr
+    segment.rmdir()
+    aside.rename(segment)
+    assert cli(deployment, "status").returncode == 0
+    assert stop_daemon(proc)[0] == 0
