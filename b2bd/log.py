@@ -10,10 +10,15 @@ its device and inode, sd-daemon(3)), each line starts with the syslog priority o
 (``SyslogLevelPrefix=yes``, the default). So ``journalctl -u b2bd -p warning`` shows warnings
 and errors only, and the message stays one JSON object (``journalctl -o cat | jq``). A pipe or a
 file someone redirected stdout to gets plain JSON lines.
+
+A stdout that can no longer be written (journald gone, a pipe whose reader closed, a full disk
+under a redirect) costs the logs, not the daemon: :class:`LogOutput` says so once on stderr and
+drops every log line from then on, never Python's ``--- Logging error ---`` traceback per line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -61,6 +66,41 @@ def journal_stream(stream: TextIO, environ: Mapping[str, str] | None = None) -> 
 Renderer = Callable[[Any, str, Any], str]
 
 
+class LogOutput(logging.StreamHandler[TextIO]):
+    """The log lines' handler: a :class:`logging.StreamHandler` that, once a write fails with
+    an ``OSError``, says so in one line on stderr (if stderr still takes it) and drops every
+    line after. The stream's descriptor is pointed at /dev/null, so what is still buffered and
+    the interpreter's final flush do not fail again."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.lost = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.lost:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self.lost = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.stream.fileno())
+            finally:
+                os.close(devnull)
+        with contextlib.suppress(Exception):
+            print(
+                f"b2bd: cannot write to stdout ({exc.strerror or exc}): log lines are lost from "
+                "now on; the daemon carries on (restart it to have logs again)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def with_priority(render: Renderer) -> Renderer:
     """``render``'s line prefixed with the sd-daemon priority of the event's level."""
 
@@ -95,7 +135,7 @@ def configure(
         foreign_pre_chain=_SHARED,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(stream)
+    handler = LogOutput(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -191,3 +193,39 @@ def test_a_run_closed_as_failed_at_start_is_an_error(
     logged = entries(stream.close())
     closed = [(p, e["outcome"]) for p, e in logged if e["event"] == "run-interrupted"]
     assert closed == [(3, "failed")]
+
+
+def test_a_stdout_nobody_reads_any_more_costs_the_logs_but_not_the_daemon(
+    deployment: Deployment, notify_socket: NotifySocket, tmp_path: Path
+) -> None:
+    """journald restarted or gone: the daemon's stdout is a pipe whose reader has closed, so
+    every log line fails (EPIPE). The daemon says so once on stderr, drops its log lines and
+    goes on delivering and answering; never a traceback per line."""
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    read_fd, write_fd = os.pipe()
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        proc = start_daemon(deployment, notify_socket, stdout=write_fd, stderr=err.fileno())
+    os.close(write_fd)
+    try:
+        notify_socket.wait_for("READY=1")
+        os.close(read_fd)
+        command = [sys.executable, "-m", "b2bd", "--config", str(deployment.config)]
+        env = {k: v for k, v in os.environ.items() if k != "RUNTIME_DIRECTORY"}
+        trigger = subprocess.run([*command, "trigger", "t", "--format", "json"],
+                                 capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        assert trigger.returncode == 0, trigger.stderr
+        summary = json.loads(trigger.stdout)
+        assert Path(summary["transfers"][0]["delivery"]).is_file()
+        status = subprocess.run([*command, "status"], capture_output=True, text=True,
+                                timeout=60, env=env)  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert f"daemon: running, pid {proc.pid}" in status.stdout
+    finally:
+        code, _ = stop_daemon(proc)
+    assert code == 0
+    said = stderr.read_text()
+    assert "Traceback" not in said and "Logging error" not in said, said
+    (line,) = said.splitlines()
+    assert "log lines are lost" in line and "stdout" in line, line

@@ -113,12 +113,13 @@ def start_daemon(
     slow: bool = False,
     stdout: int = subprocess.PIPE,
     cwd: Path | None = None,
+    stderr: int = subprocess.STDOUT,
 ) -> subprocess.Popen[str]:
     """``b2bd --config DIR run ARGS`` as a subprocess (DIR: ``deployment``'s config dir, or the
-    path given), its stderr with its stdout, in this environment updated with ``env``. With
-    ``notify``, that socket is its NOTIFY_SOCKET (else it has none); a watchdog of the caller's
-    own is never passed on (one given in ``env`` is). With ``slow``, folders holding ``.slow``
-    answer through :class:`tests.support.slow_school.SlowSchool`."""
+    path given), its stderr with its stdout unless ``stderr`` is given, in this environment
+    updated with ``env``. With ``notify``, that socket is its NOTIFY_SOCKET (else it has none);
+    a watchdog of the caller's own is never passed on (one given in ``env`` is). With ``slow``,
+    folders holding ``.slow`` answer through :class:`tests.support.slow_school.SlowSchool`."""
     config = deployment if isinstance(deployment, Path) else deployment.config
     inherited = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
     environ = {k: v for k, v in os.environ.items() if k not in inherited}
@@ -130,7 +131,7 @@ def start_daemon(
     return subprocess.Popen(
         [sys.executable, *launch, "--config", str(config), "run", *args],
         stdout=stdout,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
         env=environ,
         cwd=cwd,
