@@ -7,7 +7,9 @@ state dir is another deployment's, and a process of another user than root, ours
 dir's owner is no daemon of ours (it is sent nothing): either way the search goes on. A socket
 the caller may not use, a refusal, or a daemon that does not greet in time is a
 :class:`~b2bd.cli.UsageError`: there is a daemon, and quietly working on its journal behind its
-back is not an option.
+back is not an option. A place the caller may not look into (an operator in the group b2bd
+cannot enter the 0700 state dir, where the socket is without systemd) does not end the search:
+the next place (systemd's /run/b2bd) may answer; only when none does is it that error.
 """
 
 from __future__ import annotations
@@ -113,14 +115,27 @@ class DaemonLink:
 def find_daemon(settings: Settings) -> DaemonLink | None:
     """A greeted connection to the daemon serving ``settings.state_dir``, or None when none is
     running (see the module docstring)."""
+    denied: UsageError | None = None
     for path in client_sockets(settings):
-        link = _connect(path, settings.state_dir)
+        try:
+            link = _connect(path, settings.state_dir)
+        except SocketDenied as exc:
+            # A place this user may not look into (an operator in the group b2bd and the
+            # state dir, 0700, where the socket would be without systemd): try the others.
+            denied = denied or exc
+            continue
         if link is None:
             continue
         if _same_dir(link.hello.get("state_dir"), settings.state_dir):
             return link
         link.close()
+    if denied is not None:
+        raise denied  # a daemon may listen where we may not look: never act as if none did
     return None
+
+
+class SocketDenied(UsageError):
+    """Connecting to a candidate socket was refused by the file system (EACCES)."""
 
 
 def _connect(path: Path, state_dir: Path) -> DaemonLink | None:
@@ -135,7 +150,7 @@ def _connect(path: Path, state_dir: Path) -> DaemonLink | None:
         return None  # no daemon here (or a crashed one's socket file)
     except PermissionError:
         sock.close()
-        raise UsageError(
+        raise SocketDenied(
             f"cannot use the daemon's control socket {path}: permission denied (it serves "
             "root, the daemon's user and members of its group)"
         ) from None

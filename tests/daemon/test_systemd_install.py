@@ -456,6 +456,96 @@ def test_an_unreadable_pupil_key_is_exit_1_once(installed) -> None:
              "systemctl start b2bd")  # fmt: skip
 
 
+def block_commands(name: str) -> list[str]:
+    """README's block ``name`` as commands, one per line as written there (comment and all)."""
+    return [line for line in readme_block(name).splitlines() if line.strip()]
+
+
+def test_an_operator_in_the_group_b2bd_uses_the_running_service(installed) -> None:
+    """README's operator block, typed line by line: alice (created here, as an LA would) joins
+    the group, and her `status` and `trigger` go through the control socket to the service."""
+    c, _ = installed
+    c.ok("useradd -m -s /bin/sh alice")
+    assert c.sh("runuser -u alice -- b2bd status").returncode != 0  # not yet in the group
+    pid = c.show("MainPID")["MainPID"]
+    out: dict[str, str] = {}
+    for line in block_commands("operator"):
+        done = c.sh(f"cd {SRC} && {line}")
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+        out[line.split("#")[0].strip()] = done.stdout
+    assert f"daemon: running, pid {pid}" in out["runuser -u alice -- b2bd status"]
+    (trigger,) = [o for cmd, o in out.items() if " trigger " in cmd]
+    assert trigger.startswith("run daily-changed-data/manual-") and " succeeded " in trigger
+    run = trigger.split()[1].rstrip(":")
+    # The run happened in the service (its journal, as b2bd), not in a process of alice's.
+    started = c.ok("b2bd --config /etc/b2bd journal cat --type run-started")
+    assert sum(json.loads(line)["run"] == run for line in started.splitlines()) == 1
+    owners = c.ok("find /var/lib/b2bd /var/spool/b2bd -user alice").strip()
+    assert owners == "", owners
+    assert c.show("MainPID")["MainPID"] == pid
+
+
+BASES = "/etc/b2bd/bases.yaml"
+MOVED = ("path: /srv/b2b/schools/8814001}", "path: /mnt/schools/8814001}")
+
+
+def test_a_drop_in_adds_a_schools_path_and_memory_limits(installed) -> None:
+    """README's drop-in block, typed verbatim with base 8814001 mounted under /mnt/schools:
+    the unit shows the settings, and a to-school run writes the moved school's inbound/ (which
+    ProtectSystem=strict would refuse without the drop-in's ReadWritePaths=)."""
+    c, _ = installed
+    c.ok("mkdir -p /mnt/schools && cp -a /srv/b2b/schools/8814001 /mnt/schools/ && "
+         "find /mnt/schools/8814001/inbound -type f -delete && "
+         f"sed -i 's#{MOVED[0]}#{MOVED[1]}#' {BASES}"
+         f" && grep -qF '{MOVED[1]}' {BASES}")  # fmt: skip
+    try:
+        done = c.sh(f"cd {SRC} && set -eu\n{readme_block('dropin')}")
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+        props = c.show("ActiveState", "ReadWritePaths", "MemoryHigh", "MemoryMax")
+        assert props["ActiveState"] == "active", props
+        assert "-/mnt/schools" in props["ReadWritePaths"].split(), props
+        assert props["MemoryHigh"] == str(960 << 20) and props["MemoryMax"] == str(1200 << 20)
+        assert "MemoryMax=1258291200" in done.stdout  # what the block's last line shows
+        c.wait("test -S /run/b2bd/b2bd.sock", "the restarted service's control socket")
+        result = json.loads(c.ok("b2bd trigger to-school-changes --format json"))
+        assert result["outcome"] == "succeeded", result
+        files = c.ok("find /mnt/schools/8814001/inbound -type f -printf '%u:%g %m %p\\n'")
+        lines = files.splitlines()
+        assert lines and all(f.startswith("b2bd:b2bd 640 ") for f in lines), files
+    finally:
+        c.ok(f"sed -i 's#{MOVED[1]}#{MOVED[0]}#' {BASES}")
+
+
+def test_a_template_instance_runs_beside_the_service(installed) -> None:
+    """README's b2bd@ block, typed verbatim: b2bd@essex runs as b2bd with its own config,
+    journal and control socket, and delivers into its own LA store."""
+    c, _ = installed
+    done = c.sh(f"cd {SRC} && set -eu\n{readme_block('instance')}")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    out = c.ok("systemctl show b2bd@essex -p ActiveState,MainPID,NRestarts")
+    props = dict(line.split("=", 1) for line in out.splitlines())
+    assert props["ActiveState"] == "active" and props["NRestarts"] == "0", props
+    uid = c.ok("id -u b2bd").strip()
+    status = c.ok(f"cat /proc/{props['MainPID']}/status")
+    assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s", status, re.M), status
+    assert f"daemon: running, pid {props['MainPID']}" in done.stdout
+    c.ok("test -S /run/b2bd/essex/b2bd.sock")
+    result = json.loads(
+        c.ok("b2bd --config /etc/b2bd/essex trigger daily-changed-data --format json")
+    )
+    assert result["outcome"] == "succeeded", result
+    journal = c.ok("runuser -u b2bd -- b2bd --config /etc/b2bd/essex journal cat --type "
+                   "run-started")  # fmt: skip
+    assert any(json.loads(line)["run"] == result["run"] for line in journal.splitlines())
+    c.ok("find /var/lib/b2bd/essex -user b2bd | grep -q .")
+    files = c.ok("find /var/spool/b2bd/essex/88* -name '*.jsonl' -printf '%u:%g %m %p\\n'")
+    lines = files.splitlines()
+    assert lines and all(f.startswith("b2bd:b2bd 640 ") for f in lines), files
+    # ...and the main service is unaffected by an instance's config dir inside /etc/b2bd.
+    assert c.show("ActiveState")["ActiveState"] == "active"
+    c.ok("systemctl stop b2bd@essex")
+
+
 def test_systemctl_stop_is_clean(installed) -> None:
     c, _ = installed
     assert c.show("ActiveState")["ActiveState"] == "active"
