@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.wonde_emulator import EmulatedSchool, WondeEmulator
 
 pytestmark = pytest.mark.nspawn
 
@@ -544,6 +547,47 @@ def test_a_template_instance_runs_beside_the_service(installed) -> None:
     # ...and the main service is unaffected by an instance's config dir inside /etc/b2bd.
     assert c.show("ActiveState")["ActiveState"] == "active"
     c.ok("systemctl stop b2bd@essex")
+
+
+WONDE_BASE = "8813003"
+DIRECTORY_ENDPOINT = f"endpoint: {{type: directory, path: /srv/b2b/schools/{WONDE_BASE}}}"
+
+
+def test_a_wonde_token_from_the_credential_store_reaches_the_api_and_nothing_else(
+    installed,
+) -> None:
+    """README's credential block, typed verbatim with base 8813003 read through the Wonde
+    emulator (on the host's loopback, which the container shares): the token file is root's,
+    the service gets it through LoadCredential=, the API sees it, no output or file has it."""
+    c, _ = installed
+    token = secrets.token_hex(16)
+    school = EmulatedSchool.from_export(REPO / "examples" / "schools" / WONDE_BASE)
+    with WondeEmulator([school], {token: None}) as api:
+        wonde = (f"endpoint: {{type: wonde, school_id: {school.school_id}, "
+                 f"token: {{credential: wonde}}, url: \"{api.url}\"}}")  # fmt: skip
+        c.ok(f"printf '%s\\n' {token} > {SRC}/wonde.token && "
+             f"sed -i 's#{DIRECTORY_ENDPOINT}#{wonde}#' {BASES} && "
+             f"grep -qF '{wonde}' {BASES}")  # fmt: skip
+        try:
+            done = c.sh(f"cd {SRC} && set -eu\n{readme_block('credential')}")
+            assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+            assert c.ok("stat -c '%U %a' /etc/credstore /etc/credstore/wonde").split("\n")[:2] == [
+                "root 700",
+                "root 600",
+            ]
+            assert c.sh("runuser -u b2bd -- cat /etc/credstore/wonde").returncode != 0
+            c.wait("test -S /run/b2bd/b2bd.sock", "the restarted service's control socket")
+            out = c.ok(f"b2bd trigger weekly-unauthorised-absence --base {WONDE_BASE} "
+                       "--format json")  # fmt: skip
+            result = json.loads(out)
+            assert result["outcome"] == "succeeded", result
+            assert any("/students" in path for path in api.paths())  # read through the API
+            seen = c.ok("journalctl -b --no-pager -o cat; b2bd status; b2bd history; "
+                        f"grep -rl {token} /var/lib/b2bd /var/spool/b2bd /etc/b2bd "
+                        "|| true")  # fmt: skip
+            assert token not in seen and token not in out + done.stdout + done.stderr
+        finally:
+            c.ok(f"sed -i 's#{wonde}#{DIRECTORY_ENDPOINT}#' {BASES}")
 
 
 def test_systemctl_stop_is_clean(installed) -> None:
