@@ -9,6 +9,10 @@ journal"``) and, where the exception carries none (``os.write`` on a descriptor)
 :class:`ConfinedError`, the error of :mod:`b2bd.confined`'s file access (a path, a fixed phrase
 and a :data:`Kind`), is defined here, beside the wording of every other fault: explaining one
 needs no I/O module.
+
+:func:`shown` is how a value the user gave (a task or base id that is not there) appears in such
+a line: cut short, so a mistyped or hostile 100,000-character id does not flood a terminal or a
+job log.
 """
 
 from __future__ import annotations
@@ -16,6 +20,14 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 from typing import Literal
+
+SHOWN_CHARS = 64
+
+
+def shown(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as echoed in a message: its first ``limit`` characters and "…" when longer."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
 
 Kind = Literal["missing", "not-ours", "denied", "read-only", "full", "unreachable", "failed"]
 KINDS: dict[Kind, str] = {

@@ -19,6 +19,7 @@ from b2bd.cli.client import DaemonError, error_exit, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.cli.journal import EXIT_OK, damaged, records
 from b2bd.config.model import Config
+from b2bd.faults import shown
 from b2bd.journal.reader import JournalDamaged
 from b2bd.report import history_report
 
@@ -68,7 +69,7 @@ def unknown_task(task: str, config: Config) -> str:
     """The message for a task id that is neither in the config nor in the journal."""
     hint = did_you_mean(task, list(config.tasks))
     known = ", ".join(sorted(config.tasks)) or "none"
-    return f"no task {task!r} in the config or the journal{hint} (tasks: {known})"
+    return f"no task {shown(task)!r} in the config or the journal{hint} (tasks: {known})"
 
 
 def print_history(runs: list[dict[str, Any]], task: str | None, fmt: str) -> None:

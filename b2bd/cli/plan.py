@@ -22,6 +22,7 @@ from b2bd.cli import SHARD_HELP, UsageError, shard_option
 from b2bd.cli.configdir import load, shard_problem
 from b2bd.clock import utc_now
 from b2bd.config.model import DEFAULT_TIMEZONE
+from b2bd.faults import shown
 from b2bd.plan import Plan, make_plan
 from b2bd.schedule import local_to_utc
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task is not None:
         tasks = [t for t in tasks if t.id == args.task]
         if not tasks:
-            raise UsageError(f"no valid task {args.task!r} in {args.config}")
+            raise UsageError(f"no valid task {shown(args.task)!r} in {args.config}")
     count = args.count if args.count is not None or until is not None else DEFAULT_COUNT
     shard = config.settings.shard if config.settings else args.shard
     plan = make_plan(tasks, start, until, count, shard)

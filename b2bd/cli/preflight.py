@@ -12,6 +12,7 @@ from b2bd.cli import UsageError
 from b2bd.cli.configdir import load
 from b2bd.config.load import BASES_FILE, SETTINGS_FILE
 from b2bd.config.model import Base, Config, Task
+from b2bd.faults import shown
 from b2bd.preflight import check_base, check_la
 from b2bd.readiness import BaseReport, Check, LaReport, overall
 
@@ -74,7 +75,7 @@ def _task(config: Config, task_id: str) -> Task:
     if task is None:
         known = ", ".join(sorted(config.tasks)) or "none"
         raise UsageError(
-            f"no valid task {task_id!r} in {config.root} (valid tasks: {known}; an invalid "
+            f"no valid task {shown(task_id)!r} in {config.root} (valid tasks: {known}; an invalid "
             "task file is reported by `b2bd validate`)"
         )
     return task

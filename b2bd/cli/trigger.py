@@ -33,6 +33,7 @@ from b2bd.cli.configdir import load, unusable
 from b2bd.clock import utc_now
 from b2bd.config.load import TASKS_DIR
 from b2bd.config.model import Config, Settings, Task
+from b2bd.faults import shown
 from b2bd.journal.keys import KeyFileError, PupilKeyer, open_keyer
 from b2bd.journal.reader import JournalError, repair_message
 from b2bd.journal.state import State
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         task, bases = check_request(config, request, now=utc_now())
     except TriggerRefused as refused:
         if refused.code == "unknown-task" and (why := why_not_valid(config, request.task)):
-            raise UsageError(f"no valid task {request.task!r}: {why}") from None
+            raise UsageError(f"no valid task {shown(request.task)!r}: {why}") from None
         hint = (
             did_you_mean(request.task, list(config.tasks)) if refused.code == "unknown-task" else ""
         )

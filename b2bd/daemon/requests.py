@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from b2bd import __version__
 from b2bd.daemon.control import Handler, Reply
 from b2bd.daemon.protocol import PROTOCOL
-from b2bd.faults import explain
+from b2bd.faults import explain, shown
 from b2bd.journal.reader import JournalDamaged, JournalError
 from b2bd.journal.writer import JournalFailed
 from b2bd.log import get_logger
@@ -144,7 +144,7 @@ class ControlRequests:
             return
         config = self.daemon.config
         if task and not runs and (config is None or task not in config.tasks):
-            reply.error("unknown-task", f"no task {task!r} in the config or the journal")
+            reply.error("unknown-task", f"no task {shown(task)!r} in the config or the journal")
             return
         reply.result(runs)
 

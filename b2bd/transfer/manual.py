@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from b2bd.config.model import Config, Task
+from b2bd.faults import shown
 from b2bd.shard import shard_of
 from b2bd.transfer.results import Progress, RunResult, TransferResult
 
@@ -91,7 +92,7 @@ def check_request(
         known = ", ".join(sorted(config.tasks)) or "none"
         raise TriggerRefused(
             "unknown-task",
-            f"no valid task {request.task!r} (valid tasks: {known}; an invalid task file is "
+            f"no valid task {shown(request.task)!r} (valid tasks: {known}; an invalid task file is "
             "reported by `b2bd validate`)",
         )
     if request.as_of is not None and now is not None:
@@ -120,7 +121,7 @@ def check_request(
         if elsewhere and shard is not None:
             # Another instance owns it and keeps its watermarks: a run from here would resend
             # what that instance has delivered and move no watermark of its own.
-            owners = ", ".join(f"{b} (shard {shard_of(b, shard.of)})" for b in elsewhere)
+            owners = ", ".join(f"{shown(b)} (shard {shard_of(b, shard.of)})" for b in elsewhere)
             raise TriggerRefused(
                 "bad-base",
                 f"base(s) {owners} belong to another instance: this one is shard {shard} "
@@ -129,7 +130,7 @@ def check_request(
         if outside:
             raise TriggerRefused(
                 "bad-base",
-                f"base(s) {', '.join(outside)} not among task {task.id}'s bases "
+                f"base(s) {', '.join(shown(b) for b in outside)} not among task {task.id}'s bases "
                 f"({', '.join(task.targets) or 'none'}; `b2bd validate` says why a base is "
                 "left out)",
             )

@@ -82,6 +82,31 @@ def test_trigger_usage_errors_exit_2(world: World, args, message) -> None:
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+LONG_ID = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["trigger", LONG_ID],
+        ["trigger", "snap", "--base", LONG_ID],
+        ["trigger", "snap", "--base", SECONDARY, "--base", LONG_ID, "--base", LONG_ID + "y"],
+        ["history", LONG_ID],
+        ["plan", "--task", LONG_ID],
+        ["preflight", "--task", LONG_ID],
+    ],
+)
+def test_an_unknown_id_is_echoed_cut_short(world: World, args) -> None:
+    """A mistyped (or hostile) id given on the command line is shown as its first 64
+    characters and an ellipsis, never echoed whole into a terminal or a job log."""
+    world.task("snap", SNAP)
+    proc = b2bd(world, *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert "x" * 64 + "…" in line and "x" * 65 not in line, line[:300]
+    assert len(line) < 1000 and "Traceback" not in line
+
+
 def test_trigger_shows_progress_on_a_tty(world: World) -> None:
     world.export(SECONDARY, pupils=[pupil(1, "7")])
     world.task("snap", SNAP)
