@@ -576,6 +576,7 @@ def test_a_wonde_token_from_the_credential_store_reaches_the_api_and_nothing_els
                 "root 600",
             ]
             assert c.sh("runuser -u b2bd -- cat /etc/credstore/wonde").returncode != 0
+            assert c.sh(f"test -e {SRC}/wonde.token").returncode != 0  # no copy left behind
             c.wait("test -S /run/b2bd/b2bd.sock", "the restarted service's control socket")
             out = c.ok(f"b2bd trigger weekly-unauthorised-absence --base {WONDE_BASE} "
                        "--format json")  # fmt: skip
