@@ -73,7 +73,8 @@ ADVICE: dict[int, str] = {
     errno.ENOTDIR: "a part of the path is not a folder",
     errno.EISDIR: "it is a folder where a file was expected",
     errno.EIO: "the disk reported an I/O error: check the device (dmesg) before going on",
-    errno.ELOOP: "too many symlinks (or a symlink where none may be)",
+    errno.ELOOP: "a symlink loop, or a symlink where none may be: point the symlink at a real "
+    "folder or file, or put one in its place",
     errno.EMFILE: "too many open files: raise LimitNOFILE=",
     errno.ENFILE: "the system's open-file table is full",
 }

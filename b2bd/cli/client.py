@@ -33,6 +33,8 @@ from b2bd.daemon.protocol import (
     peer_credentials,
     socket_address,
 )
+from b2bd.faults import explain
+from b2bd.statedir import running_as
 
 CONNECT_TIMEOUT = 5.0
 ANSWER_TIMEOUT = 60.0  # for the first answer line; a running trigger then streams as it goes
@@ -156,7 +158,7 @@ def _connect(path: Path, state_dir: Path) -> DaemonLink | None:
         ) from None
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot reach the daemon at {path}: {exc.strerror or exc}") from None
+        raise UsageError(explain(exc, "cannot reach the daemon", path, user=running_as())) from None
     if not daemon_trusted(uid, state_dir):
         sock.close()
         return None  # another user listens where a daemon might: not ours, told nothing

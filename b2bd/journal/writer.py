@@ -166,6 +166,17 @@ def _keep_broken(directory: Path, segment: str, offset: int, data: bytes) -> str
     raise JournalFailed(f"too many .broken files for {segment} at byte {offset}")
 
 
+def _make_folder(path: Path, *, parents: bool = False) -> None:
+    """``mkdir`` (0700) unless ``path`` is a folder already. Something else in its way is an
+    OSError saying what it is, where mkdir says only "File exists": a symlink loop (ELOOP), a
+    symlink to nothing (ENOENT), a file (ENOTDIR)."""
+    try:
+        path.mkdir(mode=0o700, parents=parents, exist_ok=True)
+    except FileExistsError:
+        os.stat(path)  # a symlink loop or a dangling symlink raises here, with its own errno
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path)) from None
+
+
 def _lock(directory: Path) -> int:
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -285,8 +296,8 @@ class Journal:
     def _open(cls, directory: Path, clock: Now, segment_bytes: int) -> Journal:
         state_dir = directory.parent
         if not directory.is_dir():
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            directory.mkdir(mode=0o700, exist_ok=True)
+            _make_folder(state_dir, parents=True)
+            _make_folder(directory)
             fsync_dir(state_dir)
         lock_fd = _lock(directory)
         try:

@@ -127,6 +127,29 @@ def test_tasks_folder_deleted_or_replaced_while_running_keeps_every_schedule(
     assert {e["event"] for e in errors(out)} == {"config-rejected"}
 
 
+def test_a_state_dir_that_is_a_symlink_loop_is_one_line_saying_so(d: Deployment) -> None:
+    """mkdir's "File exists" would say nothing an operator can act on: the line names the
+    path, the loop, and what to do; the CLI says the same."""
+    shutil.rmtree(d.state, ignore_errors=True)
+    d.state.symlink_to(d.state)
+    proc = start_daemon(d, None)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out
+    (error,) = errors(out)
+    said = str(error["error"])
+    assert error["event"] == "journal-unusable"
+    assert f"{d.state}: Too many levels of symbolic links" in said and "File exists" not in said
+    assert "a symlink loop" in said and "point the symlink at a real folder" in said
+    trigger = subprocess.run(
+        [sys.executable, "-m", "b2bd", "--config", str(d.config), "trigger", "t"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert trigger.returncode == 2
+    (line,) = trigger.stderr.splitlines()
+    assert f"{d.state}/" in line and "Too many levels of symbolic links" in line
+    assert "point the symlink at a real folder" in line
+
+
 def test_read_only_journal_segment_is_one_line_and_exit_1(open_tmp: Path) -> None:
     d = nobody_deployment(open_tmp)
     segment = root_owned_segment(d.state)
