@@ -121,6 +121,9 @@ class ControlRequests:
         except JournalDamaged as exc:  # changed behind the daemon's back: say where, as history
             reply.error("damaged", str(exc))
             return
+        except OSError as exc:
+            reply.error("io-error", self._unreadable(exc))
+            return
         report = status_report(
             config, state, d.clock.now(), running=d.runs.in_flight(), daemon=identity
         )
@@ -142,11 +145,19 @@ class ControlRequests:
         except JournalDamaged as exc:
             reply.error("damaged", str(exc))
             return
+        except OSError as exc:
+            reply.error("io-error", self._unreadable(exc))
+            return
         config = self.daemon.config
         if task and not runs and (config is None or task not in config.tasks):
             reply.error("unknown-task", f"no task {shown(task)!r} in the config or the journal")
             return
         reply.result(runs)
+
+    def _unreadable(self, exc: OSError) -> str:
+        """A journal read that failed (not damage: the file system said no), in one line."""
+        where = self.daemon.journal.directory
+        return explain(exc, "cannot read the journal", where, user=running_as())
 
     def acknowledge(self, request: dict[str, Any], reply: Reply) -> None:
         up_to = request.get("up_to")

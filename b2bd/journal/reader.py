@@ -391,11 +391,16 @@ def _decode_segments(
     opened: OpenSegments | None,
 ) -> Iterator[Entry]:
     for index, segment in enumerate(segments):
-        if opened is not None:
-            data = opened.read(index, segment.size)
-        else:
-            with segment.path.open("rb") as f:
-                data = f.read(segment.size)
+        try:
+            if opened is not None:
+                data = opened.read(index, segment.size)
+            else:
+                with segment.path.open("rb") as f:
+                    data = f.read(segment.size)
+        except OSError as exc:  # pread names no file: say which segment it was
+            if exc.filename is None:
+                exc.filename = str(segment.path)
+            raise
         if len(data) != segment.size:
             raise JournalDamaged(segment.name, len(data), "segment is shorter than when opened")
         try:

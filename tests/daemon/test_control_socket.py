@@ -804,7 +804,9 @@ def test_status_and_history_exit_2_when_the_daemon_cannot_read_its_journal(
     for command in ("status", "history"):
         result = cli(deployment, command)
         assert result.returncode == 2, (command, result.returncode, result.stderr)
-        assert result.stderr.startswith("b2bd: ") and "Traceback" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("b2bd: cannot read the journal: ") and "Traceback" not in line
+        assert f"{segment}: Is a directory (it is a folder where a file was expected)" in line
     segment.rmdir()
     aside.rename(segment)
     assert cli(deployment, "status").returncode == 0
