@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bd.cli import EXIT_USAGE, UsageError
-from b2bd.cli.client import DaemonError, find_daemon
+from b2bd.cli.client import DaemonError, error_exit, find_daemon
 from b2bd.cli.configdir import with_settings
 from b2bd.config.model import Settings
 from b2bd.faults import explain
@@ -167,7 +167,7 @@ def run_compact(args: argparse.Namespace) -> int:
             done = link.ask("compact")
         except DaemonError as exc:
             print(f"b2bd: {exc.message}", file=sys.stderr)
-            return EXIT_DAMAGED if exc.code == "damaged" else EXIT_USAGE
+            return error_exit(exc.code)
         by = f" by the running daemon (pid {done['pid']})"
         _print_compacted(by, done["checkpoint"], len(done["removed"]), done["history"],
                          done["history_days"])  # fmt: skip

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from b2bd.cli import UsageError, did_you_mean
-from b2bd.cli.client import DaemonLink, find_daemon
+from b2bd.cli.client import DaemonLink, error_exit, find_daemon
 from b2bd.cli.configdir import load, unusable
 from b2bd.clock import utc_now
 from b2bd.config.load import TASKS_DIR
@@ -256,10 +256,14 @@ def trigger_through(
 
 
 def _refused(code: str, message: str) -> int:
+    """README's table: a usage refusal 2 (raised), ``busy`` (overlap: skip) 75, a stopping
+    daemon 1 (the run did not happen), the daemon's own I/O failure as :func:`error_exit`."""
     if code in USAGE_REFUSALS:
         raise UsageError(message)
     print(f"b2bd: {message}", file=sys.stderr)
-    return EXIT_BUSY if code == "busy" else EXIT_NOT_ALL
+    if code == "busy":
+        return EXIT_BUSY
+    return EXIT_NOT_ALL if code in ("stopping", "stopped") else error_exit(code)
 
 
 def _note(display: TtyProgress | None, text: str) -> None:

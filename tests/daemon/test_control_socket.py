@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -811,3 +812,56 @@ def test_status_and_history_exit_2_when_the_daemon_cannot_read_its_journal(
     aside.rename(segment)
     assert cli(deployment, "status").returncode == 0
     assert stop_daemon(proc)[0] == 0
+
+
+# -- the daemon's own failure, as the CLI reports it -----------------------------------------------
+
+
+@contextlib.contextmanager
+def failing_daemon(path: Path, state_dir: Path, code: str, message: str) -> Iterator[None]:
+    """A peer of our own uid at ``path`` that greets as the daemon of ``state_dir`` and answers
+    every request with a final error ``code``: what the real daemon sends when its journal
+    fails as a run starts (``internal``) or a file cannot be read (``io-error``)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    hello = {"type": "hello", "protocol": 1, "state_dir": str(state_dir)}
+                    conn.sendall(json.dumps(hello).encode() + b"\n")
+                    conn.recv(65536)
+                    answer = {"type": "error", "code": code, "message": message}
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"), [("internal", 2), ("io-error", 2), ("busy", 75), ("stopping", 1)]
+)
+def test_trigger_exits_as_readme_says_for_each_daemon_refusal(
+    deployment: Deployment, code: str, exit_code: int
+) -> None:
+    """README's table: a daemon failing on I/O (its journal, a file) is exit 2 as the same
+    fault without a daemon; an overlap refusal 75; a stopping daemon 1 (the run did not
+    happen). The message is the daemon's, on one line."""
+    deployment.add_school("8814001")
+    deployment.add_task("t", "8814001")
+    deployment.state.mkdir(parents=True, exist_ok=True)
+    path = deployment.state / SOCKET_NAME
+    message = f"the run could not be started ({code})"
+    with failing_daemon(path, deployment.state, code, message):
+        result = cli(deployment, "trigger", "t")
+    assert result.returncode == exit_code, result.stderr
+    assert result.stderr.strip().splitlines() == [f"b2bd: {message}"]
