@@ -50,7 +50,7 @@ from b2bd.config.build import version_tuple
 from b2bd.config.model import Base, Settings, Task
 
 if TYPE_CHECKING:
-    from b2bd.connectors.source import Manifest
+    from b2bd.connectors.source import FailureReason, Manifest
 
 MIN_ONE_VERSION = "3.58"
 MIN_SIMS_VERSION = "7.166"
@@ -84,11 +84,12 @@ class Unmet:
 @dataclass(frozen=True)
 class Verdict:
     """What a transfer does given its :class:`Unmet` list: ``run``, ``skipped`` (reason
-    ``disabled`` or ``lockdown``) or ``failed`` (reason ``prerequisite``), with a one-line
+    ``disabled`` or ``lockdown``) or ``failed`` (reason ``prerequisite``; in preflight's
+    verdict also a connector's reason class, ``auth``, ``unreachable``...), with a one-line
     message listing every finding as ``message [rule]``."""
 
     outcome: Literal["run", "skipped", "failed"]
-    reason: Obstacle | None = None
+    reason: Obstacle | FailureReason | None = None  # preflight's live checks: a connector's
     message: str = ""
 
 

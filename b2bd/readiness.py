@@ -88,12 +88,9 @@ class BaseReport:
             return Verdict("run")
         message = "; ".join(f"{c.name}: {c.detail}" for c in failures)
         skip = next((c for c in failures if c.reason in ("disabled", "lockdown")), None)
-        # The ignores: Verdict.reason is typed for the prerequisites' obstacles only, but a
-        # preflight failure's reason may also be a connector's (auth, unreachable...), which
-        # preflight reports as it is (text and JSON). Widening Verdict is left to its owner.
         if skip is not None:
-            return Verdict("skipped", skip.reason, message)  # type: ignore[arg-type]
-        return Verdict("failed", failures[0].reason, message)  # type: ignore[arg-type]
+            return Verdict("skipped", skip.reason, message)
+        return Verdict("failed", failures[0].reason, message)
 
 
 @dataclass(frozen=True)
