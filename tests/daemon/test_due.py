@@ -51,6 +51,7 @@ def task(task_id: str = "t", *, enabled: bool = True, schedule: Schedule = DAILY
 
 
 def policy(catch_up: str, deadline: dt.timedelta | None = dt.timedelta(hours=12)) -> Policy:
+    # the table rows give catch_up as a plain str; Policy's field is the CatchUp Literal
     return Policy(catch_up=catch_up, starting_deadline=deadline)  # type: ignore[arg-type]
 
 

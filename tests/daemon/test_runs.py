@@ -165,6 +165,7 @@ class World:
         self.until(lambda: set(runs) <= set(self.finished))
 
     def states(self) -> dict[str, dict[str, object]]:
+        # in_flight() is typed list[dict[str, object]] (status JSON); the test knows the keys
         return {r["run"]: r["bases"] for r in self.runs.in_flight()}  # type: ignore[misc]
 
 
