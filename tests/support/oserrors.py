@@ -31,8 +31,12 @@ def _warm() -> None:
 
     import b2bd.cli.run  # noqa: F401
     from b2bd.cli import build_parser
+    from b2bd.config import packaged
+    from b2bd.config.schema import SCHEMA_FILES
 
     build_parser()
+    for kind in SCHEMA_FILES:  # the packaged schemas and zone names, read at first use
+        packaged.validator(kind)
     dt.datetime.strptime("2026-12-02T06:30", "%Y-%m-%dT%H:%M")  # imports _strptime
 
 
