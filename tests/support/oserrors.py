@@ -37,6 +37,7 @@ def _warm() -> None:
     build_parser()
     for kind in SCHEMA_FILES:  # the packaged schemas and zone names, read at first use
         packaged.validator(kind)
+    packaged.known_timezone("Europe/London")  # the zone list (tzdata) and the example's zone
     dt.datetime.strptime("2026-12-02T06:30", "%Y-%m-%dT%H:%M")  # imports _strptime
 
 
