@@ -4,22 +4,15 @@ silent abbreviations, "did you mean" for a mistyped command or choice (a real su
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from b2bd import __version__
+from tests.support.cli import b2bd
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "config")
-
-
-def b2bd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def test_version() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import b2bd as run_b2bd
 from tests.support.config_dir import BASES, ConfigDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +38,7 @@ def task(task_id: str, bases: str, schedule: str = '{days: [mon], times: ["06:30
 
 
 def b2bd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or REPO,
-        timeout=120,
-    )
+    return run_b2bd(*args, cwd=cwd or REPO, timeout=120)
 
 
 def diff(old: Path, new: Path, *args: str) -> subprocess.CompletedProcess[str]:

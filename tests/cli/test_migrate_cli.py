@@ -4,14 +4,13 @@ command; the pure translation's tests are in tests/test_migrate.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from b2bd.config.load import load_config
+from tests.support.cli import b2bd
 from tests.support.one_export import config_without_tasks, one_row
 
 EXPORT = Path(__file__).parent / "data" / "one-scheduled-tasks.csv"
@@ -53,12 +52,6 @@ EXPECTED_TASKS = {
     "one-off-census-pull-2024": ["8814001"],
     "weekly-unauthorised-absence-primary": ["8812002"],
 }
-
-
-def b2bd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.fixture

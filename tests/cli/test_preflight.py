@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from b2bd.preflight import writable_dir
+from tests.support.cli import b2bd
 from tests.support.config_dir import b2bd_yaml
-
-
-def b2bd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def export_folder(

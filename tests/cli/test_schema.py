@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-
-def b2bd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, cwd=cwd, timeout=60
-    )
+from tests.support.cli import b2bd
 
 
 def test_schema_out_writes_schemas_editors_can_use(tmp_path: Path) -> None:

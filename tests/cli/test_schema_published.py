@@ -5,8 +5,6 @@ and saying in editors what `validate` says: each rule's errorMessage is the mess
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +14,12 @@ import jsonschema
 import pytest
 
 from b2bd.config.packaged import known_timezone, timezones
+from tests.support.cli import b2bd
 from tests.support.config_dir import BASES, SETTINGS, TASK, ConfigDir
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
 WEEKLY = 'schedule:\n  weekly: {days: [mon], times: ["06:30"]}\n'
-
-
-def b2bd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def task(body: str, direction: str = "from-school") -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import b2bd
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = """\
@@ -18,12 +18,6 @@ data: {type: changed, months: 3}
 schedule:
   weekly: {days: [mon], times: ["06:30"]}
 """
-
-
-def b2bd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, cwd=cwd, timeout=60
-    )
 
 
 @pytest.fixture

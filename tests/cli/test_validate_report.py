@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.cli import b2bd
 from tests.support.config_dir import SETTINGS, ConfigDir, cfg
 
 __all__ = ["cfg"]  # the fixture
@@ -33,12 +31,6 @@ data: {type: snapshot, months: 3}
 schedule:
   weekly: {days: [mon], times: ["06:30"]}
 """
-
-
-def b2bd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2bd", *args], capture_output=True, text=True, cwd=cwd, timeout=60
-    )
 
 
 @pytest.fixture
