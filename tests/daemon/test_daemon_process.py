@@ -297,14 +297,10 @@ def test_a_lost_key_file_stops_the_daemon_instead_of_making_a_new_one(deployment
     assert len(deployment.records("daemon-started")) == 1  # the refused start did nothing
 
 
-def test_closing_an_interrupted_run_keeps_its_journaled_outcomes(
-    deployment, notify_socket, capsys
-) -> None:
-    """A run cut short after some of its transfers were journaled (a `trigger` stopped by
-    Ctrl-C or a lost SSH session, a killed daemon), then a later run of the same task on the
-    same base: at the next start the interrupted run is closed without calling the transfer it
-    did deliver failed, and the later run's success stays the base's latest outcome."""
-    from b2bd.cli import main
+def interrupted_then_triggered(deployment: Deployment, *, again: str) -> tuple[str, str]:
+    """A journal as a cut-short run leaves it: task t on 8814001 and 8812002, 8814001 delivered,
+    then Ctrl-C (8812002 never ended, no run-finished); then another trigger of t for the base
+    ``again`` that succeeded. The two run ids: (the cut run, the later one)."""
     from b2bd.journal.writer import Journal
 
     deployment.add_school("8814001")
@@ -320,11 +316,23 @@ def test_closing_an_interrupted_run_keeps_its_journaled_outcomes(
         journal.append("run-started", run=cut, task="t", slot=slot, manual=True,
                        bases=["8814001", "8812002"])  # fmt: skip
         journal.append("transfer-succeeded", run=cut, base="8814001", **common)
-        # ... Ctrl-C: 8812002 never ended and no run-finished. Then another trigger:
         journal.append("run-started", run=later, task="t", slot=slot, manual=True,
-                       bases=["8814001"])  # fmt: skip
-        journal.append("transfer-succeeded", run=later, base="8814001", **common)
+                       bases=[again])  # fmt: skip
+        journal.append("transfer-succeeded", run=later, base=again, **common)
         journal.append("run-finished", run=later, task="t", outcome="succeeded")
+    return cut, later
+
+
+def test_closing_an_interrupted_run_keeps_its_journaled_outcomes(
+    deployment, notify_socket, capsys
+) -> None:
+    """A run cut short after some of its transfers were journaled (a `trigger` stopped by
+    Ctrl-C or a lost SSH session, a killed daemon), then a later run of the same task on the
+    same base: at the next start the interrupted run is closed without calling the transfer it
+    did deliver failed, and the later run's success stays the base's latest outcome."""
+    from b2bd.cli import main
+
+    cut, later = interrupted_then_triggered(deployment, again="8814001")
     proc = start_daemon(deployment, notify_socket)
     try:
         notify_socket.wait_for("READY=1")
@@ -397,26 +405,8 @@ def test_closing_an_interrupted_run_does_not_hide_a_later_runs_outcome(
     `status` would show a base failing whose last transfer succeeded); the closed run shows
     the base without an outcome."""
     from b2bd.cli import main
-    from b2bd.journal.writer import Journal
 
-    deployment.add_school("8814001")
-    deployment.add_school("8812002")
-    (deployment.config / "tasks" / "t.yaml").write_text(
-        deployment.task_text("t", "8814001").replace('["8814001"]', '["8814001", "8812002"]')
-    )
-    slot = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
-    common = {"task": "t", "direction": "from-school", "data_type": "snapshot",
-              "cohort_group": "ncy"}  # fmt: skip
-    cut, later = "t/manual-20261201T060000Z", "t/manual-20261201T061000Z"
-    with Journal.open(deployment.state) as journal:
-        journal.append("run-started", run=cut, task="t", slot=slot, manual=True,
-                       bases=["8814001", "8812002"])  # fmt: skip
-        journal.append("transfer-succeeded", run=cut, base="8814001", **common)
-        # ... Ctrl-C before 8812002 ended. The operator triggers that base again:
-        journal.append("run-started", run=later, task="t", slot=slot, manual=True,
-                       bases=["8812002"])  # fmt: skip
-        journal.append("transfer-succeeded", run=later, base="8812002", **common)
-        journal.append("run-finished", run=later, task="t", outcome="succeeded")
+    cut, later = interrupted_then_triggered(deployment, again="8812002")
     proc = start_daemon(deployment, notify_socket)
     try:
         notify_socket.wait_for("READY=1")
